@@ -1,0 +1,243 @@
+"""Prompts, reference answers, and the reading of a reply into an Answer (never raises).
+
+Two styles:
+
+* ``paper``: the reference prompt (task description, cards, JSON skeleton) and a strict-JSON answer
+  ``{"cards": ["7", "5", "J", "3"], "number": [7, 5, 11, 3], "formula": "(7-5)*11+2=24"}``.
+* ``compact``: for a tiny word-level model, every token separated by one space::
+
+      prompt  J = 11 Q = 12 K = 13 ; target 24 ; cards 7 5 J 2
+      answer  numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24
+
+  Non-integer values are one word ``p/q`` (``8/3``), negative ones ``-3``.
+
+Reading a reply (``parse``) tries, in order: strict JSON (replies up to 64 KB), a lenient
+``formula: ...`` key with any quotes, the steps format (a first segment starting with ``numbers``,
+or a reply made only of ``a op b = c`` segments; segments are cut at ``;`` and newlines), and last
+a bare equation or a reply that is nothing but a formula. Every scan is linear with bounded
+quantifiers, so megabyte replies cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .expr import DIGITS, OPERATORS, read, solution_steps, expression
+from .rules import Rule, as_hand, get_rule, symbols
+
+STYLES = ("paper", "compact")
+
+MAX_JSON_CHARS = 1 << 16
+MAX_SEGMENTS = 64
+_FORMULA_WINDOW = 600
+_EQUATIONS_TRIED = 16
+
+_PAPER_PROMPT = """[Task Description]
+You are an expert {target} points card game player. You will receive a set of {n} cards.
+Note that {rule}, and each card must be used exactly once.
+Your goal is to output a formula that evaluates to {target} using the numbers from the cards and \
+operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Input]
+Cards: {cards}
+
+[Output]
+{{
+  "cards": [{card_vars}], where {rule},
+  "number": [{number_vars}], where {number_list} are the numbers on the cards,
+  "formula": 'an equation using {number_vars} and operators that equals {target}'
+}}"""
+
+
+def _style(style: str) -> str:
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; known styles: {', '.join(STYLES)}")
+    return style
+
+
+def _and_list(items: list[str]) -> str:
+    if len(items) < 3:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + ", and " + items[-1]
+
+
+def word(value: Fraction | int) -> str:
+    """A number as one word: ``24``, ``-3``, ``8/3``."""
+    return str(Fraction(value))
+
+
+def prompt(hand, rule: Rule | str, target: int = 24, style: str = "paper") -> str:
+    hand, rule = as_hand(hand), get_rule(rule)
+    cards = symbols(hand)
+    if _style(style) == "compact":
+        return f"J = {rule.jack} Q = {rule.queen} K = {rule.king} ; target {target} ; cards {' '.join(cards)}"
+    card_vars = "xyzwvutsrqpo"[: len(hand)] if len(hand) <= 12 else "x" * len(hand)
+    number_vars = "abcdefghijkl"[: len(hand)] if len(hand) <= 12 else "a" * len(hand)
+    return _PAPER_PROMPT.format(
+        target=target, n=len(hand), rule=rule.sentence.rstrip("."),
+        cards="[" + ", ".join(f"'{card}'" for card in cards) + "]",
+        card_vars=", ".join(card_vars), number_vars=", ".join(number_vars),
+        number_list=_and_list(list(number_vars)),
+    )
+
+
+def messages(hand, rule: Rule | str, target: int = 24, style: str = "paper") -> list[dict]:
+    return [{"role": "user", "content": prompt(hand, rule, target, style)}]
+
+
+def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = "paper") -> str:
+    """The reference reply (SFT target) for a solution formula; ValueError if it is not one."""
+    hand, rule = as_hand(hand), get_rule(rule)
+    values = rule.values(hand)
+    reading = read(expression(formula))
+    if (not reading.complete or reading.div_by_zero or reading.value != target
+            or sorted(reading.numbers) != sorted(values)):
+        raise ValueError(f"{formula!r} is not a solution for the values {list(values)} and target {target}")
+    if _style(style) == "compact":
+        steps = " ; ".join(f"{word(a)} {op} {word(b)} = {word(r)}" for a, op, b, r in solution_steps(formula))
+        return f"numbers {' '.join(map(str, values))} ; {steps}"
+    return json.dumps({"cards": symbols(hand), "number": list(values),
+                       "formula": f"{expression(formula).strip()}={target}"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a reply states. ``format``: "json", "lenient", "steps" or "none" (nothing found)."""
+
+    formula: str | None
+    cards: list[str] | None
+    numbers: list[str] | None
+    steps: list[str] | None
+    format: str
+
+
+_QUOTES = "\"'“”‘’`"
+_KEYS_TRIED = 64
+_KEY_PATTERNS = {
+    "formula": re.compile(r"formula[\"'“”‘’]?[ \t]{0,8}[:=][ \t]{0,8}"),
+    **{key: re.compile(rf"{key}[\"']?[ \t]{{0,8}}:[ \t]{{0,8}}\[([^\]\n]{{0,200}})\]") for key in ("cards", "number")},
+}
+_NUMBERS_WORD = re.compile(r"numbers?\b", re.IGNORECASE)
+_WORD_NUM = r"-?[0-9]{1,9}(?:/[0-9]{1,9})?"
+STEP = re.compile(rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})[ \t]{{0,8}}=[ \t]{{0,8}}"
+                  rf"({_WORD_NUM})[ \t.]{{0,8}}")
+_FORMULA_CHARS = frozenset(DIGITS + "".join(OPERATORS) + "() \t")
+
+
+def _json_answer(text: str) -> Answer | None:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start or end - start >= MAX_JSON_CHARS:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or "formula" not in data:
+        return None
+
+    def strings(key: str) -> list[str] | None:
+        items = data.get(key)
+        return [str(item) for item in items] if isinstance(items, list) else None
+
+    formula = data["formula"]
+    return Answer(formula if isinstance(formula, str) else str(formula),
+                  strings("cards"), strings("number"), None, "json")
+
+
+def _last_key(text: str, key: str) -> re.Match | None:
+    """The last ``key: value`` in the text, looking back over at most _KEYS_TRIED mentions of the key."""
+    end = len(text)
+    for _ in range(_KEYS_TRIED):
+        at = text.rfind(key, 0, end)
+        if at < 0:
+            return None
+        match = _KEY_PATTERNS[key].match(text, at)
+        if match:
+            return match
+        end = at
+    return None
+
+
+def _listed(text: str, key: str) -> list[str] | None:
+    match = _last_key(text, key)
+    if match is None:
+        return None
+    return [item.strip().strip(_QUOTES) for item in match.group(1).split(",") if item.strip()]
+
+
+def _formula_value(text: str) -> str | None:
+    """The value after the last ``formula:`` key, up to its closing quote (any quote style)."""
+    match = _last_key(text, "formula")
+    if match is None:
+        return None
+    value = text[match.end(): match.end() + _FORMULA_WINDOW].split("\n", 1)[0]
+    if value[:1] and value[0] in _QUOTES:
+        value = value[1:]
+        stop = min((i for i in map(value.find, _QUOTES) if i >= 0), default=len(value))
+    else:
+        stop = min((i for i in map(value.find, ",}") if i >= 0), default=len(value))
+    return value[:stop].strip()
+
+
+def _segments(text: str) -> list[str]:
+    """The non-empty parts between ``;`` and newlines, at most MAX_SEGMENTS + 1 (the last one holds the rest)."""
+    parts = [piece for part in text.split(";", MAX_SEGMENTS) for piece in part.split("\n", MAX_SEGMENTS)]
+    head = [piece.strip() for piece in parts[:MAX_SEGMENTS]]
+    tail = ";".join(parts[MAX_SEGMENTS:]).strip()
+    return [piece for piece in head + [tail] if piece]
+
+
+def _steps_answer(text: str) -> Answer | None:
+    segments = _segments(text)
+    if not segments:
+        return None
+    head = _NUMBERS_WORD.match(segments[0])
+    if head:
+        numbers = segments[0][head.end():].split(maxsplit=32)[:32]
+        return Answer(None, None, numbers, segments[1:], "steps")
+    if all(STEP.fullmatch(s) for s in segments):
+        return Answer(None, None, None, segments, "steps")
+    return None
+
+
+def _bare_formula(text: str) -> str | None:
+    """A formula standing alone: the whole reply, or the left side of one of the last equations."""
+    stripped = text.strip()
+    if len(stripped) <= _FORMULA_WINDOW and set(stripped) <= _FORMULA_CHARS and any(c in DIGITS for c in stripped):
+        return stripped
+    end = len(text)
+    for _ in range(_EQUATIONS_TRIED):
+        at = text.rfind("=", 0, end)
+        if at < 0:
+            return None
+        left = text[max(0, at - _FORMULA_WINDOW): at]
+        start = len(left)
+        while start and left[start - 1] in _FORMULA_CHARS:
+            start -= 1
+        candidate = left[start:].strip()
+        if candidate and any(c in DIGITS for c in candidate):
+            return candidate
+        end = at
+    return None
+
+
+def parse(text: str) -> Answer:
+    """Read a reply in any supported format; never raises."""
+    if not isinstance(text, str):
+        return Answer(None, None, None, None, "none")
+    found = _json_answer(text)
+    if found:
+        return found
+    formula = _formula_value(text)
+    if formula is not None:
+        return Answer(formula, _listed(text, "cards"), _listed(text, "number"), None, "lenient")
+    found = _steps_answer(text)
+    if found:
+        return found
+    formula = _bare_formula(text)
+    if formula is not None:
+        return Answer(formula, _listed(text, "cards"), _listed(text, "number"), None, "lenient")
+    return Answer(None, None, None, None, "none")

@@ -1,0 +1,118 @@
+"""Typed views of the experiment config, one dataclass per section.
+
+The JSON schema (schemas/config.schema.yaml) is the contract the Snakefile validates; these classes give
+scripts and library code named, typed fields and fail loudly on a key the code does not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass `cls` from `data`, recursing into dataclass fields; unknown keys are an error."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kind = known[name].type
+        sub = _DATACLASSES.get(kind) if isinstance(kind, str) else None
+        kwargs[name] = from_dict(sub, value, f"{where}.{name}") if sub and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+def load_json_arg(text_or_path: str) -> dict[str, Any]:
+    """A `--config` argument: inline JSON (what the rules pass) or a path to a JSON/YAML file."""
+    if text_or_path.lstrip().startswith("{"):
+        return json.loads(text_or_path)
+    path = Path(text_or_path)
+    if path.suffix in {".yaml", ".yml"}:
+        import yaml
+
+        return yaml.safe_load(path.read_text())
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    correct: float = 5.0
+    partial: float = 1.0
+    no_solution: float = -1.0
+    wrong_numbers: float = -2.0
+    illegal_formula: float = -3.0
+    unparsable: float = -3.0
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    target: int = 24
+    style: str = "paper"
+    max_attempts: int = 5
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+
+
+@dataclass(frozen=True)
+class SftDataConfig:
+    hands: int = 300
+    solutions_per_hand: int = 3
+
+
+@dataclass(frozen=True)
+class EvalDataConfig:
+    id: int = 234
+    id_unseen: int = 234
+    ood: int = 234
+    loss_examples: int = 200
+
+
+@dataclass(frozen=True)
+class RlDataConfig:
+    prompts: int = 2000
+
+
+@dataclass(frozen=True)
+class PretrainDataConfig:
+    examples: int = 40000
+    targets: tuple[int, int] = (12, 36)
+    exclude_targets: tuple[int, ...] = (22, 23, 24, 25, 26)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    id_unseen_share: float = 0.2
+    sft: SftDataConfig = field(default_factory=SftDataConfig)
+    eval: EvalDataConfig = field(default_factory=EvalDataConfig)
+    rl: RlDataConfig = field(default_factory=RlDataConfig)
+    pretrain: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+
+
+_DATACLASSES = {
+    cls.__name__: cls
+    for cls in (
+        RewardsConfig,
+        TaskConfig,
+        SftDataConfig,
+        EvalDataConfig,
+        RlDataConfig,
+        PretrainDataConfig,
+        DataConfig,
+    )
+}
+
+
+def ladder_steps(max_steps: int, save_every: int, extra_steps: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """The SFT checkpoint ladder: every `save_every` steps, the extra (early, dense) steps, and the end."""
+    if max_steps < 1 or save_every < 1:
+        raise ValueError(f"sft: max_steps ({max_steps}) and save_every ({save_every}) must be positive")
+    outside = sorted(s for s in extra_steps if not 1 <= s <= max_steps)
+    if outside:
+        raise ValueError(f"sft.extra_steps {outside} lie outside the ladder 1..{max_steps}")
+    return sorted({*range(save_every, max_steps + 1, save_every), *extra_steps, max_steps})

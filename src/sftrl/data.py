@@ -1,0 +1,244 @@
+"""The experiment's datasets: SFT examples, evaluation episodes, RL prompts and the pretraining corpus.
+
+Every set is a pure function of (config, seed): the same inputs give the same bytes. Hands are split by
+rank multiset first, so `id_unseen` episodes come from multisets that no training set ever shows, while
+`id` episodes reuse the SFT multisets in a card order the SFT set never shows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+from sftrl import cards
+from sftrl.config import DataConfig, TaskConfig
+
+EVAL_SPLITS = ("id", "id_unseen", "ood")
+LOSS_SPLITS = ("id_unseen", "ood")
+Multiset = tuple[int, ...]
+
+
+def stage_rng(seed: int, stage: str) -> random.Random:
+    """An independent, reproducible random stream per stage (string seeds hash stably in CPython)."""
+    return random.Random(f"sftrl:{seed}:{stage}")
+
+
+def multiset(hand: Iterable[int]) -> Multiset:
+    return tuple(sorted(hand))
+
+
+def rule_record(rule: cards.Rule) -> dict:
+    return asdict(rule)
+
+
+def rule_from_record(record: dict) -> cards.Rule:
+    return cards.Rule(**record)
+
+
+@dataclass(frozen=True)
+class HandSplit:
+    """ID-solvable rank multisets, partitioned into those training may use and those held out."""
+
+    train: frozenset[Multiset]
+    held_out: frozenset[Multiset]
+
+
+def split_multisets(seed: int, held_out_share: float, target: int) -> HandSplit:
+    pool = [
+        ms
+        for ms in itertools.combinations_with_replacement(range(1, 14), 4)
+        if cards.is_solvable(ms, cards.RULES["id"], target)
+    ]
+    stage_rng(seed, "split").shuffle(pool)
+    n_held = max(1, round(held_out_share * len(pool)))
+    return HandSplit(train=frozenset(pool[n_held:]), held_out=frozenset(pool[:n_held]))
+
+
+def sample_hands(
+    rng: random.Random,
+    rule: cards.Rule,
+    target: int,
+    n: int,
+    accept: Callable[[tuple[int, ...]], bool],
+    what: str,
+    key: Callable[[tuple[int, ...]], tuple[int, ...]] = tuple,
+    max_tries_per_hand: int = 2000,
+) -> list[tuple[int, ...]]:
+    """`n` hands from `cards.deal`, distinct by `key`, kept only where `accept` says so.
+
+    Rejection keeps the deal's own distribution over the accepted hands.
+    """
+    hands: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    tries = 0
+    while len(hands) < n:
+        tries += 1
+        if tries > max_tries_per_hand * n:
+            raise ValueError(
+                f"could only find {len(hands)} of {n} distinct hands for {what}; ask for fewer"
+            )
+        hand = tuple(cards.deal(rng, rule, target))
+        if key(hand) not in seen and accept(hand):
+            seen.add(key(hand))
+            hands.append(hand)
+    return hands
+
+
+def pick_solutions(rng: random.Random, formulas: list[str], k: int, style: str) -> list[str]:
+    """Up to k solutions; the compact style prefers formulas whose steps stay natural numbers,
+    which a word-level tokenizer writes as single words."""
+    if style == "compact":
+        natural = [f for f in formulas if all(_is_natural(s[3]) for s in cards.solution_steps(f))]
+        if natural:
+            formulas = natural
+    return sorted(rng.sample(formulas, min(k, len(formulas))))
+
+
+def _is_natural(value: Fraction) -> bool:
+    return value.denominator == 1 and value >= 0
+
+
+def example(
+    uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str
+) -> dict:
+    """One supervised example in TRL's conversational prompt/completion form, plus its provenance."""
+    return {
+        "uid": uid,
+        "hand": list(hand),
+        "cards": [cards.CARD_SYMBOLS[r] for r in hand],
+        "rule": rule_record(rule),
+        "target": target,
+        "formula": formula,
+        "prompt": cards.messages(hand, rule, target, style),
+        "completion": [
+            {"role": "assistant", "content": cards.answer(hand, rule, formula, target, style)}
+        ],
+    }
+
+
+def episode_record(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int) -> dict:
+    return {
+        "uid": uid,
+        "hand": list(hand),
+        "cards": [cards.CARD_SYMBOLS[r] for r in hand],
+        "rule": rule_record(rule),
+        "target": target,
+    }
+
+
+def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, list[dict]]:
+    """All sets of one experiment except the pretraining corpus, keyed by file stem."""
+    target, style = task.target, task.style
+    id_rule, ood_rule = cards.RULES["id"], cards.RULES["ood"]
+    split = split_multisets(seed, data.id_unseen_share, target)
+
+    rng = stage_rng(seed, "sft")
+    sft_hands = sample_hands(
+        rng, id_rule, target, data.sft.hands, lambda h: multiset(h) in split.train, "sft", key=multiset
+    )
+    sft_multisets = [multiset(h) for h in sft_hands]
+
+    sft: list[dict] = []
+    for ms in sft_multisets:
+        formulas = pick_solutions(
+            rng, cards.solutions(ms, id_rule, target), data.sft.solutions_per_hand, style
+        )
+        for formula in formulas:
+            hand = list(ms)
+            rng.shuffle(hand)
+            sft.append(example(f"sft-{len(sft):06d}", tuple(hand), id_rule, target, formula, style))
+    sft_ordered = {tuple(e["hand"]) for e in sft}
+    sft_seen = set(sft_multisets)
+
+    episodes = {
+        "id": sample_hands(
+            stage_rng(seed, "eval_id"),
+            id_rule,
+            target,
+            data.eval.id,
+            lambda h: multiset(h) in sft_seen and h not in sft_ordered,
+            "eval id",
+        ),
+        "id_unseen": sample_hands(
+            stage_rng(seed, "eval_id_unseen"),
+            id_rule,
+            target,
+            data.eval.id_unseen,
+            lambda h: multiset(h) in split.held_out,
+            "eval id_unseen",
+        ),
+        "ood": sample_hands(
+            stage_rng(seed, "eval_ood"), ood_rule, target, data.eval.ood, lambda h: True, "eval ood"
+        ),
+    }
+    rules = {"id": id_rule, "id_unseen": id_rule, "ood": ood_rule}
+    sets: dict[str, list[dict]] = {"sft": sft}
+    for name, hands in episodes.items():
+        sets[f"eval_{name}"] = [
+            episode_record(f"{name}-{i:05d}", h, rules[name], target) for i, h in enumerate(hands)
+        ]
+
+    rng = stage_rng(seed, "loss")
+    for name in LOSS_SPLITS:
+        sets[f"loss_{name}"] = [
+            example(
+                f"loss-{ep['uid']}",
+                tuple(ep["hand"]),
+                rules[name],
+                target,
+                pick_solutions(rng, cards.solutions(ep["hand"], rules[name], target), 1, style)[0],
+                style,
+            )
+            for ep in sets[f"eval_{name}"][: data.eval.loss_examples]
+        ]
+
+    id_eval = set(episodes["id"])
+    rl_hands = sample_hands(
+        stage_rng(seed, "rl"),
+        id_rule,
+        target,
+        data.rl.prompts,
+        lambda h: multiset(h) in split.train and h not in id_eval,
+        "rl prompts",
+    )
+    sets["rl_prompts"] = [
+        {**episode_record(f"rl-{i:06d}", h, id_rule, target), "prompt": cards.messages(h, id_rule, target, style)}
+        for i, h in enumerate(rl_hands)
+    ]
+    return sets
+
+
+def pretrain_targets(data: DataConfig, task: TaskConfig) -> list[int]:
+    low, high = data.pretrain.targets
+    targets = [t for t in range(low, high + 1) if t not in set(data.pretrain.exclude_targets)]
+    if not targets:
+        raise ValueError(f"data.pretrain: no target left in {low}..{high} after exclude_targets")
+    return targets
+
+
+def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list[dict]:
+    """Puzzles under random face-card values and targets stated in the prompt.
+
+    The model must read the rule to answer, which is the skill OOD evaluation probes. The evaluation
+    problems themselves never appear: no ID or OOD mapping is paired with the evaluation target, and
+    no held-out (`id_unseen`) multiset is used at all.
+    """
+    rng = stage_rng(seed, "pretrain")
+    split = split_multisets(seed, data.id_unseen_share, task.target)
+    targets = pretrain_targets(data, task)
+    evaluation_rules = {cards.RULES["id"].values(range(11, 14)), cards.RULES["ood"].values(range(11, 14))}
+    corpus = []
+    while len(corpus) < data.pretrain.examples:
+        rule = cards.Rule.random(rng)
+        target = rng.choice(targets)
+        if target == task.target and rule.values(range(11, 14)) in evaluation_rules:
+            continue
+        hand = tuple(cards.deal(rng, rule, target, require_face=False))
+        if multiset(hand) in split.held_out:
+            continue
+        formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
+        corpus.append(example(f"pre-{len(corpus):07d}", hand, rule, target, formula, task.style))
+    return corpus

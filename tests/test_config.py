@@ -1,0 +1,64 @@
+"""The config schema stops a bad config before any job starts, naming the key."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sftrl.config import DataConfig, TaskConfig, from_dict
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def dry_run(root: Path, workdir: Path, config: dict) -> subprocess.CompletedProcess:
+    cfg = workdir / "exp.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [*SNAKEMAKE, "-n", "-s", str(root / "Snakefile"), "-d", str(workdir), "--configfile", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_default_config_dry_runs(root, tmp_path, default_config):
+    result = dry_run(root, tmp_path, default_config)
+    assert result.returncode == 0, result.stderr
+    assert "datasets" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["data"]["sft"].update(handz=3), "handz"),
+        (lambda c: c.update(sedd=1), "sedd"),
+        (lambda c: c["data"]["sft"].update(hands="many"), "'hands'"),
+        (lambda c: c["task"].update(style="verbose"), "'style'"),
+        (lambda c: c["data"].update(id_unseen_share=1.5), "'id_unseen_share'"),
+    ],
+    ids=["typo-nested", "typo-top", "wrong-type", "bad-enum", "out-of-range"],
+)
+def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, edit, expected):
+    config = copy.deepcopy(default_config)
+    edit(config)
+    result = dry_run(root, tmp_path, config)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error validating config file" in output
+    assert expected in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_sections_parse_into_typed_configs(default_config):
+    task = from_dict(TaskConfig, default_config["task"], "task")
+    data = from_dict(DataConfig, default_config["data"], "data")
+    assert task.rewards.correct == default_config["task"]["rewards"]["correct"]
+    assert data.sft.hands == default_config["data"]["sft"]["hands"]
+
+
+def test_typed_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="data.sft: unknown key"):
+        from_dict(DataConfig, {"sft": {"hands": 3, "handz": 4}}, "data")

@@ -1,0 +1,141 @@
+"""Datasets: split discipline, no evaluation episode in any training set, identical bytes per seed."""
+
+import dataclasses
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from sftrl import cards, data
+from sftrl.config import DataConfig, EvalDataConfig, PretrainDataConfig, RlDataConfig, SftDataConfig, TaskConfig
+
+TASK = TaskConfig(target=24, style="compact")
+SMALL = DataConfig(
+    id_unseen_share=0.2,
+    sft=SftDataConfig(hands=60, solutions_per_hand=2),
+    eval=EvalDataConfig(id=40, id_unseen=40, ood=40, loss_examples=10),
+    rl=RlDataConfig(prompts=80),
+    pretrain=PretrainDataConfig(examples=300, targets=(12, 36), exclude_targets=(23, 24, 25)),
+)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return data.build_datasets(7, TASK, SMALL)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return data.build_pretrain_corpus(7, TASK, SMALL)
+
+
+def problem(record):
+    """What makes an episode the same problem: the ordered hand, the face values and the target."""
+    rule = record["rule"]
+    return (tuple(record["hand"]), (rule["jack"], rule["queen"], rule["king"]), record["target"])
+
+
+def test_sizes(sets):
+    assert len({tuple(sorted(e["hand"])) for e in sets["sft"]}) == SMALL.sft.hands
+    assert len(sets["eval_id"]) == SMALL.eval.id
+    assert len(sets["eval_id_unseen"]) == SMALL.eval.id_unseen
+    assert len(sets["eval_ood"]) == SMALL.eval.ood
+    assert len(sets["loss_ood"]) == SMALL.eval.loss_examples
+    assert len(sets["rl_prompts"]) == SMALL.rl.prompts
+
+
+def test_no_evaluation_episode_in_any_training_set(sets, corpus):
+    evaluation = {problem(e) for name in data.EVAL_SPLITS for e in sets[f"eval_{name}"]}
+    for name in ("sft", "rl_prompts"):
+        assert not evaluation & {problem(r) for r in sets[name]}, name
+    assert not evaluation & {problem(r) for r in corpus}
+    prompts = {r["prompt"][0]["content"] for name in ("sft", "rl_prompts") for r in sets[name]}
+    prompts |= {r["prompt"][0]["content"] for r in corpus}
+    for name in data.EVAL_SPLITS:
+        for e in sets[f"eval_{name}"]:
+            rule = data.rule_from_record(e["rule"])
+            assert cards.prompt(e["hand"], rule, e["target"], TASK.style) not in prompts
+
+
+def test_id_unseen_multisets_never_trained_on(sets, corpus):
+    unseen = {tuple(sorted(e["hand"])) for e in sets["eval_id_unseen"]}
+    for records in (sets["sft"], sets["rl_prompts"], corpus):
+        assert not unseen & {tuple(sorted(r["hand"])) for r in records}
+
+
+def test_id_split_reuses_sft_multisets_in_new_orders(sets):
+    sft_multisets = {tuple(sorted(e["hand"])) for e in sets["sft"]}
+    sft_orders = {tuple(e["hand"]) for e in sets["sft"]}
+    for e in sets["eval_id"]:
+        assert tuple(sorted(e["hand"])) in sft_multisets
+        assert tuple(e["hand"]) not in sft_orders
+
+
+def test_rules_and_face_cards(sets):
+    assert all(e["rule"]["name"] == "id" for e in sets["eval_id"] + sets["eval_id_unseen"] + sets["sft"])
+    assert all(e["rule"]["name"] == "ood" for e in sets["eval_ood"])
+    assert all(any(r > 10 for r in e["hand"]) for e in sets["eval_ood"])
+
+
+def test_training_targets_verify_as_correct(sets, corpus):
+    for record in sets["sft"] + sets["loss_ood"] + corpus[:100]:
+        rule = data.rule_from_record(record["rule"])
+        reply = record["completion"][0]["content"]
+        verdict = cards.verify(reply, record["hand"], rule, record["target"])
+        assert verdict.correct, (record, verdict)
+        assert verdict.numbers_follow_rule is not False
+
+
+def test_pretrain_corpus_avoids_evaluation_target_and_rules(corpus):
+    assert {r["target"] for r in corpus}.isdisjoint({23, 24, 25})
+    assert all(12 <= r["target"] <= 36 for r in corpus)
+    assert len({(r["rule"]["jack"], r["rule"]["queen"], r["rule"]["king"]) for r in corpus}) > 100
+
+
+def test_same_seed_same_sets_other_seed_other_sets(sets):
+    again = data.build_datasets(7, TASK, SMALL)
+    assert again == sets
+    other = data.build_datasets(8, TASK, SMALL)
+    assert other["eval_ood"] != sets["eval_ood"]
+
+
+def test_impossible_request_is_a_clear_error():
+    greedy = dataclasses.replace(SMALL, sft=SftDataConfig(hands=5000, solutions_per_hand=1))
+    with pytest.raises(ValueError, match="sft"):
+        data.build_datasets(7, TASK, greedy)
+
+
+def test_script_writes_identical_bytes(tmp_path, root):
+    import json
+
+    cfg = json.dumps(
+        {
+            "seed": 3,
+            "task": dataclasses.asdict(TASK),
+            "data": dataclasses.asdict(SMALL),
+        }
+    )
+
+    def digest(out):
+        subprocess.run(
+            [sys.executable, str(root / "scripts/data.py"), "sets", "--config", cfg, "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.jsonl"))
+        }
+
+    first, second = digest(tmp_path / "a"), digest(tmp_path / "b")
+    assert first == second
+    assert set(first) == {
+        "sft.jsonl",
+        "rl_prompts.jsonl",
+        "eval_id.jsonl",
+        "eval_id_unseen.jsonl",
+        "eval_ood.jsonl",
+        "loss_id_unseen.jsonl",
+        "loss_ood.jsonl",
+    }
+    assert (tmp_path / "a" / "manifest.json").exists()
