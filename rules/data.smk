@@ -10,10 +10,11 @@ rule datasets:
     conda:
         "../envs/sftrl.yaml"
     params:
+        script=SCRIPTS / "data.py",
         cfg=config_json("seed", "task", "data"),
         out=DATA,
     shell:
-        "python scripts/data.py sets --config {params.cfg:q} --out {params.out} > {log} 2>&1"
+        "python {params.script} sets --config {params.cfg:q} --out {params.out} > {log} 2>&1"
 
 
 rule pretrain_corpus:
@@ -27,6 +28,7 @@ rule pretrain_corpus:
     conda:
         "../envs/sftrl.yaml"
     params:
+        script=SCRIPTS / "data.py",
         cfg=config_json("seed", "task", "data"),
     shell:
-        "python scripts/data.py pretrain --config {params.cfg:q} --out {output} > {log} 2>&1"
+        "python {params.script} pretrain --config {params.cfg:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,53 @@
+rule evaluate:
+    """Multi-turn evaluation of one model on every split (one model load): samples and metrics per split."""
+    input:
+        model=lambda wc: model_dir(wc.model),
+        episodes=[DATA / f"eval_{split}.jsonl" for split in EVAL_SPLITS],
+    output:
+        metrics=[EVAL / "{model}" / split / "metrics.json" for split in EVAL_SPLITS],
+        samples=[EVAL / "{model}" / split / "samples.jsonl" for split in EVAL_SPLITS],
+    log:
+        LOGS / "eval" / "{model}.log",
+    benchmark:
+        BENCH / "eval" / "{model}.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    threads: 1
+    params:
+        script=SCRIPTS / "evaluate.py",
+        model=lambda wc: model_ref(wc.model),
+        cfg=config_json("seed", "task", "model", "eval"),
+        splits=" ".join(EVAL_SPLITS),
+        out=lambda wc: EVAL / wc.model / "{split}",
+    shell:
+        "python {params.script} --config {params.cfg:q} --model {params.model}"
+        " --episodes {input.episodes} --split {params.splits} --out {params.out:q} > {log} 2>&1"
+
+
+localrules:
+    sft_curve,
+
+
+rule sft_curve:
+    """Success of the base and every SFT checkpoint per split: the table and the first figure."""
+    input:
+        [eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
+    output:
+        table=TABLES / "sft_curve.csv",
+        figure=FIGURES / "sft_curve.png",
+        pdf=FIGURES / "sft_curve.pdf",
+    log:
+        LOGS / "report" / "sft_curve.log",
+    benchmark:
+        BENCH / "report" / "sft_curve.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    params:
+        script=SCRIPTS / "sft_curve.py",
+        entries=" ".join(
+            f"--{s} "
+            + " ".join(f"{model_step(m)}={eval_metrics(m, s)}" for m in CURVE_MODELS)
+            for s in EVAL_SPLITS
+        ),
+    shell:
+        "python {params.script} {params.entries} --csv {output.table} --plot {output.figure} > {log} 2>&1"

@@ -1,0 +1,52 @@
+rule rl:
+    """RL fine-tuning of one SFT checkpoint with one algorithm and seed; resumes after an interruption."""
+    input:
+        start=MODELS / "sft-{step}",
+        prompts=DATA / "rl_prompts.jsonl",
+    output:
+        model=directory(MODELS / "rl-{algo}-from{step}-s{seed}"),
+        history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",
+    log:
+        LOGS / "rl" / "rl-{algo}-from{step}-s{seed}.log",
+    benchmark:
+        BENCH / "rl" / "rl-{algo}-from{step}-s{seed}.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    threads: 1
+    params:
+        script=SCRIPTS / "rl.py",
+        cfg=lambda wc: rl_config_json(wc.algo),
+        work=lambda wc: WORK / "rl" / f"rl-{wc.algo}-from{wc.step}-s{wc.seed}",
+    shell:
+        "python {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
+        " --start {input.start} --prompts {input.prompts} --out {output.model} --work-dir {params.work}"
+        " --log {output.history} > {log} 2>&1"
+
+
+localrules:
+    rl_table,
+
+
+rule rl_table:
+    """Success before and after RL for every start checkpoint, with recovery against the OOD peak."""
+    input:
+        sft=[eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
+        rl=[eval_metrics(m, s) for m in RL_MODELS for s in EVAL_SPLITS],
+    output:
+        table=TABLES / "rl_from_sft.csv",
+        figure=FIGURES / "rl_from_sft.png",
+        pdf=FIGURES / "rl_from_sft.pdf",
+    log:
+        LOGS / "report" / "rl_table.log",
+    benchmark:
+        BENCH / "report" / "rl_table.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    params:
+        script=SCRIPTS / "rl_table.py",
+        eval_root=EVAL,
+        sft=" ".join(SFT_MODELS),
+        rl=" ".join(RL_MODELS),
+    shell:
+        "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
+        " --table {output.table} --plot {output.figure} > {log} 2>&1"

@@ -1,0 +1,27 @@
+rule sft:
+    """Full-parameter SFT of the base on the ID set, writing a model directory at every ladder step."""
+    input:
+        base=model_dir("base"),
+        train=DATA / "sft.jsonl",
+        loss=[DATA / f"loss_{split}.jsonl" for split in LOSS_SPLITS],
+    output:
+        models=[directory(MODELS / name) for name in SFT_MODELS],
+        history=RESULTS / "sft" / "history.jsonl",
+    log:
+        LOGS / "sft" / "sft.log",
+    benchmark:
+        BENCH / "sft" / "sft.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    threads: workflow.cores
+    params:
+        script=SCRIPTS / "sft.py",
+        base=model_ref("base"),
+        cfg=config_json("seed", "task", "model", "sft"),
+        loss_sets=" ".join(f"{s}={DATA / f'loss_{s}.jsonl'}" for s in LOSS_SPLITS),
+        work=WORK / "sft",
+        models_dir=MODELS,
+    shell:
+        "python {params.script} --config {params.cfg:q} --base {params.base} --train {input.train}"
+        " --eval-set {params.loss_sets} --models-dir {params.models_dir} --work-dir {params.work}"
+        " --log {output.history} > {log} 2>&1"

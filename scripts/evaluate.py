@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Evaluate one model directory on eval splits: writes OUT/samples.jsonl and OUT/metrics.json per split.
+
+Several splits share one model load: --split id ood --episodes eval_id.jsonl eval_ood.jsonl
+--out results/x/eval/sft-10/{split}
+"""
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from sftrl.config import TaskConfig, from_dict, load_json_arg
+from sftrl.evaluate import SPLITS, EvalConfig, check_inputs, evaluate_splits
+
+log = logging.getLogger("sftrl.evaluate")
+SECTIONS = {"seed", "task", "model", "eval"}
+
+
+def eval_config(cfg: dict) -> EvalConfig:
+    """The `eval` section; seed, dtype and remote-code trust default to the experiment's and the model's."""
+    section = dict(cfg.get("eval") or {})
+    section.setdefault("seed", cfg["seed"])
+    model = cfg.get("model") or {}
+    for key in ("dtype", "trust_remote_code"):
+        if key in model:
+            section.setdefault(key, model[key])
+    return from_dict(EvalConfig, section, "eval")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="JSON with seed, task, model and eval sections (or a file)")
+    parser.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (or hub id)")
+    parser.add_argument("--episodes", required=True, nargs="+", type=Path, help="eval sets (eval_{split}.jsonl)")
+    parser.add_argument("--split", required=True, nargs="+", choices=SPLITS, help="one split per eval set")
+    parser.add_argument("--out", required=True, help="output directory; '{split}' in it is the split's name")
+    parser.add_argument("--quiet", action="store_true", help="no per-turn progress lines on stderr")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    # Everything that can be wrong with the inputs is reported here, before a model is loaded.
+    try:
+        cfg = load_json_arg(args.config)
+        unknown = sorted(set(cfg) - SECTIONS)
+        if unknown or "seed" not in cfg or "task" not in cfg:
+            raise ValueError(f"--config needs sections seed and task (model, eval optional); unknown: {unknown}")
+        task = from_dict(TaskConfig, cfg["task"], "task")
+        eval_cfg = eval_config(cfg)
+        if len(args.split) != len(args.episodes):
+            raise ValueError(f"{len(args.split)} --split names for {len(args.episodes)} --episodes files")
+        if len(args.split) > 1 and "{split}" not in args.out:
+            raise ValueError("several splits need '{split}' in --out")
+        for split, episodes in zip(args.split, args.episodes):
+            check_inputs(args.model, episodes, split)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
+
+    resolved = {"seed": cfg["seed"], "task": asdict(task), "eval": asdict(eval_cfg)}
+    sets = [(split, episodes, Path(args.out.replace("{split}", split))) for split, episodes in zip(args.split, args.episodes)]
+    for metrics in evaluate_splits(args.model, sets, task, eval_cfg, config=resolved, progress=not args.quiet):
+        success = metrics["success"]
+        log.info(
+            "%s on %s: success %.4f [%.4f, %.4f] over %d episodes",
+            args.model,
+            metrics["split"],
+            success["rate"],
+            success["ci_low"],
+            success["ci_high"],
+            success["n"],
+        )
+
+if __name__ == "__main__":
+    main()

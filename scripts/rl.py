@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""RL fine-tuning of one SFT checkpoint (PPO in the multi-turn game, or GRPO through TRL) with one seed.
+
+Writes the final policy to --out (a Hugging Face model directory with provenance.json) and one log row per
+update/step to --log; rerun with the same arguments to resume from the last complete checkpoint in
+--work-dir after an interruption.
+"""
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from sftrl import rl
+from sftrl.config import load_json_arg
+from sftrl.provenance import provenance
+
+SECTIONS = {"seed", "task", "model", "rl"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--config", required=True, help="JSON with seed, task, model and rl sections (or a file)"
+    )
+    parser.add_argument("--algorithm", required=True, help=f"one of {', '.join(rl.ALGORITHMS)}")
+    parser.add_argument("--seed", required=True, type=int, help="this run's seed (one of rl.seeds)")
+    parser.add_argument(
+        "--start", required=True, type=Path, help="the SFT checkpoint (Hugging Face model dir)"
+    )
+    parser.add_argument(
+        "--prompts", required=True, type=Path, help="RL prompts, JSON lines (rl_prompts.jsonl)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="final model directory")
+    parser.add_argument("--work-dir", required=True, type=Path, help="resumable checkpoints")
+    parser.add_argument("--log", required=True, type=Path, help="training log (JSONL, one row per update)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # Everything that can be wrong with the inputs is reported here, before a model is loaded.
+    try:
+        if args.algorithm not in rl.ALGORITHMS:
+            raise ValueError(f"unknown --algorithm {args.algorithm!r}; known: {', '.join(rl.ALGORITHMS)}")
+        cfg = load_json_arg(args.config)
+        unknown = sorted(set(cfg) - SECTIONS)
+        if unknown or "seed" not in cfg or "task" not in cfg:
+            raise ValueError(
+                f"--config needs sections seed and task (model, rl optional); unknown: {unknown}"
+            )
+        if not args.prompts.is_file():
+            raise ValueError(f"--prompts {args.prompts} is not a file")
+        inputs = rl.check_inputs(args.algorithm, cfg, args.seed, args.start, args.prompts)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
+
+    resolved = {**cfg, "rl": {**cfg.get("rl", {}), args.algorithm: asdict(inputs.cfg)}}
+    record = {**provenance(resolved, args.seed), "algorithm": args.algorithm, "start": str(args.start)}
+    rl.run_rl(inputs, args.out, args.work_dir, args.log, provenance=record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Supervised fine-tuning of a base model with a checkpoint ladder (models-dir/sft-{step}).
+
+Runs as is or under `accelerate launch`; rerun with the same arguments to resume after an interruption.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from sftrl import sft
+from sftrl.config import load_json_arg
+
+
+def eval_set(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--config", required=True, help='JSON {"seed": ..., "sft": {...}, "model": {...}} (or a file)'
+    )
+    parser.add_argument("--base", required=True, help="base model directory (or hub id)")
+    parser.add_argument("--train", required=True, type=Path, help="SFT records (JSONL)")
+    parser.add_argument(
+        "--eval-set",
+        action="extend",
+        nargs="+",
+        type=eval_set,
+        default=[],
+        metavar="NAME=PATH",
+        help="records whose loss is logged at every ladder step as eval_NAME_loss",
+    )
+    parser.add_argument("--models-dir", required=True, type=Path, help="ladder directories go here")
+    parser.add_argument("--work-dir", required=True, type=Path, help="resumable trainer checkpoints")
+    parser.add_argument("--log", required=True, type=Path, help="training log (JSONL, one row per step)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    names = [name for name, _ in args.eval_set]
+    if len(set(names)) != len(names):
+        parser.error(f"--eval-set names must be distinct: {names}")
+    sft.run_sft(
+        load_json_arg(args.config),
+        args.base,
+        args.train,
+        dict(args.eval_set),
+        args.models_dir,
+        args.work_dir,
+        args.log,
+    )
+
+
+if __name__ == "__main__":
+    main()

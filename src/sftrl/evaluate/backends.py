@@ -1,0 +1,137 @@
+"""Generators behind the evaluation engine: Hugging Face `generate` (default) and vLLM (optional)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from sftrl.evaluate.engine import EvalConfig
+
+
+def chunk_seed(seed: int, call: int, chunk: int) -> int:
+    """A stable per-chunk seed: the same (seed, call, chunk) always samples the same tokens."""
+    digest = hashlib.sha256(f"sftrl-eval:{seed}:{call}:{chunk}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class HFBackend:
+    """Batched `model.generate` with left padding and the KV cache.
+
+    Left padding keeps every prompt's last token at the end of the row, so the first new token of every
+    conversation is predicted from its own last token; `generate` derives position ids from the attention
+    mask (cumsum - 1), so a padded row sees the same positions as the same prompt alone.
+    All sampling knobs are passed explicitly: a checkpoint's own generation_config (e.g. Qwen's top_k=20,
+    repetition_penalty=1.05) must not silently change the evaluation.
+    """
+
+    def __init__(self, model, tokenizer, cfg: EvalConfig):
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; batched generation needs one")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.cfg = cfg
+        self.eos_ids = self._eos_ids(model, tokenizer)
+        self._sampling = (
+            {"do_sample": False}
+            if cfg.greedy
+            else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0}
+        )
+        self.calls = 0
+        self.tokens_generated = 0
+
+    @staticmethod
+    def _eos_ids(model, tokenizer) -> list[int]:
+        """Stop at the tokenizer's eos and at every eos the checkpoint's generation config names."""
+        ids = [tokenizer.eos_token_id]
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        ids += configured if isinstance(configured, list) else [configured]
+        ids = sorted({i for i in ids if i is not None})
+        if not ids:
+            raise ValueError("neither the tokenizer nor the model's generation config names an eos token")
+        return ids
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        self.calls += 1
+        size = self.cfg.batch_size
+        replies: list[str] = []
+        for chunk, start in enumerate(range(0, len(conversations), size)):
+            torch.manual_seed(chunk_seed(self.cfg.seed, self.calls, chunk))
+            replies += self._generate_chunk(conversations[start : start + size])
+        return replies
+
+    @torch.inference_mode()
+    def _generate_chunk(self, conversations: list[list[dict]]) -> list[str]:
+        texts = [
+            self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            for conversation in conversations
+        ]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(self.model.device)
+        output = self.model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=self.cfg.max_new_tokens,
+            repetition_penalty=1.0,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids,
+            use_cache=True,
+            **self._sampling,
+        )
+        new = output[:, batch["input_ids"].shape[1] :]
+        self.tokens_generated += int(self._lengths(new).sum())
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def _lengths(self, new: torch.Tensor) -> torch.Tensor:
+        """Tokens each row really generated: up to and including its first eos (the rest is padding)."""
+        is_eos = torch.isin(new, torch.tensor(self.eos_ids, device=new.device))
+        first = is_eos.int().argmax(dim=1)
+        return torch.where(is_eos.any(dim=1), first + 1, torch.full_like(first, new.shape[1]))
+
+
+class VLLMBackend:
+    """vLLM's `LLM.chat`: continuous batching on GPU; vLLM schedules, `batch_size` caps concurrent sequences."""
+
+    def __init__(self, model_dir: str | Path, cfg: EvalConfig):
+        try:
+            import vllm
+        except ImportError as err:
+            raise RuntimeError(
+                "eval backend 'vllm' was requested but vllm is not installed; "
+                "install it (pip install vllm, GPU only) or set eval.backend to 'hf'"
+            ) from err
+        self.llm = vllm.LLM(
+            model=str(model_dir),
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            max_num_seqs=cfg.batch_size,
+            trust_remote_code=cfg.trust_remote_code,
+        )
+        # No per-request seed: it would make the `samples` copies of one prompt sample identical tokens.
+        self.params = vllm.SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
+        self.tokens_generated = 0
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
+        self.tokens_generated += sum(len(out.outputs[0].token_ids) for out in outputs)
+        return [out.outputs[0].text for out in outputs]
+
+
+def make_backend(model_dir: str | Path, cfg: EvalConfig):
+    """The backend `cfg.backend` names, with the model loaded from a Hugging Face model directory."""
+    if cfg.backend == "vllm":
+        return VLLMBackend(model_dir, cfg)
+    from sftrl.modeling import load_model
+
+    model, tokenizer = load_model(
+        model_dir, dtype=cfg.dtype, device=resolve_device(cfg.device), trust_remote_code=cfg.trust_remote_code
+    )
+    return HFBackend(model, tokenizer, cfg)

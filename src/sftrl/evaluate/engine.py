@@ -1,0 +1,238 @@
+"""Multi-turn GeneralPoints episodes driven by a text generator.
+
+`run_episodes` advances every live episode one turn per batched generate call, so the cost of an
+evaluation is (attempts of the slowest episode) batched calls instead of one call per attempt; finished
+episodes drop out, so nothing is generated after a success or after the last attempt.
+`run_episodes_sequential` is the reference implementation's way (one prompt per call), kept for the
+equivalence test and the throughput benchmark.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from sftrl import cards
+from sftrl.config import TaskConfig
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Decoding and batching of one evaluation (the config's `eval` section).
+
+    `seed` defaults to the experiment seed when the section leaves it out (see `scripts/evaluate.py`).
+    """
+
+    batch_size: int = 64
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    samples: int = 1
+    seed: int = 0
+    backend: str = "hf"
+    dtype: str = "float32"
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.samples < 1:
+            problems.append(f"samples must be >= 1, got {self.samples}")
+        if self.samples > 1 and self.temperature == 0:
+            problems.append("samples > 1 needs temperature > 0: greedy decoding repeats the same episode")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if problems:
+            raise ValueError("eval config: " + "; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class Backend(Protocol):
+    """Anything that continues chat conversations: one assistant reply per conversation, in order.
+
+    A backend may also count `tokens_generated` (an int attribute); progress lines then show tokens/s.
+    """
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]: ...
+
+
+@dataclass
+class Turn:
+    """One attempt: the user message it answered, the reply, and the verifier's judgement."""
+
+    user: str
+    reply: str
+    category: str
+    reward: float
+    message: str
+    value: str | None
+    numbers_follow_rule: bool | None
+
+
+@dataclass
+class EpisodeResult:
+    """One played episode; `sample` tells apart the copies of an eval item when sampling."""
+
+    uid: str
+    hand: list[int]
+    cards: list[str]
+    rule: dict
+    target: int
+    sample: int
+    system: str | None
+    turns: list[Turn] = field(default_factory=list)
+    success: bool = False
+
+    @property
+    def attempts(self) -> int:
+        return len(self.turns)
+
+    def to_record(self) -> dict:
+        """The `samples.jsonl` line: everything needed to audit the episode without rerunning it."""
+        record = asdict(self)
+        record["attempts"] = self.attempts
+        return record
+
+
+def _start(record: dict, task: TaskConfig) -> tuple[cards.Episode, EpisodeResult]:
+    """An episode and its (empty) result for one eval-set record."""
+    target = record.get("target", task.target)
+    if target != task.target:
+        raise ValueError(
+            f"episode {record.get('uid')!r} has target {target} but the task config says {task.target}: "
+            "the eval set was built for another task"
+        )
+    rule = cards.Rule(**record["rule"])
+    episode = cards.Episode(
+        list(record["hand"]),
+        rule,
+        target=target,
+        style=task.style,
+        max_attempts=task.max_attempts,
+        rewards=cards.Rewards(**asdict(task.rewards)),
+    )
+    first = episode.messages
+    system = first[0]["content"] if first and first[0]["role"] == "system" else None
+    result = EpisodeResult(
+        uid=str(record["uid"]),
+        hand=list(record["hand"]),
+        cards=[cards.CARD_SYMBOLS[rank] for rank in record["hand"]],
+        rule=dict(record["rule"]),
+        target=target,
+        sample=record.get("sample", 0),
+        system=system,
+    )
+    return episode, result
+
+
+def _conversation(episode: cards.Episode) -> list[dict]:
+    """A copy of the conversation, so a backend can never alter the episode's own history."""
+    return [dict(message) for message in episode.messages]
+
+
+def _advance(episode: cards.Episode, result: EpisodeResult, conversation: list[dict], reply: str) -> None:
+    """Score one reply and record the turn; `str(reply)` guards against a backend returning None."""
+    reply = "" if reply is None else str(reply)
+    verdict = episode.step(reply)
+    result.turns.append(
+        Turn(
+            user=conversation[-1]["content"],
+            reply=reply,
+            category=verdict.category,
+            reward=float(verdict.reward),
+            message=verdict.message,
+            value=None if verdict.value is None else str(verdict.value),
+            numbers_follow_rule=verdict.numbers_follow_rule,
+        )
+    )
+    result.success = bool(episode.success)
+
+
+def _generate(backend: Backend, conversations: list[list[dict]]) -> list[str]:
+    replies = backend.generate(conversations)
+    if len(replies) != len(conversations):
+        raise RuntimeError(f"backend returned {len(replies)} replies for {len(conversations)} conversations")
+    return replies
+
+
+class _Progress:
+    """One short stderr line per report: episodes done, solved, and generation speed."""
+
+    def __init__(self, backend: Backend, total: int, enabled: bool):
+        self.backend, self.total, self.enabled = backend, total, enabled
+        self.start = time.perf_counter()
+        self.tokens0 = getattr(backend, "tokens_generated", None)
+
+    def report(self, label: str, done: int, solved: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        speed = ""
+        tokens = getattr(self.backend, "tokens_generated", None)
+        if tokens is not None and self.tokens0 is not None and elapsed > 0:
+            speed = f", {(tokens - self.tokens0) / elapsed:.0f} generated tokens/s"
+        print(
+            f"[eval] {label}: {done}/{self.total} episodes done, {solved} solved, {elapsed:.1f}s{speed}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run_episodes(
+    backend: Backend, episodes: Sequence[dict], task: TaskConfig, progress: bool = True
+) -> list[EpisodeResult]:
+    """Play every episode to the end, all live episodes advancing one turn per backend call.
+
+    `episodes` are eval-set records (optionally with a `sample` index); results come back in input order.
+    """
+    started = [_start(record, task) for record in episodes]
+    results = [result for _, result in started]
+    meter = _Progress(backend, len(started), progress)
+    live = [i for i, (episode, _) in enumerate(started) if not episode.done]
+    turn = 0
+    while live:
+        turn += 1
+        conversations = [_conversation(started[i][0]) for i in live]
+        replies = _generate(backend, conversations)
+        for i, conversation, reply in zip(live, conversations, replies):
+            _advance(*started[i], conversation, reply)
+        live = [i for i in live if not started[i][0].done]
+        meter.report(f"turn {turn}", len(started) - len(live), sum(r.success for r in results))
+    return results
+
+
+def run_episodes_sequential(
+    backend: Backend, episodes: Sequence[dict], task: TaskConfig, progress: bool = True
+) -> list[EpisodeResult]:
+    """Reference: one episode at a time, one prompt per backend call."""
+    results = []
+    meter = _Progress(backend, len(episodes), progress)
+    every = max(1, len(episodes) // 10)
+    for n, record in enumerate(episodes, 1):
+        episode, result = _start(record, task)
+        while not episode.done:
+            conversation = _conversation(episode)
+            _advance(episode, result, conversation, _generate(backend, [conversation])[0])
+        results.append(result)
+        if n % every == 0 or n == len(episodes):
+            meter.report(f"episode {n}", n, sum(r.success for r in results))
+    return results

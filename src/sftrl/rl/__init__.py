@@ -1,0 +1,112 @@
+"""RL fine-tuning from an SFT checkpoint: PPO as the paper ran it (`ppo`), GRPO through TRL (`grpo`).
+
+Both write resumable checkpoints by the convention of `sftrl.checkpoints` (the SFT stage's too) and both
+export the final policy as a plain Hugging Face directory. Kept light: importing this package loads neither
+TRL nor a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sftrl import io
+from sftrl.config import TaskConfig, from_dict
+from sftrl.modeling import check_model_dir
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("ppo", "grpo")
+def check_prompts(prompts: list[dict], task) -> None:
+    """RL prompt records (`data/rl_prompts.jsonl`) fit for `task`, or a ValueError naming the first bad one."""
+    if not prompts:
+        raise ValueError("the RL prompt set is empty")
+    for record in prompts:
+        missing = {"hand", "rule", "prompt"} - set(record)
+        if missing:
+            raise ValueError(f"RL prompt {record.get('uid')!r} lacks {sorted(missing)}")
+        if record.get("target", task.target) != task.target:
+            raise ValueError(
+                f"RL prompt {record.get('uid')!r} has target {record['target']} but the task says {task.target}: "
+                "the prompt set was built for another task"
+            )
+
+
+def _module(algorithm: str):
+    if algorithm == "ppo":
+        from sftrl.rl import ppo
+
+        return ppo
+    if algorithm == "grpo":
+        from sftrl.rl import grpo
+
+        return grpo
+    raise ValueError(f"unknown RL algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything an RL run needs, checked: the parsed configs, the start directory, the prompts."""
+
+    algorithm: str
+    task: TaskConfig
+    cfg: object  # PpoConfig or GrpoConfig
+    start: Path
+    prompts: list[dict]
+    dtype: str
+    trust_remote_code: bool
+
+
+def check_inputs(
+    algorithm: str, config: dict, seed: int, start: str | os.PathLike, prompts_path: str | os.PathLike
+) -> Inputs:
+    """Parse and check every input before any model is loaded; a ValueError or OSError names the problem.
+
+    `config` holds the `seed`, `task`, `model` and `rl` sections; of `rl` only the sub-section of the
+    algorithm is read (`rl.ppo` or `rl.grpo`). `seed` is the run's seed (one of `rl.seeds`); a `seed` key
+    in the sub-section must agree with it.
+    """
+    module = _module(algorithm)
+    task = from_dict(TaskConfig, config.get("task", {}), "task")
+    section = dict((config.get("rl") or {}).get(algorithm) or {})
+    if section.get("seed", seed) != seed:
+        raise ValueError(f"rl.{algorithm}.seed is {section['seed']} but this run's seed is {seed}")
+    cfg = module.settings(section, seed)
+    model = config.get("model") or {}
+    start = check_model_dir(Path(start))
+    prompts = io.read_jsonl(prompts_path)
+    check_prompts(prompts, task)
+    return Inputs(
+        algorithm,
+        task,
+        cfg,
+        start,
+        prompts,
+        model.get("dtype", "float32"),
+        bool(model.get("trust_remote_code", False)),
+    )
+
+
+def run_rl(
+    inputs: Inputs,
+    out_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    log_path: str | os.PathLike,
+    provenance: dict | None = None,
+):
+    """Train with checked inputs; `provenance` goes into the output directory as provenance.json."""
+    train = getattr(_module(inputs.algorithm), f"train_{inputs.algorithm}")
+    return train(
+        inputs.start,
+        inputs.prompts,
+        inputs.task,
+        inputs.cfg,
+        out_dir,
+        work_dir,
+        log_path,
+        provenance=provenance,
+        dtype=inputs.dtype,
+        trust_remote_code=inputs.trust_remote_code,
+    )

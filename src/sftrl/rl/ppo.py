@@ -1,0 +1,467 @@
+"""PPO in the multi-turn GeneralPoints environment, as the paper ran it (TRL no longer ships a PPO trainer).
+
+Actor-critic on one backbone: the causal LM is the policy, and a small MLP (`ValueHead`) reads the last
+hidden state of the last prompt token, i.e. the conversation so far, as the state value. One action is one
+reply; its log-prob is the sum of its token log-probs, with the tokens of the "thought" (before the
+formula, see `rollout.thought_weights`) weighted by `thought_weight`. Each update plays
+`episodes_per_update` episodes of up to `task.max_attempts` turns, estimates per-turn advantages with GAE
+across the turns of each episode, and optimises the clipped surrogate plus a clipped value loss for
+`ppo_epochs` passes over shuffled minibatches.
+
+Runs on one device (CPU or one GPU). Every random draw is seeded from (seed, update, ...), and a checkpoint
+holds policy, value head, optimizer, scheduler and the log, so a run killed after a checkpoint resumes and
+writes the same log as an uninterrupted one (on CPU). Checkpoints are `work_dir/checkpoint-{update}`,
+written atomically and marked complete (see `sftrl.rl`); the policy in each is a plain Hugging Face
+directory (`checkpoint-{update}/model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import get_scheduler
+
+from sftrl import io
+from sftrl.config import TaskConfig, from_dict
+from sftrl.modeling import check_model_dir, load_model
+from sftrl.checkpoints import checkpoints, discard_unusable, last_complete, mark_complete, model_dir_identity
+from sftrl.rl import check_prompts
+from sftrl.rl.rollout import Rollout, Turn, play, score
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = ("cosine", "linear", "constant")
+# Wall-clock fields of a log row; every other field is the same for the same seed (on CPU).
+TIMING_KEYS = ("seconds", "rollout_seconds", "tokens_per_s")
+
+
+@dataclass(frozen=True)
+class PpoConfig:
+    """PPO settings. Defaults size the tiny CPU run; the paper's values are noted where they differ.
+
+    `minibatch_size` turns go through one forward/backward; an optimizer step follows every
+    `gradient_accumulation_steps` minibatches. The lr schedule steps once per update.
+    """
+
+    learning_rate: float = 1e-4  # paper 1e-6
+    lr_scheduler: str = "cosine"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 0.0
+    updates: int = 8  # paper: 100 (Llama), 300 (Qwen)
+    episodes_per_update: int = 16  # paper: 4 GPUs x 128 (Llama), 4 x 32 (Qwen) env steps (turns)
+    minibatch_size: int = 16
+    gradient_accumulation_steps: int = 1  # paper 128
+    ppo_epochs: int = 2  # paper 4
+    clip_range: float = 0.2  # paper 0.1 (per-reply ratios of a tiny model move fast; 0.1 clips most)
+    value_clip_range: float = 0.2
+    value_loss_coef: float = 0.5
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    max_grad_norm: float = 1.0  # paper 0.01
+    temperature: float = 1.0  # paper 0.2
+    top_p: float = 1.0
+    max_new_tokens: int = 40  # paper 512
+    generation_batch_size: int = 64
+    kl_coef: float = 0.0  # paper: no KL penalty, no reference model
+    thought_weight: float = 0.5
+    save_every: int = 4
+    save_total_limit: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        for name in (
+            "updates",
+            "episodes_per_update",
+            "minibatch_size",
+            "gradient_accumulation_steps",
+            "ppo_epochs",
+            "max_new_tokens",
+            "generation_batch_size",
+            "save_every",
+            "save_total_limit",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("learning_rate", "clip_range", "value_clip_range", "temperature", "adam_epsilon"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, not {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda", "adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        for name in ("value_loss_coef", "max_grad_norm", "kl_coef", "thought_weight", "weight_decay"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be non-negative, not {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.lr_scheduler not in SCHEDULERS:
+            problems.append(f"lr_scheduler must be one of {SCHEDULERS}, not {self.lr_scheduler!r}")
+        if problems:
+            raise ValueError("rl.ppo: " + "; ".join(problems))
+
+
+class ValueHead(nn.Module):
+    """State value from the last prompt token's hidden state: MLP h -> h/4 -> h/8 -> 1 (ReLU between)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        quarter, eighth = max(1, hidden_size // 4), max(1, hidden_size // 8)
+        self.net = nn.Sequential(
+            nn.Linear(hidden_size, quarter),
+            nn.ReLU(),
+            nn.Linear(quarter, eighth),
+            nn.ReLU(),
+            nn.Linear(eighth, 1),
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(hidden).squeeze(-1)
+
+
+def compute_gae(
+    rewards: Sequence[float], values: Sequence[float], dones: Sequence[bool], gamma: float, lam: float
+) -> list[float]:
+    """Generalised advantage estimates over consecutive turns; `dones[t]` ends an episode at turn t, so
+    nothing after it is bootstrapped or accumulated. The last turn must end an episode."""
+    if not len(rewards) == len(values) == len(dones):
+        raise ValueError("rewards, values and dones must have the same length")
+    if len(dones) and not dones[-1]:
+        raise ValueError("the last turn must end an episode (every rollout episode is played to its end)")
+    advantages = [0.0] * len(rewards)
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        following = 0.0 if dones[t] else values[t + 1]
+        delta = rewards[t] + gamma * following - values[t]
+        running = delta + gamma * lam * (0.0 if dones[t] else running)
+        advantages[t] = running
+    return advantages
+
+
+def normalise(advantages: torch.Tensor) -> torch.Tensor:
+    """Mean 0 and (population) std 1 over the buffer; only centred when all advantages are equal."""
+    centred = advantages - advantages.mean()
+    std = advantages.std(correction=0)
+    return centred / std if std > 1e-8 else centred
+
+
+def fingerprint(cfg: PpoConfig, task: TaskConfig, prompts: Sequence[dict], start: str) -> str:
+    """Identity of a run: what a checkpoint must share with the run that resumes from it."""
+    digest = hashlib.sha256(io.dumps({"ppo": asdict(cfg), "task": asdict(task), "start": start}).encode())
+    for record in prompts:
+        digest.update(io.dumps([record["hand"], record["rule"], record.get("target")]).encode())
+    return digest.hexdigest()[:16]
+
+
+def prompt_indices(n_prompts: int, per_update: int, update: int, seed: int) -> list[int]:
+    """The prompts of one update: consecutive slices of a stream of seeded shuffles of the prompt set."""
+    chosen, orders = [], {}
+    for position in range(update * per_update, (update + 1) * per_update):
+        epoch, index = divmod(position, n_prompts)
+        if epoch not in orders:
+            orders[epoch] = list(range(n_prompts))
+            random.Random(f"sftrl-ppo:{seed}:{epoch}").shuffle(orders[epoch])
+        chosen.append(orders[epoch][index])
+    return chosen
+
+
+@dataclass
+class PpoResult:
+    updates: int
+    resumed_from: Path | None
+    fingerprint: str
+    log: list[dict]
+
+
+class PpoTrainer:
+    """Policy, value head, optimizer and schedule of one run, with its update and checkpoint steps."""
+
+    def __init__(
+        self, model, tokenizer, cfg: PpoConfig, task: TaskConfig, prompts: Sequence[dict], reference=None
+    ):
+        self.model, self.tokenizer, self.cfg, self.task, self.prompts = model, tokenizer, cfg, task, prompts
+        self.model.eval()  # no dropout: the ratio must be exactly 1 before the first step
+        self.device = model.device
+        torch.manual_seed(cfg.seed)
+        self.value_head = ValueHead(model.config.hidden_size).to(self.device)
+        self.reference = reference
+        self.parameters = [p for p in model.parameters() if p.requires_grad] + list(
+            self.value_head.parameters()
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.parameters,
+            lr=cfg.learning_rate,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_epsilon,
+            weight_decay=cfg.weight_decay,
+        )
+        self.scheduler = get_scheduler(
+            cfg.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
+        )
+        self.update = 0
+        self.log: list[dict] = []
+
+    # --- one update -------------------------------------------------------------------------------
+
+    def rollout(self) -> Rollout:
+        cfg = self.cfg
+        records = [
+            self.prompts[i]
+            for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
+        ]
+        return play(
+            self.model,
+            self.tokenizer,
+            records,
+            self.task,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            generation_batch_size=cfg.generation_batch_size,
+            thought_weight=cfg.thought_weight,
+            seed=(cfg.seed, self.update),
+        )
+
+    def forward(self, turns: Sequence[Turn]):
+        scored = score(self.model, turns, self.tokenizer.pad_token_id, self.cfg.temperature)
+        return scored, self.value_head(scored.state_hidden)
+
+    @torch.no_grad()
+    def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor]:
+        """Old log-probs and values of the rollout, advantages and returns (GAE across each episode's turns)."""
+        old_logps, values, ref_logps = [], [], []
+        for begin in range(0, len(turns), self.cfg.minibatch_size):
+            batch = turns[begin : begin + self.cfg.minibatch_size]
+            scored, value = self.forward(batch)
+            old_logps.append(scored.logps)
+            values.append(value)
+            if self.reference is not None:
+                ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
+                ref_logps += [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask)]
+        values = torch.cat(values)
+        advantages = compute_gae(
+            [t.reward for t in turns],
+            values.tolist(),
+            [t.done for t in turns],
+            self.cfg.gamma,
+            self.cfg.gae_lambda,
+        )
+        advantages = torch.tensor(advantages, device=self.device)
+        return {
+            "old_logps": torch.cat(old_logps),
+            "values": values,
+            "returns": advantages + values,
+            "advantages": normalise(advantages),
+            "ref_logps": ref_logps,
+        }
+
+    def loss(self, turns: Sequence[Turn], buffer: dict, index: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Summed (not averaged) loss of the turns `index`, so accumulation can divide by the group size."""
+        cfg = self.cfg
+        scored, values = self.forward([turns[i] for i in index.tolist()])
+        old, advantages = buffer["old_logps"][index], buffer["advantages"][index]
+        log_ratio = scored.logps - old
+        ratio = log_ratio.exp()
+        policy = torch.max(
+            -advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
+        )
+        old_values, returns = buffer["values"][index], buffer["returns"][index]
+        clipped = old_values + (values - old_values).clamp(-cfg.value_clip_range, cfg.value_clip_range)
+        value = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+        total = policy + cfg.value_loss_coef * value
+        stats = {
+            "policy_loss": policy.sum().item(),
+            "value_loss": value.sum().item(),
+            "approx_kl": ((ratio - 1) - log_ratio).sum().item(),
+            "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().sum().item(),
+        }
+        if self.reference is not None:
+            # k3 estimator per reply token, averaged over each reply: non-negative, unbiased.
+            kl = []
+            for row, i in enumerate(index.tolist()):
+                new = scored.token_logps[row][scored.mask[row] > 0]
+                delta = buffer["ref_logps"][i] - new
+                kl.append((delta.exp() - delta - 1).mean())
+            kl = torch.stack(kl)
+            total = total + cfg.kl_coef * kl
+            stats["kl_to_start"] = kl.sum().item()
+        return total.sum(), stats
+
+    def optimise(self, turns: list[Turn], buffer: dict) -> dict:
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(cfg.seed * 100003 + self.update)
+        sums: dict[str, float] = {}
+        grad_norms = []
+        seen = 0
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(len(turns), generator=generator)
+            minibatches = list(order.split(cfg.minibatch_size))
+            for group_start in range(0, len(minibatches), cfg.gradient_accumulation_steps):
+                group = minibatches[group_start : group_start + cfg.gradient_accumulation_steps]
+                size = sum(len(m) for m in group)
+                self.optimizer.zero_grad(set_to_none=True)
+                for index in group:
+                    loss, stats = self.loss(turns, buffer, index.to(self.device))
+                    (loss / size).backward()
+                    for key, value in stats.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                grad_norms.append(torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm).item())
+                self.optimizer.step()
+                seen += size
+        stats = {key: value / seen for key, value in sums.items()}
+        stats["grad_norm"] = statistics.fmean(grad_norms)
+        return stats
+
+    def step(self) -> dict:
+        """One PPO update: play, score, optimise; returns the update's log row.
+
+        Row: `episode_reward` (sum over an episode's turns, mean over episodes), `first_reward` (first
+        attempts), `success_rate`, `mean_turns`, `turns`, `lr`; per turn and epoch: `policy_loss`,
+        `value_loss`, `approx_kl` (to the rollout policy, k3 estimator), `clip_fraction`, `kl_to_start`
+        (only with kl_coef > 0); `grad_norm` (mean before clipping), `generated_tokens`, `tokens_per_s`
+        (generation), `rollout_seconds`, `seconds`.
+        """
+        begin = time.perf_counter()
+        lr = self.scheduler.get_last_lr()[0]
+        rollout = self.rollout()
+        rollout_seconds = time.perf_counter() - begin
+        buffer = self.score_buffer(rollout.turns)
+        stats = self.optimise(rollout.turns, buffer)
+        self.scheduler.step()
+        self.update += 1
+        seconds = time.perf_counter() - begin
+        n = len(rollout.episode_rewards)
+        row = {
+            "update": self.update,
+            "episode_reward": statistics.fmean(rollout.episode_rewards),
+            "first_reward": statistics.fmean(rollout.first_rewards),
+            "success_rate": sum(rollout.successes) / n,
+            "mean_turns": statistics.fmean(rollout.attempts),
+            "turns": len(rollout.turns),
+            "lr": lr,
+            **stats,
+            "generated_tokens": rollout.generated_tokens,
+            "tokens_per_s": rollout.generated_tokens / rollout_seconds,
+            "rollout_seconds": rollout_seconds,
+            "seconds": seconds,
+        }
+        self.log.append(row)
+        return row
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def save(self, path: Path, run: str) -> None:
+        """Everything a resume needs, under its final name only when complete (marker written last)."""
+        with io.atomic_path(path) as tmp:
+            tmp.mkdir()
+            self.model.save_pretrained(tmp / "model", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "model")
+            save_file(self.value_head.state_dict(), tmp / "value_head.safetensors")
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
+                },
+                tmp / "trainer_state.pt",
+            )
+            io.write_json(tmp / "state.json", {"update": self.update, "log": self.log})
+            mark_complete(tmp, self.update, run)
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by `save` into a trainer built on that checkpoint's policy."""
+        self.value_head.load_state_dict(load_file(path / "value_head.safetensors", device=str(self.device)))
+        state = torch.load(path / "trainer_state.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        saved = io.read_json(path / "state.json")
+        self.update, self.log = saved["update"], saved["log"]
+
+
+def rotate(work_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (every checkpoint left is complete at this point)."""
+    for _, path in checkpoints(work_dir)[:-keep]:
+        shutil.rmtree(path)
+
+
+def export(model, tokenizer, out_dir: str | os.PathLike, provenance: dict | None) -> None:
+    """The final policy as a plain Hugging Face directory (no value head), with provenance.json, atomically."""
+    with io.atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            io.write_json(tmp / "provenance.json", provenance)
+        check_model_dir(tmp)
+
+
+def train_ppo(
+    start_model_dir: str | os.PathLike,
+    prompts: Sequence[dict],
+    task: TaskConfig,
+    cfg: PpoConfig,
+    out_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    log_path: str | os.PathLike,
+    provenance: dict | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> PpoResult:
+    """PPO from `start_model_dir`; resumes from the last complete checkpoint of the same run in `work_dir`.
+
+    `log_path` (JSONL, one row per update) is rewritten after every update. The final policy goes to
+    `out_dir` as a Hugging Face directory.
+    """
+    check_prompts(prompts, task)
+    start = check_model_dir(start_model_dir)
+    work_dir = Path(work_dir)
+    run = fingerprint(cfg, task, prompts, model_dir_identity(start))
+    discard_unusable(work_dir, run)
+    resume = last_complete(work_dir, run)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    model, tokenizer = load_model(resume / "model" if resume else start, dtype, device, trust_remote_code)
+    reference = None
+    if cfg.kl_coef > 0:
+        reference = load_model(start, dtype, device, trust_remote_code)[0].eval().requires_grad_(False)
+    trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference)
+    if resume:
+        trainer.load(resume)
+        log.info("resuming from %s (update %d of %d)", resume, trainer.update, cfg.updates)
+    while trainer.update < cfg.updates:
+        row = trainer.step()
+        io.write_jsonl(log_path, trainer.log)
+        log.info(
+            "update %d/%d: episode reward %.3f, success %.3f, %.1f s",
+            row["update"],
+            cfg.updates,
+            row["episode_reward"],
+            row["success_rate"],
+            row["seconds"],
+        )
+        if trainer.update % cfg.save_every == 0 or trainer.update == cfg.updates:
+            trainer.save(work_dir / f"checkpoint-{trainer.update}", run)
+            rotate(work_dir, cfg.save_total_limit)
+    io.write_jsonl(log_path, trainer.log)
+    export(model, tokenizer, out_dir, provenance)
+    return PpoResult(trainer.update, resume, run, trainer.log)
+
+
+def settings(section: dict, seed: int) -> PpoConfig:
+    """PpoConfig from the config's `rl.ppo` section; unknown keys are an error, the seed is the run's."""
+    return from_dict(PpoConfig, {**section, "seed": seed}, "rl.ppo")

@@ -1,0 +1,554 @@
+"""Supervised fine-tuning with a checkpoint ladder, on TRL's SFTTrainer; also pretrains the tiny base.
+
+At every ladder step the trainer evaluates the loss on each evaluation set, writes a resumable
+checkpoint (with optimizer state) into the work directory, and the ladder callback exports the model
+part of that checkpoint as a self-contained Hugging Face directory. A checkpoint counts as complete only
+once a marker, written after everything else, says so; a run killed mid-save resumes from the previous
+complete checkpoint. The marker also carries a fingerprint of the run (config, data, initial model), so
+a changed run never resumes from, or keeps a ladder directory of, a different one. Every export is also
+kept in the work directory (`ladder/step-N`): Snakemake deletes a job's outputs before rerunning it,
+and the ladder directories of steps before the resume point are put back from there (hard links).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
+from sftrl import cards, data, io
+from sftrl.config import from_dict
+from sftrl.config import ladder_steps as config_ladder_steps
+from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, check_model_dir, load_model
+from sftrl.provenance import provenance as make_provenance
+
+log = logging.getLogger(__name__)
+
+LADDER_STORE = "ladder"  # work_dir/ladder/step-N: every export, kept for republishing
+STORED_RE = re.compile(r"^step-(\d+)$")
+EVAL_LOSS_RE = re.compile(r"^eval_(.+)_loss$")
+TRL_EVAL_METRICS = {"eval_entropy", "eval_mean_token_accuracy", "eval_num_tokens"}
+# Files of a trainer checkpoint that belong to the trainer, not to the model directory.
+TRAINER_FILES = re.compile(
+    r"^(optimizer|scheduler|scaler|rng_state|trainer_state|training_args|README|latest|zero_to_fp32)"
+    rf"|^{re.escape(COMPLETE_MARKER)}$"
+)
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """Every optimisation setting, explicit: library defaults have changed between TRL releases."""
+
+    learning_rate: float = 3e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-7
+    max_grad_norm: float = 1.0
+    per_device_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 400
+    save_every: int = 50
+    extra_steps: tuple[int, ...] = (10, 25)
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    max_length: int = 256
+    bf16: bool = False
+    seed: int = 0
+    completion_only_loss: bool = True
+    gradient_checkpointing: bool = False
+    deepspeed: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "extra_steps", tuple(self.extra_steps))
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"sft.warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if self.save_total_limit < 2:
+            # Rotation deletes the previous checkpoint before the new one is marked complete.
+            raise ValueError("sft.save_total_limit must be at least 2 so a complete checkpoint always exists")
+        for name in ("max_steps", "save_every", "per_device_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sft.{name} must be at least 1, not {getattr(self, name)}")
+
+
+# Pretraining the tiny base: the same trainer, a longer and hotter schedule, one exported model.
+PRETRAIN_DEFAULTS = {
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.05,
+    "weight_decay": 0.01,
+    "max_steps": 2500,
+    "save_every": 500,
+    "extra_steps": (),
+    "logging_steps": 50,
+}
+
+
+def ladder_steps(cfg: SftConfig) -> list[int]:
+    """Steps that get an evaluation and a checkpoint: the ladder the workflow's rules expect."""
+    return config_ladder_steps(cfg.max_steps, cfg.save_every, cfg.extra_steps)
+
+
+def prompt_completion_dataset(records: Sequence[dict]) -> Dataset:
+    """TRL's conversational prompt/completion form; other record fields would confuse its type sniffing."""
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+
+
+def record_texts(records: Iterable[dict]) -> Iterable[str]:
+    """Every text of a record, for building a vocabulary: its `text` field and the contents of its
+    `prompt`, `completion` and `messages` conversations."""
+    for record in records:
+        if isinstance(record.get("text"), str):
+            yield record["text"]
+        for key in ("prompt", "completion", "messages"):
+            for message in record.get(key, []):
+                yield message["content"]
+
+
+# Replies that draw every kind of feedback from the verifier on PROBE_HAND under the ID rule, so the
+# tiny model's vocabulary holds the words of any feedback turn it can meet in an episode.
+PROBE_HAND = (7, 13, 7, 1)
+FEEDBACK_PROBES = (
+    "",  # no answer
+    "numbers 7 10 7 1 ; 7 + 7 = 15",  # step 1 : 7 + 7 is 14 not 15
+    "numbers 7 10 7 1 ; 7 - 1 = 5",  # step 1 : 7 - 1 is 6 not 5, and so on for every operator
+    "numbers 7 10 7 1 ; 7 * 1 = 8",
+    "numbers 7 10 7 1 ; 7 / 1 = 8",
+    "numbers 7 10 7 1 ; 7 + 7 = 14",  # incomplete
+    "numbers 7 10 7 1 ; 7 + 7",  # step 1 illegal
+    "numbers 7 10 7 1 ; 99 + 1 = 100",  # step 1 number 99 not available
+    "numbers 7 10 7 1 ; 7 - 7 = 0 ; 10 / 0 = 1",  # step 2 division by zero
+    "numbers 7 10 7 1 ; 7 * 7 = 49 ; 49 - 10 = 39 ; 39 + 1 = 40",  # value 40 not 24
+    "numbers 7 10 7 1 ; 10 * 7 = 70 ; 70 / 7 = 10",  # unused 1 10
+    " ; ".join(["1 + 1 = 2"] * 17),  # too many steps
+    "7 ** 7",  # illegal formula
+    "1 + 1",  # number 1 used too often
+)
+
+
+def feedback_texts(style: str) -> list[str]:
+    rule = cards.RULES["id"]
+    return [cards.feedback(cards.verify(reply, PROBE_HAND, rule), style) for reply in FEEDBACK_PROBES]
+
+
+def vocabulary_texts(records: Iterable[dict], style: str) -> Iterable[str]:
+    """Texts whose words the tiny model must know: every text of the records, the prompt of every
+    episode record (a hand and a rule, no conversation yet), and every kind of feedback turn."""
+    for record in records:
+        yield from record_texts([record])
+        if "prompt" not in record and {"hand", "rule", "target"} <= record.keys():
+            rule = data.rule_from_record(record["rule"])
+            yield cards.prompt(tuple(record["hand"]), rule, record["target"], style)
+    yield from feedback_texts(style)
+
+
+def fingerprint(cfg: SftConfig, records: Sequence[dict], initial: str) -> str:
+    """Identity of a training run: what a checkpoint must share with the run that resumes from it."""
+    digest = hashlib.sha256()
+    digest.update(io.dumps(asdict(cfg)).encode())
+    digest.update(initial.encode())
+    for record in records:
+        digest.update(io.dumps([record["prompt"], record["completion"]]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _stamped(directory: Path, name: str, step: int, run: str) -> bool:
+    """Whether `directory/name` (a completion marker or a ladder provenance) names this step and run."""
+    try:
+        stamp = io.read_json(directory / name)
+    except (OSError, ValueError):
+        return False
+    return stamp.get("step") == step and stamp.get("fingerprint") == run
+
+
+def holds(model_dir: Path, step: int, run: str) -> bool:
+    """Whether a ladder directory is the export of this step of this run."""
+    return _stamped(model_dir, "provenance.json", step, run)
+
+
+def numbered_dirs(parent: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    if not parent.is_dir():
+        return []
+    return sorted(
+        (int(m.group(1)), p) for p in parent.iterdir() if (m := pattern.match(p.name)) and p.is_dir()
+    )
+
+
+def discard_unusable(work_dir: Path, run: str) -> None:
+    """Remove half-written checkpoints and those of another run, so neither is resumed nor rotated in,
+    and stored ladder exports of another run."""
+    for step, path in numbered_dirs(work_dir, CHECKPOINT_RE):
+        if not is_complete(path, step, run):
+            log.warning("removing checkpoint %s: incomplete or from a different run", path)
+            shutil.rmtree(path)
+    for step, path in numbered_dirs(work_dir / LADDER_STORE, STORED_RE):
+        if not holds(path, step, run):
+            log.warning("removing stored ladder export %s: from a different run", path)
+            shutil.rmtree(path)
+
+
+def resume_point(
+    work_dir: Path, run: str, steps: Iterable[int], ladder_dir_for_step: Callable[[int], Path | None]
+) -> tuple[int, Path] | None:
+    """The newest complete checkpoint of this run from which every earlier ladder directory can still
+    be delivered: already in place, or kept in the work directory's store (outputs that Snakemake
+    deleted before a rerun come back from there)."""
+
+    def deliverable(step: int) -> bool:
+        target = ladder_dir_for_step(step)
+        return target is None or holds(Path(target), step, run) or holds(stored(work_dir, step), step, run)
+
+    for step, path in reversed(numbered_dirs(work_dir, CHECKPOINT_RE)):
+        if is_complete(path, step, run) and all(deliverable(s) for s in steps if s <= step):
+            return step, path
+    return None
+
+
+def stored(work_dir: Path, step: int) -> Path:
+    return work_dir / LADDER_STORE / f"step-{step}"
+
+
+def publish(source: Path, target: Path, step: int, run: str) -> None:
+    """Put the stored export of a ladder step in place under its final name, atomically; hard links
+    (the files are never modified in place) keep a large model from taking the disk twice."""
+    if holds(target, step, run):
+        log.info("ladder directory %s already holds step %d; kept", target, step)
+        return
+    with io.atomic_path(target) as tmp:
+        tmp.mkdir()
+        for item in source.iterdir():
+            try:
+                os.link(item, tmp / item.name)
+            except OSError:  # another file system, or no hard links there
+                shutil.copy2(item, tmp / item.name)
+    log.info("ladder step %d in place at %s", step, target)
+
+
+def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
+    """One JSONL row per step, merging the trainer's train and eval entries of that step.
+
+    TRL logs token accuracy and entropy of an eval set as `eval_entropy` whatever the set, so they are
+    renamed after the set (`eval_ood_entropy`) before the entries of one step are merged.
+    """
+    rows: dict[int, dict] = {}
+    for entry in history:
+        step = entry.get("step", 0)
+        sets = [m.group(1) for key in entry if (m := EVAL_LOSS_RE.match(key))]
+        if len(sets) == 1:
+            entry = {
+                (f"eval_{sets[0]}_{key[5:]}" if key in TRL_EVAL_METRICS else key): value
+                for key, value in entry.items()
+            }
+        rows.setdefault(step, {"step": step}).update({k: v for k, v in entry.items() if k != "step"})
+    io.write_jsonl(log_path, [rows[step] for step in sorted(rows)])
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+class LadderCallback(TrainerCallback):
+    """Forces evaluation and a checkpoint at ladder steps, exports ladder directories, marks completion."""
+
+    def __init__(
+        self,
+        steps: Iterable[int],
+        ladder_dir_for_step: Callable[[int], Path | None],
+        work_dir: Path,
+        run: str,
+        evaluate: bool,
+        provenance: dict | None,
+    ):
+        self.steps = set(steps)
+        self.ladder_dir_for_step = ladder_dir_for_step
+        self.work_dir = work_dir
+        self.run = run
+        self.evaluate = evaluate
+        self.provenance = provenance or {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            control.should_log = True
+            control.should_evaluate = self.evaluate
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        _barrier()  # every rank has written its part of the checkpoint (DeepSpeed shards)
+        if state.is_world_process_zero:
+            step = state.global_step
+            checkpoint = self.work_dir / f"checkpoint-{step}"
+            target = self.ladder_dir_for_step(step) if step in self.steps else None
+            if target is not None:
+                store = stored(self.work_dir, step)
+                if not holds(store, step, self.run):
+                    self.export(checkpoint, store, step)
+                publish(store, Path(target), step, self.run)
+            mark_complete(checkpoint, step, self.run)
+        return control
+
+    def export(self, checkpoint: Path, store: Path, step: int) -> None:
+        """Copy the model part of a checkpoint, with its provenance, into the store, atomically."""
+        with io.atomic_path(store) as tmp:
+            tmp.mkdir()
+            for item in checkpoint.iterdir():
+                if item.is_file() and not TRAINER_FILES.match(item.name):
+                    shutil.copy2(item, tmp / item.name)
+            io.write_json(tmp / "provenance.json", {**self.provenance, "step": step, "fingerprint": self.run})
+            check_model_dir(tmp)
+
+
+class LogCallback(TrainerCallback):
+    """Rewrites the training log at every logging event, so it can be read while training runs."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+
+    def on_log(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_log(self.log_path, state.log_history)
+        return control
+
+
+def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
+    """TRL arguments with every value that matters stated; evaluation and saving are driven by the ladder."""
+    return SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of max_steps
+        weight_decay=cfg.weight_decay,
+        adam_beta1=cfg.adam_beta1,
+        adam_beta2=cfg.adam_beta2,
+        adam_epsilon=cfg.adam_epsilon,
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_torch",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        fp16=False,
+        use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's own default for this alias is True
+        deepspeed=cfg.deepspeed,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="no",
+        save_strategy="no",
+        save_total_limit=cfg.save_total_limit,
+        save_only_model=False,
+        prediction_loss_only=True,
+        report_to=[],
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient; the search costs a graph walk
+        dataloader_num_workers=0,
+        dataloader_drop_last=False,
+        max_length=cfg.max_length,
+        completion_only_loss=cfg.completion_only_loss,
+        assistant_only_loss=False,
+        packing=False,
+        padding_free=False,
+        shuffle_dataset=False,
+        loss_type="nll",
+    )
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    resumed_from: Path | None
+    fingerprint: str
+    ladder: list[int] = field(default_factory=list)
+
+
+def train(
+    model: PreTrainedModel | str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase | None,
+    train_records: Sequence[dict],
+    eval_records: dict[str, Sequence[dict]],
+    cfg: SftConfig,
+    work_dir: str | os.PathLike,
+    ladder_dir_for_step: Callable[[int], str | os.PathLike | None],
+    log_path: str | os.PathLike,
+    initial: str = "",
+    provenance: dict | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+) -> TrainResult:
+    """Full-parameter SFT on prompt/completion records, with a checkpoint ladder.
+
+    `model` is a model with its `tokenizer`, or a model directory or hub id (tokenizer None) that is
+    loaded with `dtype` only once the trainer arguments exist, so DeepSpeed ZeRO-3 partitions the
+    weights while they load, and not at all when the run is already complete.
+    `ladder_dir_for_step(step)` names the exported model directory of a ladder step, or None to keep
+    only the resumable checkpoint. `initial` identifies the starting model (a directory's is derived
+    from its files) so checkpoints of a run from another model are not resumed. Runs unchanged under
+    `accelerate launch`: only the main process removes, exports and writes.
+    """
+    work_dir = Path(work_dir)
+    steps = ladder_steps(cfg)
+    if isinstance(model, (str, os.PathLike)) and not initial:
+        initial = model_dir_identity(model) if Path(model).is_dir() else str(model)
+    run = fingerprint(cfg, train_records, initial)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # set by accelerate/torchrun; trainer not built yet
+    if main_process:
+        discard_unusable(work_dir, run)
+    resume_step, resume = resume_point(work_dir, run, steps, ladder_dir_for_step) or (0, None)
+    if main_process:
+        for step in steps:
+            target = ladder_dir_for_step(step)
+            if step <= resume_step and target is not None:
+                publish(stored(work_dir, step), Path(target), step, run)
+    if resume_step == cfg.max_steps:
+        # The trainer would take one more step when resumed at max_steps; the run is done, say so.
+        log.info("training already complete in %s", resume)
+        if main_process:
+            write_log(log_path, io.read_json(resume / "trainer_state.json")["log_history"])
+        return TrainResult(cfg.max_steps, resume, run, steps)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+
+    args = trainer_config(cfg, work_dir)
+    if isinstance(model, (str, os.PathLike)):
+        if dtype != "float32" and not cfg.deepspeed:
+            log.warning(
+                "training %s weights without DeepSpeed: no float32 master copy, small updates are lost", dtype
+            )
+        model, tokenizer = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
+    eval_sets = {name: prompt_completion_dataset(records) for name, records in eval_records.items()}
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=prompt_completion_dataset(train_records),
+        eval_dataset=eval_sets or None,
+        processing_class=tokenizer,
+        callbacks=[
+            LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance),
+            LogCallback(Path(log_path)),
+        ],
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.is_world_process_zero():
+        write_log(log_path, trainer.state.log_history)
+    return TrainResult(trainer.state.global_step, resume, run, steps)
+
+
+def pretrain(
+    records: Sequence[dict],
+    tokenizer_texts: Iterable[str],
+    tiny_cfg: TinyModelConfig,
+    cfg: SftConfig,
+    out_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    log_path: str | os.PathLike,
+    provenance: dict | None = None,
+) -> TrainResult:
+    """Build the tokenizer and the tiny model, train it on the corpus, export the last step to out_dir.
+
+    The vocabulary comes from the corpus plus `tokenizer_texts` (evaluation prompts, feedback messages),
+    so every word the model will ever read is a token.
+    """
+    tokenizer = build_tokenizer([*record_texts(records), *tokenizer_texts])
+    model = build_tiny_model(tokenizer, tiny_cfg, cfg.seed)
+    initial = io.dumps({"tiny": asdict(tiny_cfg), "vocab": tokenizer.get_vocab()})
+    return train(
+        model,
+        tokenizer,
+        records,
+        {},
+        cfg,
+        work_dir,
+        lambda step: out_dir if step == cfg.max_steps else None,
+        log_path,
+        initial=initial,
+        provenance=provenance,
+    )
+
+
+def sft_config(section: dict, seed: int, where: str = "sft", defaults: dict | None = None) -> SftConfig:
+    """SftConfig from a config section over `defaults`; unknown keys are an error, the seed defaults to
+    the experiment's."""
+    return from_dict(SftConfig, {"seed": seed, **(defaults or {}), **section}, where)
+
+
+def run_sft(
+    config: dict,
+    base: str | os.PathLike,
+    train_path: str | os.PathLike,
+    eval_paths: dict[str, str | os.PathLike],
+    models_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    log_path: str | os.PathLike,
+) -> TrainResult:
+    """The SFT stage: fine-tune the base model directory; ladder directories are `models_dir/sft-{step}`.
+
+    `config` holds `seed`, `sft` (SftConfig keys) and optionally `model` (`dtype`, `trust_remote_code`).
+    """
+    cfg = sft_config(config.get("sft", {}), config["seed"])
+    model_section = config.get("model", {})
+    return train(
+        str(base),
+        None,
+        io.read_jsonl(train_path),
+        {name: io.read_jsonl(path) for name, path in eval_paths.items()},
+        cfg,
+        work_dir,
+        lambda step: Path(models_dir) / f"sft-{step}",
+        log_path,
+        provenance={**make_provenance(config, cfg.seed), "resolved": {"sft": asdict(cfg)}},
+        dtype=model_section.get("dtype", "float32"),
+        trust_remote_code=model_section.get("trust_remote_code", False),
+    )
+
+
+def run_pretrain(
+    config: dict,
+    corpus_path: str | os.PathLike,
+    extra_text_paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    log_path: str | os.PathLike,
+) -> TrainResult:
+    """The base stage: pretrain the tiny model on the corpus.
+
+    `config["model"]["tiny"]` holds TinyModelConfig keys and `config["model"]["pretrain"]` SftConfig keys
+    over PRETRAIN_DEFAULTS; both may be absent; `config["task"]["style"]` renders episode prompts. The
+    extra files (JSONL records, see vocabulary_texts) only add words to the vocabulary.
+    """
+    model_section = config.get("model", {})
+    tiny_cfg = from_dict(TinyModelConfig, model_section.get("tiny", {}), "model.tiny")
+    cfg = sft_config(model_section.get("pretrain", {}), config["seed"], "model.pretrain", PRETRAIN_DEFAULTS)
+    ladder_steps(cfg)
+    style = config.get("task", {}).get("style", "compact")
+    extra = list(vocabulary_texts([r for path in extra_text_paths for r in io.read_jsonl(path)], style))
+    return pretrain(
+        io.read_jsonl(corpus_path),
+        extra,
+        tiny_cfg,
+        cfg,
+        out_dir,
+        work_dir,
+        log_path,
+        provenance={
+            **make_provenance(config, cfg.seed),
+            "resolved": {"tiny": asdict(tiny_cfg), "pretrain": asdict(cfg)},
+        },
+    )

@@ -1,0 +1,365 @@
+"""PPO: GAE, the value head, thought weighting, learning from a weak SFT checkpoint, resume after a kill."""
+
+import json
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from sftrl import io
+from sftrl.config import (
+    DataConfig,
+    EvalDataConfig,
+    PretrainDataConfig,
+    RlDataConfig,
+    SftDataConfig,
+    TaskConfig,
+)
+from sftrl.data import build_datasets
+from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, load_model, save_model
+from sftrl.checkpoints import COMPLETE_MARKER
+from sftrl.rl import check_inputs
+from sftrl.rl.ppo import (
+    TIMING_KEYS,
+    PpoConfig,
+    PpoTrainer,
+    ValueHead,
+    compute_gae,
+    normalise,
+    settings,
+    train_ppo,
+)
+from sftrl.rl.rollout import Turn, score, thought_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = TaskConfig(target=24, style="compact", max_attempts=2)
+DATA = DataConfig(
+    id_unseen_share=0.2,
+    sft=SftDataConfig(hands=200, solutions_per_hand=3),
+    eval=EvalDataConfig(id=4, id_unseen=4, ood=4, loss_examples=2),
+    rl=RlDataConfig(prompts=64),
+    pretrain=PretrainDataConfig(examples=4),
+)
+TINY = TinyModelConfig(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=192,
+    max_position_embeddings=256,
+)
+# Small, fast and hot: the paper's lr (1e-6) and grad clip (0.01) would show nothing in seconds.
+FAST = PpoConfig(
+    learning_rate=3e-4,
+    ppo_epochs=4,
+    updates=4,
+    episodes_per_update=8,
+    minibatch_size=8,
+    max_new_tokens=32,
+    save_every=2,
+    temperature=1.0,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sft_briefly(model, tokenizer, records, steps: int, lr: float = 3e-3, batch: int = 32, seed: int = 0):
+    """A few dozen steps of completion-only SFT: the format is learnt, the arithmetic mostly not."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        rows, labels = [], []
+        for record in rng.sample(records, batch):
+            text = tokenizer.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
+            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+            reply = tokenizer(record["completion"][0]["content"], add_special_tokens=False)["input_ids"]
+            reply.append(tokenizer.eos_token_id)
+            rows.append(prompt + reply)
+            labels.append([-100] * len(prompt) + reply)
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        target = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
+        loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return build_datasets(0, TASK, DATA)
+
+
+def make_start_dir(parent, sets, steps=60):
+    """The tiny model (hidden 64, 2 layers; 0.13M parameters with this vocabulary) after 60 SFT steps:
+    right format, mostly wrong answers (episode reward about -5 of -6..+5 at two attempts)."""
+    torch.set_num_threads(1)
+    texts = [m["content"] for r in sets["sft"] for m in r["prompt"] + r["completion"]]
+    tokenizer = build_tokenizer(texts + ["fail ; no answer value not wrong numbers illegal"])
+    model = sft_briefly(build_tiny_model(tokenizer, TINY, seed=0), tokenizer, sets["sft"], steps=steps)
+    save_model(model, tokenizer, parent / f"sft-{steps}")
+    return parent / f"sft-{steps}"
+
+
+@pytest.fixture(scope="module")
+def start_dir(tmp_path_factory, sets):
+    return make_start_dir(tmp_path_factory.mktemp("start"), sets)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(start_dir):
+    return load_model(start_dir)[1]
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+# --- pure parts -------------------------------------------------------------------------------------
+
+
+def test_gae_by_hand():
+    rewards, values, dones = [1.0, -1.0, 5.0, -3.0], [0.5, 0.2, 0.4, 1.0], [False, False, True, True]
+    gamma, lam = 0.9, 0.95
+    a2 = 5.0 - 0.4  # last turn of the first episode: nothing to bootstrap
+    a1 = (-1.0 + gamma * 0.4 - 0.2) + gamma * lam * a2
+    a0 = (1.0 + gamma * 0.2 - 0.5) + gamma * lam * a1
+    a3 = -3.0 - 1.0  # a one-turn episode: independent of the one before it
+    assert compute_gae(rewards, values, dones, gamma, lam) == pytest.approx([a0, a1, a2, a3])
+    assert compute_gae(rewards[:3], values[:3], dones[:3], gamma, lam) == pytest.approx([a0, a1, a2])
+    assert a0 == pytest.approx(3.324515)
+    with pytest.raises(ValueError, match="must end an episode"):
+        compute_gae([1.0, 2.0], [0.0, 0.0], [True, False], gamma, lam)
+
+
+def test_advantage_normalisation():
+    normalised = normalise(torch.tensor([1.0, 2.0, 3.0, 10.0]))
+    assert normalised.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert normalised.std(correction=0).item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.equal(normalise(torch.tensor([2.0, 2.0, 2.0])), torch.zeros(3))
+
+
+def test_config_is_strict():
+    with pytest.raises(ValueError, match="unknown key"):
+        settings({"lr": 1e-4}, seed=0)
+    with pytest.raises(ValueError, match="clip_range"):
+        PpoConfig(clip_range=0)
+    assert settings({"updates": 3}, seed=5) == PpoConfig(updates=3, seed=5)
+
+
+# --- value head, thought weights, log-probs ----------------------------------------------------------
+
+
+def test_value_head_shape():
+    head = ValueHead(64)
+    assert [layer.out_features for layer in head.net if isinstance(layer, torch.nn.Linear)] == [16, 8, 1]
+    assert head(torch.randn(5, 64)).shape == (5,)
+
+
+def test_value_reads_the_last_prompt_token_and_ignores_padding(start_dir, tokenizer):
+    model = load_model(start_dir)[0]
+    head = ValueHead(model.config.hidden_size)
+    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")[
+        "input_ids"
+    ]
+    long_prompt = prompt[:-2] + tokenizer("fail ; value 23 not 24 <|end|><|assistant|>")["input_ids"]
+    replies = [
+        tokenizer(text)["input_ids"]
+        for text in ("numbers 3 8 1 2 <|end|>", "numbers 3 8 1 2 ; 3 * 8 = 24 <|end|>")
+    ]
+
+    def turn(state, reply):
+        return Turn(0, state, reply, [1.0] * len(reply), 0.0, True, "")
+
+    def run(turns):
+        with torch.no_grad():
+            scored = score(model, turns, tokenizer.pad_token_id, 1.0)
+            return head(scored.state_hidden), scored.logps
+
+    values, _ = run([turn(prompt, replies[0]), turn(prompt, replies[1])])
+    assert values[0] == pytest.approx(values[1].item(), abs=1e-5), "tokens after the prompt do not matter"
+    alone, logp_alone = run([turn(prompt, replies[0])])
+    padded, logp_padded = run([turn(prompt, replies[0]), turn(long_prompt, replies[1])])
+    assert len(long_prompt) > len(prompt) + 2, "the first row is left-padded"
+    assert padded[0] == pytest.approx(alone[0].item(), abs=1e-5)
+    assert logp_padded[0] == pytest.approx(logp_alone[0].item(), abs=1e-4)
+    assert values.shape == (2,)
+
+
+def test_thought_weights(tokenizer):
+    reply = tokenizer("numbers 3 8 1 2 ; 3 * 8 = 24 ; 24 * 1 = 24 ; 24 * 2 = 48 <|end|>")["input_ids"]
+    weights = thought_weights(tokenizer, reply, ";", 0.5)
+    assert weights == [0.5] * 5 + [1.0] * (len(reply) - 5), "`numbers 3 8 1 2` is the thought"
+    assert thought_weights(tokenizer, reply[:5], ";", 0.5) == [1.0] * 5, "no marker: all action"
+    paper = build_tokenizer(['{"cards": ["3", "8"], "number": [3, 8], "formula": "3*8=24"}'])
+    ids = paper('{"cards": ["3", "8"], "number": [3, 8], "formula": "3*8=24"}')["input_ids"]
+    assert thought_weights(paper, ids, '"formula"', 0.5) == [0.5] * 6 + [1.0] * 2
+
+
+def test_action_logprob_is_the_weighted_sum(start_dir, tokenizer):
+    model = load_model(start_dir)[0]
+    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")[
+        "input_ids"
+    ]
+    reply = tokenizer("numbers 3 8 1 2 ; 3 * 8 = 24 <|end|>")["input_ids"]
+    weights = thought_weights(tokenizer, reply, ";", 0.5)
+    with torch.no_grad():
+        scored = score(model, [Turn(0, prompt, reply, weights, 0.0, True, "")], tokenizer.pad_token_id, 0.5)
+        logits = model(torch.tensor([prompt + reply])).logits[0, len(prompt) - 1 : -1] / 0.5
+    token = torch.log_softmax(logits, -1).gather(-1, torch.tensor(reply)[:, None]).squeeze(-1)
+    assert scored.logps.item() == pytest.approx((0.5 * token[:5].sum() + token[5:].sum()).item(), abs=1e-4)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, sets):
+    # clip 0.2 (paper 0.1): the ratio is per reply, ~25 tokens; at 0.1 seed 3 of 0-3 showed no rise in 40.
+    # Rise (last 5 - first 5) at seeds 0-3: +2.1, +1.6, +1.2, +1.4.
+    cfg = replace(FAST, updates=40, episodes_per_update=16, minibatch_size=16, clip_range=0.2, save_every=40)
+    result = train_ppo(
+        start_dir, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
+    )
+    rewards = [row["episode_reward"] for row in result.log]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    print("episode reward by update:", [round(r, 2) for r in rewards])
+    assert last > first + 0.7, f"mean episode reward did not rise: first 5 {first:.2f}, last 5 {last:.2f}"
+    rows = io.read_jsonl(tmp_path / "log")
+    assert [row["update"] for row in rows] == list(range(1, 41))
+    for key in (
+        "success_rate",
+        "mean_turns",
+        "value_loss",
+        "policy_loss",
+        "approx_kl",
+        "clip_fraction",
+        "grad_norm",
+        "tokens_per_s",
+        "seconds",
+        "first_reward",
+    ):
+        assert key in rows[0]
+    out = tmp_path / "out"
+    assert not (out / "value_head.safetensors").exists(), "the exported model is a plain causal LM"
+    load_model(out)
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, sets, monkeypatch):
+    prompts = sets["rl_prompts"]
+    full = train_ppo(
+        start_dir,
+        prompts,
+        TASK,
+        FAST,
+        tmp_path / "a" / "out",
+        tmp_path / "a" / "work",
+        tmp_path / "a" / "log",
+    )
+    assert full.updates == 4 and full.resumed_from is None
+    assert sorted(p.name for p in (tmp_path / "a" / "work").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+
+    # Killed during update 3, after the checkpoint of update 2 ...
+    step = PpoTrainer.step
+
+    def killed(self):
+        if self.update == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(PpoTrainer, "step", killed)
+    work = tmp_path / "b" / "work"
+    with pytest.raises(KeyboardInterrupt):
+        train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+    monkeypatch.undo()
+    assert len(io.read_jsonl(tmp_path / "b" / "log")) == 2 and not (tmp_path / "b" / "out").exists()
+    assert (work / "checkpoint-2" / "value_head.safetensors").is_file()
+    # ... or while writing a later checkpoint: one without its marker, and a temporary of an atomic write.
+    (work / "checkpoint-4").mkdir()
+    (work / "checkpoint-4" / "value_head.safetensors").write_bytes(b"half")
+    (work / ".checkpoint-4.abc.tmp").mkdir()
+
+    resumed = train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+    assert resumed.resumed_from == work / "checkpoint-2" and resumed.updates == 4
+    assert [row["update"] for row in io.read_jsonl(tmp_path / "b" / "log")] == [1, 2, 3, 4]
+    assert without_timing(resumed.log) == without_timing(full.log), "same seed, same log, across a resume"
+    assert is_marked(work / "checkpoint-4", 4) and not (work / ".checkpoint-4.abc.tmp").exists()
+    load_model(tmp_path / "b" / "out")
+
+    again = train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+    assert again.resumed_from == work / "checkpoint-4" and len(again.log) == 4, "a finished run only exports"
+
+
+def test_kl_penalty_to_the_start_model(tmp_path, start_dir, sets):
+    cfg = replace(FAST, updates=1, kl_coef=0.1)
+    result = train_ppo(
+        start_dir, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
+    )
+    assert result.log[0]["kl_to_start"] >= 0
+    assert (
+        "kl_to_start"
+        not in train_ppo(
+            start_dir,
+            sets["rl_prompts"],
+            TASK,
+            replace(cfg, kl_coef=0.0),
+            tmp_path / "out0",
+            tmp_path / "work0",
+            tmp_path / "log0",
+        ).log[0]
+    )
+
+
+def is_marked(path, step):
+    return json.loads((path / COMPLETE_MARKER).read_text())["step"] == step
+
+
+def test_inputs_are_checked_before_any_work(tmp_path, start_dir, sets):
+    prompts = tmp_path / "rl_prompts.jsonl"
+    io.write_jsonl(prompts, sets["rl_prompts"][:4])
+    config = {"seed": 0, "task": {"style": "compact"}, "rl": {"ppo": {"updates": 2}}}
+    inputs = check_inputs("ppo", config, 3, start_dir, prompts)
+    assert inputs.cfg.seed == 3 and inputs.cfg.updates == 2 and inputs.task.style == "compact"
+    with pytest.raises(ValueError, match="rl.ppo: unknown key"):
+        check_inputs("ppo", {**config, "rl": {"ppo": {"update": 2}}}, 0, start_dir, prompts)
+    with pytest.raises(ValueError, match="unknown RL algorithm"):
+        check_inputs("a2c", config, 0, start_dir, prompts)
+    with pytest.raises(ValueError, match="does not exist"):
+        check_inputs("ppo", config, 0, tmp_path / "missing", prompts)
+    with pytest.raises(ValueError, match="target 24 but the task says 12"):
+        check_inputs("ppo", {**config, "task": {"style": "compact", "target": 12}}, 0, start_dir, prompts)
+
+    script = [
+        sys.executable,
+        str(ROOT / "scripts" / "rl.py"),
+        "--config",
+        json.dumps(config),
+        "--seed",
+        "0",
+        "--start",
+        str(tmp_path / "missing"),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "out"),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--log",
+        str(tmp_path / "log"),
+    ]
+    done = subprocess.run([*script, "--algorithm", "ppo"], capture_output=True, text=True)
+    assert done.returncode == 2 and "missing" in done.stderr and "does not exist" in done.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
