@@ -36,12 +36,15 @@ from sftrl.modeling import (
     save_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TASK = TaskConfig(target=24, style="compact", max_attempts=5)
 TINY = TinyModelConfig(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=256
 )
+
 GREEDY = EvalConfig(batch_size=5, max_new_tokens=24, dtype="float32", seed=0)
 # fp32 logits of a left-padded batch differ from the same prompt alone by reduction order only: measured
 # <= 1.4e-5 for this model (logits up to ~10). A greedy decision whose top-2 gap exceeds twice the
@@ -67,15 +70,6 @@ def reference_answer(record: dict) -> str:
 @pytest.fixture(scope="module")
 def episodes() -> list[dict]:
     return records(8, "id", 1) + records(8, "ood", 2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from a second thread, and OpenMP barriers stall ~10x on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import json
 from dataclasses import replace
 
 import pytest
-import torch
 from test_ppo import DATA, TASK, make_start_dir
 
 from sftrl import cards, io
@@ -14,6 +13,8 @@ from sftrl.modeling import load_model
 from sftrl.checkpoints import COMPLETE_MARKER
 from sftrl.rl import check_inputs
 from sftrl.rl.grpo import GrpoConfig, prompt_dataset, reward_function, trainer_config, train_grpo
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SINGLE = TaskConfig(target=24, style="compact", max_attempts=1)
 FAST = GrpoConfig(
@@ -25,14 +26,6 @@ FAST = GrpoConfig(
     save_every=2,
     max_completion_length=32,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

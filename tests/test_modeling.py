@@ -24,6 +24,9 @@ from sftrl.modeling import (
     save_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 SMALL = TinyModelConfig(
     hidden_size=64,
     num_hidden_layers=2,
@@ -32,16 +35,6 @@ SMALL = TinyModelConfig(
     intermediate_size=128,
     max_position_embeddings=128,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on shared busy cores two threads that wait
-    for each other run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def compact_texts(n: int = 40) -> list[str]:

@@ -35,6 +35,8 @@ from sftrl.rl.ppo import (
 )
 from sftrl.rl.rollout import Turn, score, thought_weights
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 TASK = TaskConfig(target=24, style="compact", max_attempts=2)
 DATA = DataConfig(
@@ -44,6 +46,7 @@ DATA = DataConfig(
     rl=RlDataConfig(prompts=64),
     pretrain=PretrainDataConfig(examples=4),
 )
+
 TINY = TinyModelConfig(
     hidden_size=64,
     num_hidden_layers=2,
@@ -63,14 +66,6 @@ FAST = PpoConfig(
     save_every=2,
     temperature=1.0,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sft_briefly(model, tokenizer, records, steps: int, lr: float = 3e-3, batch: int = 32, seed: int = 0):

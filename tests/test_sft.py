@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from sftrl import cards, data, io, sft
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, load_model, save_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = TinyModelConfig(
     hidden_size=128,
@@ -37,16 +39,6 @@ FAST = sft.SftConfig(
     logging_steps=1,
     max_length=64,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on shared busy cores two threads that wait
-    for each other run several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def compact_records(n: int, seed: int = 0, rule: str = "id") -> list[dict]:
