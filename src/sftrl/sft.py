@@ -26,12 +26,13 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
 from sftrl import cards, data, io
+from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
 from sftrl.config import from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, check_model_dir, load_model
 from sftrl.provenance import provenance as make_provenance
+from sftrl.trainer_args import optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -331,20 +332,7 @@ def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of max_steps
-        weight_decay=cfg.weight_decay,
-        adam_beta1=cfg.adam_beta1,
-        adam_beta2=cfg.adam_beta2,
-        adam_epsilon=cfg.adam_epsilon,
-        max_grad_norm=cfg.max_grad_norm,
-        optim="adamw_torch",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cfg.bf16,
-        fp16=False,
-        use_cpu=not torch.cuda.is_available(),
+        **optimiser_args(cfg),
         activation_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's own default for this alias is True
         deepspeed=cfg.deepspeed,

@@ -20,17 +20,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from sftrl import cards, io
+from sftrl.checkpoints import discard_unusable, last_complete, mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.modeling import check_model_dir, load_model
-from sftrl.checkpoints import discard_unusable, last_complete, mark_complete, model_dir_identity
 from sftrl.rl import check_prompts
 from sftrl.rl.ppo import export
+from sftrl.trainer_args import optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -174,20 +174,7 @@ def trainer_config(cfg: GrpoConfig, work_dir: Path) -> GRPOConfig:
         epsilon=cfg.epsilon,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of max_steps
-        weight_decay=cfg.weight_decay,
-        adam_beta1=cfg.adam_beta1,
-        adam_beta2=cfg.adam_beta2,
-        adam_epsilon=cfg.adam_epsilon,
-        max_grad_norm=cfg.max_grad_norm,
-        optim="adamw_torch",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cfg.bf16,
-        fp16=False,
-        use_cpu=not torch.cuda.is_available(),
+        **optimiser_args(cfg),
         activation_checkpointing=False,
         gradient_checkpointing=False,  # TRL's own default for this alias is True
         use_vllm=False,
