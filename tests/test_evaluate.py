@@ -27,6 +27,7 @@ from sftrl.evaluate import (
     wilson_interval,
 )
 from sftrl.evaluate.backends import HFBackend, VLLMBackend
+from sftrl.evaluate.incremental import Prefix, reusable
 from sftrl.modeling import (
     ModelDirError,
     TinyModelConfig,
@@ -109,12 +110,13 @@ def episodes_file(tmp_path, episodes):
 
 
 def test_batched_equals_sequential_greedy(loaded, episodes):
-    """Identical replies and verdicts, so batching is a pure speed-up.
+    """Identical replies and verdicts, so batching and the reused KV cache are a pure speed-up.
 
-    Why equality is guaranteed rather than lucky: left padding plus `generate`'s mask-derived position
-    ids make each padded row mathematically the same computation as the prompt alone; what is left is
-    fp32 reduction-order noise (<= 1.4e-5 on logits of ~10). The forward hook records the top-2 logit gap of
-    every greedy decision of the reference run; all gaps exceed MARGIN >> noise, so no argmax can flip.
+    Why equality is guaranteed rather than lucky: masked holes plus position ids that count only real
+    tokens make each row of the batch (its cache reused from the last turn, or left-padded) mathematically
+    the same computation as the prompt alone; what is left is fp32 reduction-order noise (<= 1.4e-5 on
+    logits of ~10). The forward hook records the top-2 logit gap of every greedy decision of the reference
+    run; all gaps exceed MARGIN >> noise, so no argmax can flip.
     """
     model, tokenizer = loaded
     gaps = []
@@ -136,6 +138,56 @@ def test_batched_equals_sequential_greedy(loaded, episodes):
     assert len(replies) > 40  # a real comparison, not of identical or empty strings
     assert len({len(t.reply.split()) for r in batched for t in r.turns}) > 5  # rows finish at different times
     assert len({t.category for r in batched for t in r.turns}) >= 3
+
+
+def test_later_turns_encode_only_what_is_new(loaded, episodes):
+    """From the second turn on, the model is fed the feedback and the new header, not the whole conversation
+    (a row whose reply does not re-tokenize to the same ids falls back to encoding from the difference)."""
+    model, tokenizer = loaded
+    fed, whole = [], []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    backend = HFBackend(model, tokenizer, replace(GREEDY, batch_size=16))
+    generate = backend.generate
+
+    def measured(conversations, keys=None):
+        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        whole.append(sum(map(len, tokenizer(texts, add_special_tokens=False)["input_ids"])))
+        fed.clear()
+        replies = generate(conversations, keys)
+        whole[-1] = (whole[-1], fed[0] * len(conversations))  # (tokens of the whole conversations, fed at once)
+        return replies
+
+    backend.generate = measured
+    try:
+        results = run_episodes(backend, episodes, TASK, progress=False)
+    finally:
+        hook.remove()
+    assert len(whole) == max(r.attempts for r in results) >= 3
+    assert whole[0][1] >= whole[0][0]  # the first turn encodes everything (plus padding)
+    for conversation_tokens, prefill_tokens in whole[1:]:
+        assert prefill_tokens < conversation_tokens / 2
+
+
+def test_a_key_whose_conversation_changed_starts_afresh(loaded, episodes):
+    model, tokenizer = loaded
+    first, second = (cards.messages(r["hand"], cards.Rule(**r["rule"]), 24, "compact") for r in episodes[:2])
+    backend = HFBackend(model, tokenizer, GREEDY)
+    backend.generate([first], keys=["k"])
+    assert set(backend.prefixes) == {"k"}
+    assert backend.generate([second], keys=["k"]) == HFBackend(model, tokenizer, GREEDY).generate([second])
+    backend.generate([first], keys=["other"])
+    assert set(backend.prefixes) == {"other"}  # keys a call leaves out are forgotten
+
+
+def test_reusable_leaves_a_token_to_encode():
+    prefix = Prefix([1, 2, 3], [])
+    assert reusable(None, [1, 2, 3, 4]) == 0
+    assert reusable(prefix, [1, 2, 3, 4, 5]) == 3
+    assert reusable(prefix, [1, 2, 3]) == 2
+    assert reusable(prefix, [1, 9, 3, 4]) == 1
+    assert reusable(prefix, [7]) == 0
 
 
 def test_hf_backend_chunks_by_batch_size_and_counts_tokens(loaded, episodes):
@@ -179,7 +231,7 @@ class Scripted:
         self.script = script
         self.calls: list[int] = []
 
-    def generate(self, conversations):
+    def generate(self, conversations, keys=None):
         self.calls.append(len(conversations))
         replies = []
         for conversation in conversations:
@@ -220,7 +272,7 @@ def test_scripted_episodes_stop_at_success_and_survive_hostile_replies(episodes)
 
 def test_backend_returning_wrong_count_is_an_error(episodes):
     class Short:
-        def generate(self, conversations):
+        def generate(self, conversations, keys=None):
             return []
 
     with pytest.raises(RuntimeError, match="0 replies for 2 conversations"):

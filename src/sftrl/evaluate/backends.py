@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from sftrl.evaluate.engine import EvalConfig
+from sftrl.evaluate.incremental import IncrementalDecoder, Prefix
 
 
 def chunk_seed(seed: int, call: int, chunk: int) -> int:
@@ -23,11 +24,14 @@ def resolve_device(device: str) -> str:
 
 
 class HFBackend:
-    """Batched `model.generate` with left padding and the KV cache.
+    """Batched generation with Hugging Face models, in two ways.
 
-    Left padding keeps every prompt's last token at the end of the row, so the first new token of every
-    conversation is predicted from its own last token; `generate` derives position ids from the attention
-    mask (cumsum - 1), so a padded row sees the same positions as the same prompt alone.
+    With `keys` (the evaluator passes one per episode) and `cfg.reuse_cache`, each conversation keeps its
+    KV cache between calls (`IncrementalDecoder`): a turn encodes only the feedback and the new reply.
+    Without, each call is a stateless `model.generate` with left padding — the reference implementation's
+    way, kept for the one-at-a-time comparison. Left padding keeps every prompt's last token at the end of
+    the row; `generate` derives position ids from the attention mask (cumsum - 1), so a padded row sees the
+    same positions as the same prompt alone.
     All sampling knobs are passed explicitly: a checkpoint's own generation_config (e.g. Qwen's top_k=20,
     repetition_penalty=1.05) must not silently change the evaluation.
     """
@@ -45,6 +49,10 @@ class HFBackend:
             if cfg.greedy
             else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0}
         )
+        self.decoder = IncrementalDecoder(
+            self.model, self.eos_ids, tokenizer.pad_token_id, cfg.temperature, cfg.top_p
+        )
+        self.prefixes: dict[str, Prefix] = {}
         self.calls = 0
         self.tokens_generated = 0
 
@@ -59,21 +67,42 @@ class HFBackend:
             raise ValueError("neither the tokenizer nor the model's generation config names an eos token")
         return ids
 
-    def generate(self, conversations: list[list[dict]]) -> list[str]:
+    def generate(self, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]:
+        """One reply per conversation. `keys` name the conversations across calls: a key's cache is reused
+        when its conversation continues the last one seen under it, and keys missing from a call are
+        forgotten (their episodes are over)."""
         self.calls += 1
+        reuse = keys is not None and self.cfg.reuse_cache
         size = self.cfg.batch_size
         replies: list[str] = []
+        prefixes: dict[str, Prefix] = {}
         for chunk, start in enumerate(range(0, len(conversations), size)):
             torch.manual_seed(chunk_seed(self.cfg.seed, self.calls, chunk))
-            replies += self._generate_chunk(conversations[start : start + size])
+            texts = self._texts(conversations[start : start + size])
+            if reuse:
+                replies += self._continue_chunk(texts, keys[start : start + size], prefixes)
+            else:
+                replies += self._generate_chunk(texts)
+        self.prefixes = prefixes
         return replies
 
-    @torch.inference_mode()
-    def _generate_chunk(self, conversations: list[list[dict]]) -> list[str]:
-        texts = [
+    def _texts(self, conversations: list[list[dict]]) -> list[str]:
+        return [
             self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
             for conversation in conversations
         ]
+
+    def _continue_chunk(self, texts: list[str], keys: list[str], prefixes: dict[str, Prefix]) -> list[str]:
+        prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        generated, ends = self.decoder.decode(
+            prompts, [self.prefixes.get(key) for key in keys], self.cfg.max_new_tokens
+        )
+        prefixes.update(zip(keys, ends))
+        self.tokens_generated += sum(map(len, generated))
+        return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+    @torch.inference_mode()
+    def _generate_chunk(self, texts: list[str]) -> list[str]:
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.model.device)
         output = self.model.generate(
@@ -114,12 +143,14 @@ class VLLMBackend:
             seed=cfg.seed,
             max_num_seqs=cfg.batch_size,
             trust_remote_code=cfg.trust_remote_code,
+            enable_prefix_caching=cfg.reuse_cache,  # a turn's prompt is the last turn's prompt and reply
         )
         # No per-request seed: it would make the `samples` copies of one prompt sample identical tokens.
         self.params = vllm.SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         self.tokens_generated = 0
 
-    def generate(self, conversations: list[list[dict]]) -> list[str]:
+    def generate(self, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]:
+        """vLLM finds shared prefixes itself (`enable_prefix_caching`), so `keys` are not needed."""
         outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
         self.tokens_generated += sum(len(out.outputs[0].token_ids) for out in outputs)
         return [out.outputs[0].text for out in outputs]

@@ -39,6 +39,7 @@ class EvalConfig:
     dtype: str = "float32"
     device: str = "auto"
     trust_remote_code: bool = False
+    reuse_cache: bool = True  # keep each episode's KV cache between turns (memory: one cache per live episode)
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,10 +70,12 @@ class EvalConfig:
 class Backend(Protocol):
     """Anything that continues chat conversations: one assistant reply per conversation, in order.
 
-    A backend may also count `tokens_generated` (an int attribute); progress lines then show tokens/s.
+    `keys` name each conversation across calls (one per episode), so a backend may keep per-conversation
+    state such as a KV cache; it may ignore them. A backend may also count `tokens_generated` (an int
+    attribute); progress lines then show tokens/s.
     """
 
-    def generate(self, conversations: list[list[dict]]) -> list[str]: ...
+    def generate(self, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]: ...
 
 
 @dataclass
@@ -167,8 +170,8 @@ def _advance(episode: cards.Episode, result: EpisodeResult, conversation: list[d
     result.success = bool(episode.success)
 
 
-def _generate(backend: Backend, conversations: list[list[dict]]) -> list[str]:
-    replies = backend.generate(conversations)
+def _generate(backend: Backend, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]:
+    replies = backend.generate(conversations, keys=keys)
     if len(replies) != len(conversations):
         raise RuntimeError(f"backend returned {len(replies)} replies for {len(conversations)} conversations")
     return replies
@@ -212,7 +215,7 @@ def run_episodes(
     while live:
         turn += 1
         conversations = [_conversation(started[i][0]) for i in live]
-        replies = _generate(backend, conversations)
+        replies = _generate(backend, conversations, [f"{results[i].uid}#{results[i].sample}" for i in live])
         for i, conversation, reply in zip(live, conversations, replies):
             _advance(*started[i], conversation, reply)
         live = [i for i in live if not started[i][0].done]
