@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -11,15 +12,24 @@ configfile: Path(workflow.basedir) / "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+include: "rules/cluster.smk"
 
 
 wildcard_constraints:
     split="|".join(EVAL_SPLITS),
-    model="|".join(EVAL_MODELS),
+    model="|".join(re.escape(m) for m in [*EVAL_MODELS, *EDIT_MODELS, *PLAN_MODELS]),
     algo="|".join(RL_ALGORITHMS),
     step="|".join(str(s) for s in RL_FROM_STEPS),
     seed="|".join(str(s) for s in config["rl"]["seeds"]),
+    a="|".join(re.escape(m) for m in CURVE_MODELS),
+    b="|".join(re.escape(m) for m in [*SFT_MODELS, *RL_MODELS]),
+    rl="|".join(re.escape(m) for m in RL_MODELS),
+    source="|".join(re.escape(t) for t in ROLE_TOKENS),
+    target="|".join(re.escape(t) for t in ROLE_TOKENS),
 
 
 include: "rules/data.smk"
@@ -27,6 +37,11 @@ include: "rules/base.smk"
 include: "rules/sft.smk"
 include: "rules/evaluate.smk"
 include: "rules/rl.smk"
+include: "rules/roles.smk"
+include: "rules/spectrum.smk"
+include: "rules/restore.smk"
+include: "rules/plan.smk"
+include: "rules/report.smk"
 
 
 rule all:

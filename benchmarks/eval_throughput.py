@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Throughput of the batched evaluation engine against one-prompt-at-a-time generation.
 
-Both paths play the same episodes with greedy decoding on the same model; the script checks that their
-replies and verdicts are identical, then prints the median wall time of each and the speed ratio.
+Batched: all live episodes advance one turn per call, each keeping its KV cache between turns (the
+default `eval` settings). One at a time: `model.generate` on one conversation per call, re-encoding it
+every turn (the reference implementation's way). Both play the same episodes with greedy decoding on the
+same model; the script checks that their replies and verdicts are identical, then prints the median wall
+time of each and the speed ratio.
 A random-weight model never emits eos, so every reply runs to --max-new-tokens in both paths (a fair
 comparison; pass --model with a trained directory for realistic reply lengths and early successes).
 
@@ -59,11 +62,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", help="a trained model directory (default: random-weight tiny model)")
-    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--episodes", type=int, default=128)
     parser.add_argument("--rule", choices=sorted(cards.RULES), default="ood")
     parser.add_argument("--style", choices=cards.STYLES, default="compact")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="the compact answer is ~25 tokens")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=512, help="the default eval.batch_size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)

@@ -35,13 +35,20 @@ elif config["model"]["source"] == "tiny":
             BENCH / "base" / "pretrain_base.tsv"
         conda:
             "../envs/sftrl.yaml"
-        threads: workflow.cores
+        threads: job_resources("pretrain").threads
+        resources:
+            gpu=job_resources("pretrain").gpus,
+            cpus_per_gpu=job_resources("pretrain").cpus_per_gpu,
+            tasks=1,
+            mem_mb=job_resources("pretrain").mem_mb_for,
+            runtime=job_resources("pretrain").runtime_for,
         params:
+            launch=launch("pretrain"),
             script=SCRIPTS / "base.py",
             cfg=config_json("seed", "task", "model"),
             work=WORK / "pretrain",
             history=LOGS / "base" / "pretrain_history.jsonl",
         shell:
-            "python {params.script} --config {params.cfg:q} --corpus {input.corpus}"
+            "{params.launch} {params.script} --config {params.cfg:q} --corpus {input.corpus}"
             " --extra-texts {input.texts} --out {output} --work-dir {params.work}"
             " --log {params.history} > {log} 2>&1"

@@ -1,8 +1,19 @@
 # Paths and helpers shared by all rules (the one place that knows the layout).
 import json
+import shlex
 from pathlib import Path
 
 from sftrl.config import ladder_steps
+from sftrl.edits import num_decoder_layers
+from sftrl.restoration import kinds_in
+from sftrl.roles import (
+    read_roles,
+    resolve,
+    restore_pairs,
+    rl_start,
+    sft_end_model,
+    static_model,
+)
 
 
 def as_list(value):
@@ -23,6 +34,8 @@ FIGURES = RESULTS / "figures"
 LOGS = RESULTS / "logs"
 BENCH = RESULTS / "benchmarks"
 WORK = RESULTS / "work"
+SPECTRUM = RESULTS / "spectrum"
+SVD_CACHE = WORK / "svd"
 SCRIPTS = Path(workflow.basedir) / "scripts"
 EMBEDDED_BASE = Path(workflow.basedir) / "resources" / "tiny-base"
 
@@ -35,8 +48,11 @@ SFT_STEPS = ladder_steps(
 )
 SFT_MODELS = [f"sft-{step}" for step in SFT_STEPS]
 RL_ALGORITHMS = as_list(config["rl"]["algorithm"])
-RL_FROM_STEPS = (
-    SFT_STEPS if config["rl"]["from_steps"] == "all" else config["rl"]["from_steps"]
+RL_PLANNED = config["rl"]["from_steps"] == "plan"  # the RL plan chooses: rl_models()
+RL_FROM_STEPS = (  # with "plan", every ladder step is a candidate start
+    SFT_STEPS
+    if config["rl"]["from_steps"] in ("all", "plan")
+    else config["rl"]["from_steps"]
 )
 RL_MODELS = [
     rl_model(algo, step, seed)
@@ -47,6 +63,7 @@ RL_MODELS = [
 CURVE_MODELS = ["base", *SFT_MODELS]
 EVAL_MODELS = [*CURVE_MODELS, *RL_MODELS]
 BUILT_BASE = config["model"]["source"] in ("embedded", "tiny")
+HUB_PREFIX = "hf:"
 
 
 off_ladder = sorted(set(RL_FROM_STEPS) - set(SFT_STEPS))
@@ -56,12 +73,45 @@ if off_ladder:
     )
 
 
+def base_model_config():
+    """The base model's config.json where it is on disk when the DAG is built (None for a hub id)."""
+    source = config["model"]["source"]
+    if source == "tiny":
+        return {"num_hidden_layers": config["model"]["tiny"]["num_hidden_layers"]}
+    if source.startswith(HUB_PREFIX):
+        return None
+    path = (EMBEDDED_BASE if source == "embedded" else Path(source)) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# Spectral analysis and restoration: roles (sftrl.roles), the restoration grid, the pairs analysed.
+SFT_END = sft_end_model(SFT_STEPS, config["restore"]["sft_end"])
+RESTORE_PAIRS = restore_pairs(
+    config["restore"]["pairs"],
+    RL_MODELS,
+    SFT_END,
+    num_decoder_layers(base_model_config()),
+)
+RESTORE_GROUPS = {pair.group: pair for pair in RESTORE_PAIRS}
+RESTORE_KINDS = kinds_in(RESTORE_PAIRS)
+EDIT_MODELS = [model for pair in RESTORE_PAIRS for model in pair.models]
+ROLE_TOKENS = ["base", "sft_peak", "sft_end", *RL_MODELS]
+SPECTRUM_KINDS = config["spectrum"]["pairs"]
+
+if config["model"]["source"].startswith(HUB_PREFIX) and (
+    set(SPECTRUM_KINDS) & {"base_to_sft", "base_to_rl", "sft_vs_rl"}
+    or any("base" in (pair.source, pair.target) for pair in RESTORE_PAIRS)
+):
+    raise ValueError(
+        f"model.source {config['model']['source']} is a hub id, but spectral analysis and restoration "
+        "read the base model's weights from a directory: download it and set model.source to that "
+        "directory, or leave the base out of spectrum.pairs and restore.pairs"
+    )
+
+
 def config_json(*sections):
     """The named config sections as one JSON argument, so a script sees exactly what the rule saw."""
     return json.dumps({name: config[name] for name in sections}, sort_keys=True)
-
-
-HUB_PREFIX = "hf:"
 
 
 def model_ref(name):
@@ -74,17 +124,96 @@ def model_ref(name):
     return MODELS / name
 
 
-def model_dir(name):
-    """The model as an input file of a job; a hub id is not a file, so it is none."""
-    if name == "base" and config["model"]["source"].startswith(HUB_PREFIX):
-        return []
-    return model_ref(name)
-
-
 def rl_config_json(algo):
     """The config an RL run sees: its own algorithm's section only, so editing the other reruns nothing."""
     sections = {name: config[name] for name in ("seed", "task", "model")}
     return json.dumps({**sections, "rl": {algo: config["rl"][algo]}}, sort_keys=True)
+
+
+def model_dir(name):
+    """The model as an input file of a job; a hub id is not a file, so it is none. An edited model
+    lies in the directory its restoration job writes, which is the file a job waits for.
+    """
+    if name == "base" and config["model"]["source"].startswith(HUB_PREFIX):
+        return []
+    for pair in RESTORE_PAIRS:
+        if name in pair.models:
+            return MODELS / pair.directory
+    return model_ref(name)
+
+
+def role_model(token):
+    """The model a role names: known from the config, or for sft_peak read from the roles checkpoint."""
+    model = static_model(token, SFT_END)
+    if model is None:
+        model = resolve(read_roles(checkpoints.roles.get().output.json), token)
+    return model
+
+
+def restore_edits(wildcards):
+    """The edits of one pair of the grid, as the JSON list the restore script reads."""
+    group = f"{wildcards.source}__{wildcards.target}"
+    if group not in RESTORE_GROUPS:
+        raise ValueError(
+            f"restore.pairs has no entry that edits {wildcards.target} with {wildcards.source}; "
+            f"its pairs are {sorted(RESTORE_GROUPS)}"
+        )
+    return RESTORE_GROUPS[group].edits_json()
+
+
+def spectrum_table(kind, a, b):
+    if kind == "sft_vs_rl":
+        return SPECTRUM / "updates" / f"{b}.parquet"
+    return SPECTRUM / f"{a}__{b}.parquet"
+
+
+def spectrum_pairs(peak=True):
+    """(kind, A, B) of every configured comparison. The sft_peak pairs (peak=True) wait for the roles
+    checkpoint; the others are known from the config, so their jobs can run before it.
+    """
+    pairs = []
+    if "base_to_sft" in SPECTRUM_KINDS:
+        pairs += [("base_to_sft", "base", m) for m in SFT_MODELS]
+    if "base_to_rl" in SPECTRUM_KINDS:
+        pairs += [("base_to_rl", "base", m) for m in rl_models()]
+    if "sft_vs_rl" in SPECTRUM_KINDS:
+        pairs += [("sft_vs_rl", f"sft-{rl_start(m)}", m) for m in rl_models()]
+    if peak and "peak_to_later" in SPECTRUM_KINDS:
+        sft_peak = role_model("sft_peak")
+        later = [m for m in SFT_MODELS if model_step(m) > model_step(sft_peak)]
+        pairs += [("peak_to_later", sft_peak, m) for m in later]
+    return pairs
+
+
+def spectrum_options():
+    """Command-line options of a spectrum job: patterns, k fractions, the shared SVD cache."""
+    options = ["--k-fractions", *map(str, config["spectrum"]["k_fractions"])]
+    if config["spectrum"]["patterns"]:
+        options += ["--patterns", *config["spectrum"]["patterns"]]
+    return " ".join(shlex.quote(o) for o in options)
+
+
+def svd_cache_option():
+    return f"--cache {SVD_CACHE}" if config["spectrum"]["svd_cache"] else ""
+
+
+def spectrum_figures():
+    """The summary's figures (PNG, a PDF beside each) that the configured pairs can draw."""
+    figures = {}
+    if {"base_to_sft", "base_to_rl"} & set(SPECTRUM_KINDS):
+        figures["drift"] = FIGURES / "spectrum_drift.png"
+        figures["angles"] = FIGURES / "spectrum_angles.png"
+    if "base_to_sft" in SPECTRUM_KINDS:
+        figures["heatmap"] = FIGURES / "spectrum_heatmap.png"
+    return figures
+
+
+def restoration_figures():
+    return [
+        FIGURES / f"restoration_{kind}.{ext}"
+        for kind in RESTORE_KINDS
+        for ext in ("png", "pdf")
+    ]
 
 
 def model_step(name):
@@ -113,4 +242,161 @@ def all_targets():
         FIGURES / "sft_curve.png",
         TABLES / "rl_from_sft.csv",
         FIGURES / "rl_from_sft.png",
+        TABLES / "roles.json",
+        *(
+            [TABLES / "spectrum_summary.csv", *spectrum_figures().values()]
+            if SPECTRUM_KINDS
+            else []
+        ),
+        *(
+            [TABLES / "restoration.csv", *restoration_figures()]
+            if RESTORE_PAIRS
+            else []
+        ),
+        *plan_and_report_targets(),
+    ]
+
+
+# Plans (rules/plan.smk) and the report (rules/report.smk).
+PLAN = RESULTS / "plan"
+REPORT = RESULTS / "report"
+PLAN_RL = PLAN / "rl_starts.json"
+PLAN_RESTORE = PLAN / "restoration.json"
+PLAN_EDIT_MODEL = (
+    "edits/plan/cheapest"  # the planned restoration, evaluated like the rest
+)
+CAPTIONS = Path("..") / "report"  # captions of report() outputs, relative to rules/
+
+if RL_PLANNED and config["plan"]["rl_budget"] is None:
+    raise ValueError(
+        "rl.from_steps is 'plan' but plan.rl_budget is null: give the GPU-hours the RL runs may use"
+    )
+if RL_PLANNED:
+    _unplanned = sorted(
+        {
+            token
+            for pair in RESTORE_PAIRS
+            for token in (pair.source, pair.target)
+            if token in RL_MODELS and f"sft-{rl_start(token)}" != SFT_END
+        }
+    )
+    if _unplanned:
+        raise ValueError(
+            f"restore.pairs names RL runs {_unplanned}, but with rl.from_steps: plan only the runs from "
+            f"sft_end ({SFT_END}) are sure to exist: use the role rl_from_end"
+        )
+if {"base_to_sft", "base_to_rl"} & set(SPECTRUM_KINDS) and not any(
+    abs(f - config["report"]["claims"]["angle_k_fraction"]) < 1e-9
+    for f in config["spectrum"]["k_fractions"]
+):
+    raise ValueError(
+        f"report.claims.angle_k_fraction {config['report']['claims']['angle_k_fraction']} is not "
+        f"among spectrum.k_fractions {config['spectrum']['k_fractions']}"
+    )
+
+_plan_pair = RESTORE_GROUPS.get("sft_peak__sft_end")
+RESTORE_PLAN_SPEC = None
+if _plan_pair and config["plan"]["restore_target"] is not None:
+    _named = {spec.name: spec for spec in _plan_pair.specs}
+    RESTORE_PLAN_SPEC = _named.get(config["plan"]["restore_edit"])
+    if RESTORE_PLAN_SPEC is None or RESTORE_PLAN_SPEC.kind == "layer":
+        raise ValueError(
+            f"plan.restore_edit {config['plan']['restore_edit']!r} is not an SVD edit of the "
+            f"sft_peak -> sft_end pair of restore.pairs; its SVD edits are "
+            f"{[n for n, s in _named.items() if s.kind != 'layer']}"
+        )
+RESTORE_PLAN = RESTORE_PLAN_SPEC is not None
+PLAN_MODELS = [PLAN_EDIT_MODEL] if RESTORE_PLAN else []
+
+
+def reported(path, caption, category):
+    """An output registered for `snakemake --report`, captioned by report/CAPTION.rst."""
+    return report(path, caption=str(CAPTIONS / f"{caption}.rst"), category=category)
+
+
+def rl_models():
+    """The RL runs: the configured ones, or with rl.from_steps: plan the ones the RL plan chose."""
+    if not RL_PLANNED:
+        return RL_MODELS
+    plan = json.loads(Path(checkpoints.plan_rl.get().output.json).read_text())
+    return [
+        rl_model(algo, step, seed)
+        for algo in RL_ALGORITHMS
+        for step in plan["steps"]
+        for seed in config["rl"]["seeds"]
+    ]
+
+
+def plan_rl_runs():
+    """RL runs whose benchmark files give the cost of a run: the configured runs, when no cost is set."""
+    if RL_PLANNED or config["plan"]["rl_run_cost"] is not None:
+        return []
+    return [RESULTS / "rl" / model / "history.jsonl" for model in RL_MODELS]
+
+
+def plan_rl_options():
+    """Command-line options of the RL plan (scripts/plan.py rl-starts)."""
+    plan = config["plan"]
+    options = ["--algorithms", *RL_ALGORITHMS, "--seeds", len(config["rl"]["seeds"])]
+    if plan["rl_budget"] is not None:
+        options += ["--budget", plan["rl_budget"]]
+    else:
+        options += ["--configured-starts", len(RL_FROM_STEPS)]
+    if plan["rl_run_cost"] is not None:
+        options += ["--run-cost", plan["rl_run_cost"]]
+    gpus = max(1, config.get("resources", {}).get("rl", {}).get("gpus", 1))
+    options += ["--benchmark-dir", BENCH / "rl", "--gpus-per-run", gpus]
+    options += ["--min-spacing", plan["min_spacing"], "--required", model_step(SFT_END)]
+    if plan["coverage_radius"] is not None:
+        options += ["--coverage-radius", plan["coverage_radius"]]
+    options += ["--on-infeasible", "error" if RL_PLANNED else "record"]
+    return " ".join(shlex.quote(str(o)) for o in options)
+
+
+def restore_plan_spectrum():
+    """The spectral table of sft_peak against sft_end the restoration plan reads; none when sft_peak
+    is not an earlier checkpoint than sft_end."""
+    peak = role_model("sft_peak")
+    if model_step(peak) >= model_step(SFT_END):
+        return []
+    return spectrum_table("peak_to_later", peak, SFT_END)
+
+
+def planned_edit_metrics():
+    """The OOD metrics of the planned restoration edit, where the plan found one."""
+    if not RESTORE_PLAN:
+        return []
+    plan = json.loads(Path(checkpoints.plan_restoration.get().output.json).read_text())
+    return [eval_metrics(PLAN_EDIT_MODEL, "ood")] if plan["status"] == "Optimal" else []
+
+
+def claim_spectra():
+    """(model, table) of the spectral claims: sft_end and the RL runs from it, each against the base."""
+    spectra = []
+    if "base_to_sft" in SPECTRUM_KINDS:
+        spectra.append((SFT_END, spectrum_table("base_to_sft", "base", SFT_END)))
+    if "base_to_rl" in SPECTRUM_KINDS:
+        spectra += [
+            (m, spectrum_table("base_to_rl", "base", m))
+            for m in rl_models()
+            if f"sft-{rl_start(m)}" == SFT_END
+        ]
+    return spectra
+
+
+def plan_and_report_targets():
+    figures = ["success_vs_step", "loss_vs_ood", "recovery_window"]
+    return [
+        PLAN_RL,
+        *([PLAN_RESTORE] if RESTORE_PLAN else []),
+        REPORT / "claims.md",
+        REPORT / "claims.json",
+        *[FIGURES / f"{name}.{ext}" for name in figures for ext in ("png", "pdf")],
+        TABLES / "loss_curve.csv",
+        TABLES / "recovery_window.csv",
+        *(
+            [FIGURES / "restoration_recovery.png", TABLES / "restoration_recovery.csv"]
+            if RESTORE_PAIRS
+            else []
+        ),
     ]

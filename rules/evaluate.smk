@@ -12,7 +12,13 @@ rule evaluate:
         BENCH / "eval" / "{model}.tsv"
     conda:
         "../envs/sftrl.yaml"
-    threads: 1
+    threads: job_resources("evaluate").threads
+    resources:
+        gpu=job_resources("evaluate").gpus,
+        cpus_per_gpu=job_resources("evaluate").cpus_per_gpu,
+        tasks=1,
+        mem_mb=job_resources("evaluate").mem_mb_for,
+        runtime=job_resources("evaluate").runtime_for,
     params:
         script=SCRIPTS / "evaluate.py",
         model=lambda wc: model_ref(wc.model),
@@ -33,8 +39,8 @@ rule sft_curve:
     input:
         [eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
     output:
-        table=TABLES / "sft_curve.csv",
-        figure=FIGURES / "sft_curve.png",
+        table=reported(TABLES / "sft_curve.csv", "sft_curve_table", "SFT"),
+        figure=reported(FIGURES / "sft_curve.png", "sft_curve", "SFT"),
         pdf=FIGURES / "sft_curve.pdf",
     log:
         LOGS / "report" / "sft_curve.log",

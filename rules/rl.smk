@@ -12,13 +12,20 @@ rule rl:
         BENCH / "rl" / "rl-{algo}-from{step}-s{seed}.tsv"
     conda:
         "../envs/sftrl.yaml"
-    threads: 1
+    threads: job_resources("rl").threads
+    resources:
+        gpu=job_resources("rl").gpus,
+        cpus_per_gpu=job_resources("rl").cpus_per_gpu,
+        tasks=1,
+        mem_mb=job_resources("rl").mem_mb_for,
+        runtime=job_resources("rl").runtime_for,
     params:
+        launch=lambda wc: launch("rl", wc.algo),
         script=SCRIPTS / "rl.py",
         cfg=lambda wc: rl_config_json(wc.algo),
         work=lambda wc: WORK / "rl" / f"rl-{wc.algo}-from{wc.step}-s{wc.seed}",
     shell:
-        "python {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
+        "{params.launch} {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
         " --start {input.start} --prompts {input.prompts} --out {output.model} --work-dir {params.work}"
         " --log {output.history} > {log} 2>&1"
 
@@ -31,10 +38,10 @@ rule rl_table:
     """Success before and after RL for every start checkpoint, with recovery against the OOD peak."""
     input:
         sft=[eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
-        rl=[eval_metrics(m, s) for m in RL_MODELS for s in EVAL_SPLITS],
+        rl=lambda wc: [eval_metrics(m, s) for m in rl_models() for s in EVAL_SPLITS],
     output:
-        table=TABLES / "rl_from_sft.csv",
-        figure=FIGURES / "rl_from_sft.png",
+        table=reported(TABLES / "rl_from_sft.csv", "rl_table", "RL"),
+        figure=reported(FIGURES / "rl_from_sft.png", "rl_from_sft", "RL"),
         pdf=FIGURES / "rl_from_sft.pdf",
     log:
         LOGS / "report" / "rl_table.log",
@@ -46,7 +53,7 @@ rule rl_table:
         script=SCRIPTS / "rl_table.py",
         eval_root=EVAL,
         sft=" ".join(SFT_MODELS),
-        rl=" ".join(RL_MODELS),
+        rl=lambda wc: " ".join(rl_models()),
     shell:
         "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
         " --table {output.table} --plot {output.figure} > {log} 2>&1"

@@ -13,8 +13,15 @@ rule sft:
         BENCH / "sft" / "sft.tsv"
     conda:
         "../envs/sftrl.yaml"
-    threads: workflow.cores
+    threads: job_resources("sft").threads
+    resources:
+        gpu=job_resources("sft").gpus,
+        cpus_per_gpu=job_resources("sft").cpus_per_gpu,
+        tasks=1,
+        mem_mb=job_resources("sft").mem_mb_for,
+        runtime=job_resources("sft").runtime_for,
     params:
+        launch=launch("sft"),
         script=SCRIPTS / "sft.py",
         base=model_ref("base"),
         cfg=config_json("seed", "task", "model", "sft"),
@@ -22,6 +29,6 @@ rule sft:
         work=WORK / "sft",
         models_dir=MODELS,
     shell:
-        "python {params.script} --config {params.cfg:q} --base {params.base} --train {input.train}"
+        "{params.launch} {params.script} --config {params.cfg:q} --base {params.base} --train {input.train}"
         " --eval-set {params.loss_sets} --models-dir {params.models_dir} --work-dir {params.work}"
         " --log {output.history} > {log} 2>&1"

@@ -38,8 +38,22 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
         (lambda c: c["data"]["sft"].update(hands="many"), "'hands'"),
         (lambda c: c["task"].update(style="verbose"), "'style'"),
         (lambda c: c["data"].update(id_unseen_share=1.5), "'id_unseen_share'"),
+        (lambda c: c["spectrum"].update(k_fractions=[0.2, 1.5]), "'k_fractions'"),
+        (lambda c: c["restore"]["pairs"][0].update(source="sft_best"), "'sft_best'"),
+        (lambda c: c["restore"]["pairs"][0]["edits"][0].update(top=1.5), "'top'"),
+        (lambda c: c["restore"]["pairs"][0]["edits"][0].update(kind="rotate"), "'rotate'"),
     ],
-    ids=["typo-nested", "typo-top", "wrong-type", "bad-enum", "out-of-range"],
+    ids=[
+        "typo-nested",
+        "typo-top",
+        "wrong-type",
+        "bad-enum",
+        "out-of-range",
+        "k-fraction",
+        "unknown-role",
+        "edit-fraction",
+        "edit-kind",
+    ],
 )
 def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, edit, expected):
     config = copy.deepcopy(default_config)
@@ -49,6 +63,31 @@ def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, e
     assert result.returncode != 0
     assert "Error validating config file" in output
     assert expected in output
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["restore"].update(sft_end=100),
+            "role 'rl_from_end' names no model: no RL run starts from sft_end (sft-100)",
+        ),
+        (
+            lambda c: c["restore"]["pairs"][1].update(target="rl-ppo-from100-s0"),
+            "role 'rl-ppo-from100-s0' is not among the RL runs",
+        ),
+        (lambda c: c["restore"].update(sft_end=150), "restore.sft_end = 150 is not on the SFT ladder"),
+        (lambda c: c["model"].update(source="hf:org/name"), "leave the base out of spectrum.pairs"),
+    ],
+    ids=["no-rl-from-end", "missing-rl-model", "sft-end-off-ladder", "hub-base"],
+)
+def test_restore_grid_naming_no_model_is_rejected(root, tmp_path, default_config, edit, expected):
+    config = copy.deepcopy(default_config)
+    edit(config)
+    result = dry_run(root, tmp_path, config)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
 
 

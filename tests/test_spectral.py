@@ -19,6 +19,9 @@ Q = "model.layers.0.self_attn.q_proj.weight"
 DOWN = "model.layers.1.mlp.down_proj.weight"
 THETA = math.radians(20)
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spectrum.py"
+SUMMARY_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spectrum_summary.py"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def orthonormal(n, seed):
@@ -236,6 +239,72 @@ def test_figures_and_script(rotated_pair, tmp_path, monkeypatch):
     runpy.run_path(str(SCRIPT), run_name="__main__")
     delta = pd.read_parquet(tmp_path / "delta.parquet")
     assert value(delta, Q, "update_cosine") == pytest.approx(-1, abs=1e-4)
+
+
+def test_summary_of_many_pairs(rotated_pair, tmp_path):
+    a, b = rotated_pair
+    same = spectral.analyse_pair(a, a, k_fractions=FRACTIONS)
+    moved = spectral.analyse_pair(a, b, k_fractions=FRACTIONS)
+    updates = spectral.compare_updates(a, b, a, k_fractions=FRACTIONS)
+    rows = [
+        spectral.summary_row("base_to_sft", "base", "sft-10", same),
+        spectral.summary_row("base_to_sft", "base", "sft-20", moved),
+        spectral.summary_row("sft_vs_rl", "sft-20", "rl-ppo-from20-s0", updates),
+    ]
+    summary = spectral.summary_frame(rows)
+    assert list(summary.columns[:4]) == ["kind", "a", "b", "matrices"]
+    assert summary.loc[0, "drift_median"] == pytest.approx(0, abs=1e-6)
+    assert summary.loc[0, "drift_median_q_proj"] == pytest.approx(0, abs=1e-6)
+    # q's u_1 turns by THETA within span(u_1, u_2) and down's left vectors stay: the mean over both
+    # matrices of the top-1 angle is THETA / 2, and the whole subspaces do not turn
+    assert summary.loc[1, "angle_left_deg@0.125"] == pytest.approx(math.degrees(THETA) / 2, abs=0.05)
+    assert summary.loc[1, "angle_left_deg@1"] == pytest.approx(0, abs=0.05)
+    assert np.isnan(summary.loc[2, "drift_median"])  # an update table has no drift
+    assert summary.loc[2, "update_cosine"] == pytest.approx(-1, abs=1e-4)
+
+    spectral.write_summary(summary, tmp_path / "summary.csv")
+    assert pd.read_csv(tmp_path / "summary.csv")["b"].tolist() == ["sft-10", "sft-20", "rl-ppo-from20-s0"]
+    made = spectral.plot_drift_summary(summary, tmp_path / "drift.png")
+    made += spectral.plot_angle_summary(summary, tmp_path / "angles.png")
+    assert sorted(p.name for p in made) == ["angles.pdf", "angles.png", "drift.pdf", "drift.png"]
+    with pytest.raises(ValueError, match="no singular-value drift"):
+        spectral.plot_drift_summary(summary, tmp_path / "x.png", kinds=["peak_to_later"])
+    with pytest.raises(ValueError, match="unknown pair kind 'sft_to_rl'"):
+        spectral.summary_row("sft_to_rl", "a", "b", same)
+
+
+def test_summary_script(rotated_pair, tmp_path, monkeypatch):
+    a, b = rotated_pair
+    tables = {}
+    for name, (x, y) in {"base__sft-5": (a, b), "sft-5__sft-10": (b, a)}.items():
+        tables[name] = tmp_path / f"{name}.parquet"
+        spectral.write_table(spectral.analyse_pair(x, y, k_fractions=FRACTIONS), tables[name], {"name_a": "base", "name_b": "sft-5"})
+    out = tmp_path / "out"
+    argv = [
+        "spectrum_summary.py",
+        "--pair",
+        f"base_to_sft:base:sft-5={tables['base__sft-5']}",
+        f"peak_to_later:sft-5:sft-10={tables['sft-5__sft-10']}",
+        "--csv",
+        str(out / "summary.csv"),
+        "--drift",
+        str(out / "drift.png"),
+        "--angles",
+        str(out / "angles.png"),
+        "--heatmap-table",
+        str(tables["base__sft-5"]),
+        "--heatmap",
+        str(out / "heatmap.png"),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SUMMARY_SCRIPT), run_name="__main__")
+    assert {p.name for p in out.iterdir()} == {"summary.csv"} | {
+        f"{stem}.{ext}" for stem in ("drift", "angles", "heatmap") for ext in ("png", "pdf")
+    }
+    assert pd.read_csv(out / "summary.csv")["kind"].tolist() == ["base_to_sft", "peak_to_later"]
+    monkeypatch.setattr(sys, "argv", ["spectrum_summary.py", "--pair", "base:sft-5=x.parquet", "--csv", "x.csv"])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(SUMMARY_SCRIPT), run_name="__main__")
 
 
 @pytest.mark.gpu

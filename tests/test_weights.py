@@ -147,6 +147,39 @@ def test_svd_cache_hit_avoids_recomputation(model_dir, tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+def test_svd_cache_entries_appear_whole(model_dir, tmp_path, monkeypatch):
+    """Jobs running side by side may compute the same entry: each writes a private temporary file and
+    renames it into place, so a reader sees no entry or a complete one, and a failed write leaves none."""
+    model = ModelWeights(model_dir)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    cache = SvdCache(tmp_path / "cache", device="cpu")
+    entry = cache.entry(model, name)
+    real = weights.save_file
+    seen = []
+
+    def racing(tensors, path, metadata=None):
+        seen.append(entry.exists())  # the final name is not written to
+        if len(seen) == 1:  # another job finishes the same entry meanwhile
+            SvdCache(tmp_path / "cache", device="cpu").get(model, name)
+        real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(weights, "save_file", racing)
+    svd = cache.get(model, name)
+    assert seen == [False, False]
+    reread = SvdCache(tmp_path / "cache", device="cpu").get(model, name)
+    assert torch.equal(svd.u, reread.u) and torch.equal(svd.vh, reread.vh)
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary files left
+
+    def failing(tensors, path, metadata=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(weights, "save_file", failing)
+    other = "model.layers.1.self_attn.q_proj.weight"
+    with pytest.raises(OSError, match="disk full"):
+        SvdCache(tmp_path / "cache", device="cpu").get(model, other)
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]
+
+
 def test_writer_streams_a_valid_file(tmp_path):
     tensors = {"b": torch.randn(3, 5).to(torch.bfloat16), "a": torch.arange(7), "c": torch.tensor(2.5)}
     entries = [TensorInfo(n, tuple(t.shape), weights.DTYPE_CODES[t.dtype], "x") for n, t in tensors.items()]

@@ -1,10 +1,12 @@
 """The workflow end to end on the small CI experiment, and its answers to bad targets and paths."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,109 @@ def test_ladder_directories_are_complete_models(ci_run):
     assert (ci_run / "sft" / "history.jsonl").stat().st_size > 0
 
 
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_roles_name_the_ood_peak(ci_run):
+    roles = json.loads((ci_run / "tables" / "roles.json").read_text())
+    ood = {row["step"]: row["rate"] for row in roles["ood"]}
+    assert sorted(ood) == [5, 10, 20]
+    best = max(ood.values())
+    assert roles["steps"]["sft_peak"] == min(step for step, rate in ood.items() if rate == best)
+    assert roles["roles"]["sft_end"] == "sft-10"  # restore.sft_end in ci.yaml
+    assert roles["rl_from_end"] == ["rl-ppo-from10-s0", "rl-grpo-from10-s0"]
+
+
+def test_spectrum_tables_and_summary(ci_run):
+    peak = json.loads((ci_run / "tables" / "roles.json").read_text())["roles"]["sft_peak"]
+    rl = ["rl-ppo-from10-s0", "rl-grpo-from10-s0"]
+    later = [f"sft-{s}" for s in (5, 10, 20) if s > int(peak.removeprefix("sft-"))]
+    pairs = [("base", f"sft-{s}") for s in (5, 10, 20)] + [("base", m) for m in rl] + [(peak, m) for m in later]
+    assert {p.name for p in (ci_run / "spectrum").glob("*.parquet")} == {f"{a}__{b}.parquet" for a, b in pairs}
+    assert {p.name for p in (ci_run / "spectrum" / "updates").iterdir()} == {f"{m}.parquet" for m in rl}
+    table = pd.read_parquet(ci_run / "spectrum" / "base__sft-20.parquet")
+    assert list(table.columns) == ["layer", "module", "name", "index_or_k", "metric", "value"]
+    assert set(table["module"]) == {"q_proj", "down_proj"}  # spectrum.patterns in ci.yaml
+    assert table["name"].nunique() == 4 * 2
+    summary = read_csv(ci_run / "tables" / "spectrum_summary.csv")
+    kinds = [row["kind"] for row in summary]
+    assert kinds.count("base_to_sft") == 3 and kinds.count("base_to_rl") == 2
+    assert kinds.count("peak_to_later") == len(later) and kinds.count("sft_vs_rl") == 2
+    assert 0 < float(summary[0]["drift_median"]) < 0.05
+    for name in ("spectrum_drift", "spectrum_angles", "spectrum_heatmap"):
+        assert (ci_run / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (ci_run / "figures" / f"{name}.pdf").exists()
+
+
+def test_restoration_grid_is_evaluated(ci_run):
+    rows = read_csv(ci_run / "tables" / "restoration.csv")
+    edits = {(r["source_role"], r["target_role"], r["edit"]) for r in rows}
+    assert edits == {
+        ("sft_peak", "sft_end", "direction-top20-tail0"),
+        ("sft_peak", "sft_end", "value-top100-tail0"),
+        ("sft_peak", "sft_end", "layer-first25pct"),  # "0:0.25" is the same layer: made once
+        ("sft_end", "rl-ppo-from10-s0", "direction-top0-tail20"),
+    }
+    assert len(rows) == 4 * 3
+    for row in rows:
+        success, source, target = (float(row[k]) for k in ("success", "source_success", "target_success"))
+        assert float(row["ci_low"]) <= success <= float(row["ci_high"])
+        if source == target:
+            assert row["recovery_pct"] == ""
+        else:
+            assert float(row["recovery_pct"]) == pytest.approx(100 * (success - target) / (source - target))
+        record = json.loads((ci_run / "models" / row["model"] / "edit.json").read_text())
+        assert record["name"] == row["edit"]
+        assert (ci_run / "eval" / row["model"] / row["split"] / "samples.jsonl").exists()
+    for kind in ("direction", "value", "layer"):
+        assert (ci_run / "figures" / f"restoration_{kind}.png").stat().st_size > 10_000
+
+
+def test_plans_claims_and_report_figures(ci_run):
+    rl_plan = json.loads((ci_run / "plan" / "rl_starts.json").read_text())
+    # ci.yaml pays for RL from one step; the plan must start from the OOD peak, sft_end and the last step
+    assert rl_plan["status"] == "Infeasible" and rl_plan["solver"] == "PuLP CBC"
+    assert f"the smallest feasible budget is {rl_plan['smallest_feasible_budget']:g}" in rl_plan["message"]
+    restoration = json.loads((ci_run / "plan" / "restoration.json").read_text())
+    assert restoration["status"] in ("Optimal", "Infeasible", "Not applicable")
+    planned = [r for r in read_csv(ci_run / "tables" / "restoration_recovery.csv") if r["edit"].startswith("plan-")]
+    if restoration["status"] == "Optimal":
+        assert (ci_run / "eval" / "edits" / "plan" / "cheapest" / "ood" / "metrics.json").exists()
+        assert len(planned) == 1 and float(planned[0]["predicted_recovery_pct"]) >= 70
+    else:
+        assert not planned and restoration["message"]
+
+    claims = json.loads((ci_run / "report" / "claims.json").read_text())
+    assert list(claims["verdicts"]) == ["F1", "F2", "F3", "F4"]
+    checks = {c["id"]: c for f in claims["findings"] for c in f["checks"]}
+    assert {c["verdict"] for c in checks.values()} <= {"supported", "not supported", "inconclusive"}
+    assert {"F1.peak", "F1.loss", "F3.direction_top20", "F3.layers_first25", "F3.direction_vs_value"} <= set(checks)
+    # F2 reads base -> sft_end (step 10 in ci.yaml) and the RL runs from it
+    assert {f"F2.drift_vs_rotation.{m}" for m in ("sft-10", "rl-ppo-from10-s0", "rl-grpo-from10-s0")} <= set(checks)
+    assert checks["F2.drift_vs_rotation.sft-10"]["numbers"]["matrices"] == 8
+    one_start = checks["F4.better_in_better_out.ppo"]  # ci.yaml starts RL from one step: no rank correlation
+    assert one_start["verdict"] == "inconclusive" and one_start["numbers"]["n"] == 1
+    text = (ci_run / "report" / "claims.md").read_text()
+    assert all(f"## {f}: {claims['verdicts'][f]}" in text for f in claims["verdicts"])
+    for name in ("success_vs_step", "loss_vs_ood", "recovery_window", "restoration_recovery"):
+        assert (ci_run / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (ci_run / "figures" / f"{name}.pdf").exists()
+    for name in ("loss_curve", "recovery_window", "restoration_recovery"):
+        assert pd.read_parquet(ci_run / "tables" / f"{name}.parquet").shape[0] == len(read_csv(ci_run / "tables" / f"{name}.csv"))
+
+
+def test_html_report_gathers_every_stage(ci_run, tmp_path):
+    html = tmp_path / "report.html"
+    result = snakemake(ci_run.parent.parent, "--configfile", str(CI_CONFIG), "--report", str(html), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ERROR" not in result.stderr  # a caption that does not render
+    text = html.read_text()
+    for item in ("Claims", "Plans", "Spectral analysis", "Restoration", "claims.md", "restoration_recovery.png"):
+        assert item in text
+
+
 def test_second_run_has_nothing_to_do(ci_run):
     result = snakemake(ci_run.parent.parent, "--configfile", str(CI_CONFIG), "-n")
     assert result.returncode == 0
@@ -79,3 +184,24 @@ def test_missing_user_model_is_named_before_any_job(tmp_path):
     assert result.returncode != 0
     assert str(missing) in result.stdout + result.stderr
     assert not (tmp_path / "results" / "ci" / "models").exists()
+
+
+def test_rl_plan_mode_needs_a_budget_and_runs_rl_after_the_plan(tmp_path):
+    override = tmp_path / "plan.yaml"
+    override.write_text("rl: {from_steps: plan}\n")
+    result = snakemake(tmp_path, "--configfile", str(CI_CONFIG), str(override), "-n")
+    assert result.returncode != 0 and "plan.rl_budget" in result.stdout + result.stderr
+    override.write_text("rl: {from_steps: plan}\nplan: {rl_budget: 1.0, rl_run_cost: 0.1}\n")
+    result = snakemake(tmp_path, "--configfile", str(CI_CONFIG), str(override), "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stats = {line.split()[0] for line in result.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert "plan_rl" in stats and "rl" not in stats  # the RL jobs are known only once the plan is made
+
+
+def test_restoration_plan_names_a_missing_edit(tmp_path):
+    override = tmp_path / "plan.yaml"
+    override.write_text("plan: {restore_edit: direction-top33-tail0}\n")
+    result = snakemake(tmp_path, "--configfile", str(CI_CONFIG), str(override), "-n")
+    assert result.returncode != 0
+    assert "plan.restore_edit 'direction-top33-tail0'" in result.stdout + result.stderr
+    assert "direction-top20-tail0" in result.stdout + result.stderr  # the SVD edits there are

@@ -20,7 +20,6 @@ components exactly as T had them. A layer reset copies all of S's tensors of the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,12 +27,11 @@ import os
 import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from sftrl.edits import KINDS, SVD_KINDS, EditError, EditSpec  # noqa: F401 (the specs are part of this API)
 from sftrl.io import atomic_path
 from sftrl.provenance import provenance
 from sftrl.weights import (
@@ -54,155 +52,8 @@ from sftrl.weights import (
 
 log = logging.getLogger(__name__)
 
-KINDS = ("triplet", "direction", "value", "layer")
-SVD_KINDS = ("triplet", "direction", "value")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 EDIT_RECORD = "edit.json"
-
-
-class EditError(ValueError):
-    """A bad edit request or incompatible models; the message names the offending field or tensor."""
-
-
-def _percent(fraction: float) -> str:
-    return f"{100 * fraction:g}".replace(".", "p")
-
-
-@dataclass(frozen=True)
-class EditSpec:
-    """One edit of T with S.
-
-    kind: triplet | direction | value | layer.
-    top, tail: fractions of the rank in [0, 1] whose first / last singular indices are edited (SVD kinds).
-    layers (layer kind): a float f in (0, 1] for the first f of the decoder layers, a string "a:b" of
-    fractions for the layers in [a·L, b·L) (quarters: "0:0.25", "0.25:0.5", ...), or a list of indices.
-    Fractions of L layers round half up: 0.25 of 28 is layers 0-6, "0.25:0.5" of 40 is layers 10-19.
-    patterns: which tensors are edited (default: the decoder projections for SVD kinds, every tensor of
-    the chosen layers for a layer reset, which patterns then narrow).
-    include_embeddings, include_lm_head: also edit the input embedding / LM head. When the config ties
-    them they are one matrix, which either flag edits.
-    """
-
-    kind: str
-    top: float = 0.0
-    tail: float = 0.0
-    layers: float | str | tuple[int, ...] | None = None
-    patterns: tuple[str, ...] | None = None
-    include_embeddings: bool = False
-    include_lm_head: bool = False
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise EditError(f"unknown edit kind {self.kind!r}; expected one of {', '.join(KINDS)}")
-        for field in ("top", "tail"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise EditError(f"{field} = {value!r} is not a fraction of the rank in [0, 1]")
-        if isinstance(self.layers, list):
-            object.__setattr__(self, "layers", tuple(self.layers))
-        if isinstance(self.patterns, (list, str)):
-            object.__setattr__(
-                self, "patterns", (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
-            )
-        if self.kind == "layer":
-            if self.top or self.tail:
-                raise EditError("top/tail apply to SVD edits, not to a layer reset")
-            self._layer_bounds()  # validates
-        elif self.layers is not None:
-            raise EditError(f"layers apply to a layer reset, not to a {self.kind} edit")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EditSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EditError(f"unknown edit field(s) {unknown}; expected {sorted(known)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("layers", "patterns"):
-            if isinstance(data[key], tuple):
-                data[key] = list(data[key])
-        return data
-
-    @property
-    def name(self) -> str:
-        """A filesystem-safe id, e.g. direction-top20-tail0, layer-first25pct, layer-L0to9."""
-        if self.kind == "layer":
-            base = f"layer-{self._layers_label()}"
-        else:
-            base = f"{self.kind}-top{_percent(self.top)}-tail{_percent(self.tail)}"
-        if self.include_embeddings:
-            base += "-emb"
-        if self.include_lm_head:
-            base += "-head"
-        if self.patterns:
-            base += "-p" + hashlib.sha256(json.dumps(list(self.patterns)).encode()).hexdigest()[:8]
-        return base
-
-    def _layer_bounds(self) -> tuple[float, float] | tuple[int, ...]:
-        """(a, b) fractions, or explicit indices."""
-        layers = self.layers
-        if isinstance(layers, bool) or layers is None:
-            raise EditError(
-                "a layer reset needs `layers`: a fraction, an 'a:b' fraction range or a list of indices"
-            )
-        if isinstance(layers, int):
-            raise EditError(
-                f"layers = {layers}: give a fraction (e.g. 0.25, 1.0) or a list of indices ([{layers}])"
-            )
-        if isinstance(layers, float):
-            if not 0 < layers <= 1:
-                raise EditError(f"layers = {layers!r}: a fraction of the decoder layers must be in (0, 1]")
-            return (0.0, float(layers))
-        if isinstance(layers, str):
-            try:
-                start, end = (float(part) for part in layers.split(":"))
-            except ValueError:
-                raise EditError(f"layers = {layers!r} is not an 'a:b' range of fractions") from None
-            if not 0 <= start < end <= 1:
-                raise EditError(f"layers = {layers!r}: need 0 <= a < b <= 1")
-            return (start, end)
-        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers):
-            raise EditError(f"layers = {list(layers)!r} is not a non-empty list of layer indices")
-        return tuple(sorted(set(layers)))
-
-    def _layers_label(self) -> str:
-        bounds = self._layer_bounds()
-        if isinstance(self.layers, float):
-            return f"first{_percent(bounds[1])}pct"
-        if isinstance(self.layers, str):
-            return f"{_percent(bounds[0])}to{_percent(bounds[1])}pct"
-        runs: list[list[int]] = []
-        for index in bounds:
-            if runs and index == runs[-1][-1] + 1:
-                runs[-1].append(index)
-            else:
-                runs.append([index])
-        return "L" + "_".join(f"{r[0]}to{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
-
-    def layer_indices(self, num_layers: int) -> list[int]:
-        """The decoder layers a layer reset copies, for a model with `num_layers` of them."""
-        bounds = self._layer_bounds()
-        if isinstance(self.layers, (float, str)):
-            start, end = (math.floor(f * num_layers + 0.5) for f in bounds)
-            indices = list(range(start, end))
-        else:
-            indices = list(bounds)
-            if indices[-1] >= num_layers:
-                raise EditError(f"layers = {list(indices)}: the model has only {num_layers} decoder layers")
-        if not indices:
-            raise EditError(f"layers = {self.layers!r} selects none of the {num_layers} decoder layers")
-        return indices
-
-    def index_set(self, rank: int) -> torch.Tensor:
-        """Top ∪ Tail as sorted indices; a non-zero fraction takes at least one index."""
-        top, tail = (
-            0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail)
-        )
-        chosen = set(range(top)) | set(range(rank - tail, rank))
-        return torch.tensor(sorted(chosen), dtype=torch.long)
 
 
 def svd_edit(kind: str, target: torch.Tensor, svd_t: Svd, svd_s: Svd, index: torch.Tensor) -> torch.Tensor:

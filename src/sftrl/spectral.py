@@ -314,6 +314,19 @@ def _save(fig: Figure, out: str | os.PathLike) -> list[Path]:
     return paths
 
 
+def _drift_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]], out, title) -> list[Path]:
+    fig = Figure(figsize=(max(5, 0.7 * len(labels) + 3), 3.5))
+    ax = fig.subplots()
+    for module, values in series.items():
+        ax.plot(range(len(labels)), values, marker="o", label=module, linewidth=2.5 if module == "all" else 1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_xlabel("checkpoint")
+    ax.set_ylabel("median relative drift |σ_B − σ_A| / σ_A (%)")
+    ax.set_title(title or "Singular-value drift vs checkpoint")
+    ax.legend(fontsize="small", ncol=2)
+    return _save(fig, out)
+
+
 def plot_drift(
     tables: Mapping[str, pd.DataFrame], out: str | os.PathLike, title: str | None = None
 ) -> list[Path]:
@@ -325,16 +338,7 @@ def plot_drift(
         for module, group in [("all", drift), *drift.groupby("module")]:
             median = 100 * float(np.nanmedian(group["value"]))
             series.setdefault(module, [float("nan")] * len(labels))[position] = median
-    fig = Figure(figsize=(max(5, 0.7 * len(labels) + 3), 3.5))
-    ax = fig.subplots()
-    for module, values in series.items():
-        ax.plot(range(len(labels)), values, marker="o", label=module, linewidth=2.5 if module == "all" else 1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_xlabel("checkpoint")
-    ax.set_ylabel("median relative drift |σ_B − σ_A| / σ_A (%)")
-    ax.set_title(title or "Singular-value drift vs checkpoint")
-    ax.legend(fontsize="small", ncol=2)
-    return _save(fig, out)
+    return _drift_figure(labels, series, out, title)
 
 
 def plot_angles(table: pd.DataFrame, out: str | os.PathLike, title: str | None = None) -> list[Path]:
@@ -383,4 +387,98 @@ def plot_heatmap(
     label = metric + ("" if k_fraction is None else f" (k = {k_fraction:g} of rank)")
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title or label)
+    return _save(fig, out)
+
+
+# --- the summary of many pairs ------------------------------------------------------------------------
+
+SUMMARY_KINDS = ("base_to_sft", "base_to_rl", "peak_to_later", "sft_vs_rl")
+SUMMARY_KEYS = ("kind", "a", "b")
+DRIFT_PREFIX = "drift_median_"
+
+
+def summary_row(kind: str, a: str, b: str, table: pd.DataFrame) -> dict[str, object]:
+    """One pair's headline numbers (`summarize`) with its kind and models, plus the median drift per module.
+
+    kind: base_to_sft, base_to_rl, peak_to_later (B against A), or sft_vs_rl (a `compare_updates` table
+    of ΔW_sft = A − base against ΔW_rl = B − A, with A the SFT checkpoint the RL model B started from).
+    """
+    if kind not in SUMMARY_KINDS:
+        raise ValueError(f"unknown pair kind {kind!r}; expected one of {SUMMARY_KINDS}")
+    row: dict[str, object] = {"kind": kind, "a": a, "b": b, **summarize(table)}
+    drift = table.loc[table["metric"] == "drift"]
+    for module, group in drift.groupby("module", sort=True):
+        row[DRIFT_PREFIX + str(module)] = float(np.nanmedian(group["value"]))
+    return row
+
+
+def summary_frame(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """Rows of `summary_row` as one table: kind, a, b, then every metric any row has (blank where absent)."""
+    columns: list[str] = list(SUMMARY_KEYS)
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def write_summary(summary: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _angle_columns(summary: pd.DataFrame, side: str) -> list[tuple[float, str]]:
+    prefix = f"angle_{side}_deg@"
+    return sorted((float(c.removeprefix(prefix)), c) for c in summary.columns if c.startswith(prefix))
+
+
+def plot_drift_summary(
+    summary: pd.DataFrame,
+    out: str | os.PathLike,
+    kinds: Sequence[str] = ("base_to_sft", "base_to_rl"),
+    title: str | None = None,
+) -> list[Path]:
+    """`plot_drift` from a summary: median drift (%) per module for the pairs of `kinds`, in row order,
+    each labelled by its model B."""
+    rows = summary.loc[summary["kind"].isin(kinds)]
+    if rows.empty or "drift_median" not in rows:
+        raise ValueError(f"no singular-value drift of {list(kinds)} pairs in the summary")
+    series = {"all": list(100 * rows["drift_median"])}
+    for column in sorted(c for c in rows.columns if c.startswith(DRIFT_PREFIX)):
+        series[column.removeprefix(DRIFT_PREFIX)] = list(100 * rows[column])
+    labels = [str(b) for b in rows["b"]]
+    return _drift_figure(labels, series, out, title or "Singular-value drift vs checkpoint (against the base)")
+
+
+def plot_angle_summary(
+    summary: pd.DataFrame,
+    out: str | os.PathLike,
+    kinds: Sequence[str] = ("base_to_sft", "base_to_rl"),
+    title: str | None = None,
+) -> list[Path]:
+    """Mean principal angle against k (fraction of rank), left and right subspaces, one line per pair of
+    `kinds`: SFT checkpoints shaded from early (light) to late (dark), other pairs dashed."""
+    rows = summary.loc[summary["kind"].isin(kinds)]
+    if rows.empty or not _angle_columns(rows, "left"):
+        raise ValueError(f"no principal angles of {list(kinds)} pairs in the summary")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis_r"]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    sft = rows.loc[rows["kind"] == "base_to_sft"]
+    others = rows.loc[rows["kind"] != "base_to_sft"]
+    for ax, side in zip(axes, ("left", "right")):
+        columns = _angle_columns(rows, side)
+        ks = [k for k, _ in columns]
+        for position, (_, row) in enumerate(sft.iterrows()):
+            shade = 0.15 + 0.85 * position / max(1, len(sft) - 1)
+            ax.plot(ks, [row[c] for _, c in columns], marker="o", markersize=3, color=cmap(shade), label=f"{row['a']} → {row['b']}")
+        for _, row in others.iterrows():
+            ax.plot(ks, [row[c] for _, c in columns], linestyle="--", marker="s", markersize=3, label=f"{row['a']} → {row['b']}")
+        ax.set_xscale("log")
+        ax.set_xlabel("k / rank")
+        ax.set_title(f"{side} singular subspaces ({'U' if side == 'left' else 'V'})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean principal angle (degrees)")
+    axes[1].legend(fontsize="x-small", ncol=1 + len(rows) // 12, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title or "Principal angles between top-k singular subspaces, averaged over matrices")
     return _save(fig, out)

@@ -1,0 +1,82 @@
+# What each job asks of the machine or the SLURM cluster (config `resources`, sftrl.cluster), how the
+# training scripts are launched on their GPUs, and the checks made before any job is submitted.
+import shutil
+import subprocess
+
+from sftrl import cluster
+
+JOBS = cluster.stage_resources(config["resources"])
+cluster.check_single_device("evaluate", JOBS["evaluate"], ["evaluation"])
+cluster.check_single_device("rl", JOBS["rl"], RL_ALGORITHMS)
+cluster.check_model_source(config["model"]["source"])
+cluster.check_resource_names(
+    workflow.resource_settings.default_resources or {},
+    workflow.resource_settings.overwrite_resources,
+)
+for _section, _key in (
+    (config["sft"], "sft"),
+    (config["model"]["pretrain"], "model.pretrain"),
+):
+    _section["deepspeed"] = cluster.resolve_config_file(
+        _section["deepspeed"], workflow.basedir, f"{_key}.deepspeed"
+    )
+
+
+def job_resources(stage):
+    return JOBS[stage]
+
+
+def launch(stage, program=None):
+    """The command that starts a stage's script: python, or accelerate launch with one process per GPU."""
+    gpus = JOBS[stage].gpus
+    return cluster.launcher(gpus, (program or stage) in cluster.MULTI_PROCESS_STAGES)
+
+
+def _run(command):
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def preflight():
+    """Checks that need the executor: GPUs of the machine or of the SLURM partitions, SLURM's status
+    query; set-resources naming rules that exist. Run once the DAG is built, before any job starts.
+    """
+    cluster.check_rule_names(
+        workflow.resource_settings.overwrite_resources,
+        [rule.name for rule in workflow.rules],
+    )
+    gpu_jobs = [
+        job
+        for job in workflow.dag.needrun_jobs()
+        if (job.resources.get("gpu") or 0) > 0
+    ]
+    asked = {}
+    for job in gpu_jobs:
+        stage = "pretrain" if job.rule.name == "pretrain_base" else job.rule.name
+        asked.setdefault(job.resources.get("slurm_partition"), {})[stage] = JOBS[stage]
+    if workflow.local_exec:
+        for jobs in asked.values():
+            cluster.check_local_gpus(jobs, cluster.visible_gpus())
+    elif workflow.executor_plugin.name == "slurm":
+        settings = workflow.executor_settings
+        cluster.check_status_command(
+            settings.status_command,
+            settings.init_seconds_before_status_checks,
+            cluster.min_job_age(_run(["scontrol", "show", "config"])),
+            sacct=shutil.which("sacct") is not None,
+        )
+        for partition, jobs in asked.items():
+            where = ["-p", partition] if partition else []
+            gres = _run(["sinfo", "-h", *where, "-o", "%G"])
+            cluster.check_partition_gpus(
+                jobs, partition or "(default)", cluster.gres_gpus(gres)
+            )
+
+
+onstart:
+    if workflow.is_main_process:
+        preflight()

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""A verdict on each finding of the study (supported / not supported / inconclusive) from the result
+tables, with the numbers, the 95% intervals and the test used: claims.md and claims.json."""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from sftrl.claims import ClaimSettings, evaluate_claims, load_inputs, write_claims
+from sftrl.provenance import provenance
+
+log = logging.getLogger("sftrl.claims")
+
+
+def parse_spectrum(entry: str) -> tuple[str, Path]:
+    label, sep, path = entry.partition("=")
+    if not sep or not label or not path:
+        raise ValueError(f"expected MODEL=TABLE, got {entry!r}")
+    return label, Path(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--curve", required=True, type=Path, help="tables/sft_curve.csv")
+    parser.add_argument("--rl", type=Path, help="tables/rl_from_sft.csv")
+    parser.add_argument("--history", type=Path, help="sft/history.jsonl (training and eval losses)")
+    parser.add_argument("--spectrum", nargs="*", default=[], metavar="MODEL=TABLE", help="base against MODEL")
+    parser.add_argument("--restoration", type=Path, help="tables/restoration.csv")
+    parser.add_argument("--roles", type=Path, help="tables/roles.json")
+    parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--title", default="Claims")
+    parser.add_argument("--md", required=True, type=Path)
+    parser.add_argument("--json", required=True, type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    try:
+        options = json.loads(args.settings)
+        settings = ClaimSettings(seed=args.seed, **options)
+        spectra = dict(parse_spectrum(entry) for entry in args.spectrum)
+        inputs = load_inputs(args.curve, args.rl, args.history, spectra, args.restoration, args.roles)
+        findings = evaluate_claims(inputs, settings)
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        parser.error(str(err))
+    files = {k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}
+    write_claims(findings, args.md, args.json, settings, provenance({**files, "spectrum": args.spectrum}), args.title)
+    for finding in findings:
+        log.info("%s: %s", finding.id, finding.verdict)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""What each job asks of a machine or a SLURM cluster, how a training script is launched on its GPUs,
+and the checks made before any job is submitted.
+
+The config's `resources` section gives, per stage, the GPUs, CPU cores, memory and time limit of a job;
+the rules turn it into Snakemake resources that the SLURM executor plugin maps to `sbatch --gpus`,
+`--cpus-per-gpu`/`--cpus-per-task`, `--mem` and `--time`. Memory and time grow with the attempt, so a job
+that a retry (`--retries`) resubmits after running out of either asks for more.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Resources that Snakemake itself or the SLURM executor plugin (2.x) reads; any other name in a profile's
+# default-resources or set-resources is a typo that would otherwise be ignored without a word.
+SNAKEMAKE_RESOURCES = frozenset(
+    {"mem", "mem_mb", "mem_mib", "disk", "disk_mb", "disk_mib", "runtime", "tmpdir", "_cores", "_nodes"}
+)
+SLURM_RESOURCES = frozenset(
+    {
+        "slurm_partition",
+        "slurm_account",
+        "slurm_cluster",
+        "cluster",
+        "clusters",
+        "slurm_extra",
+        "constraint",
+        "qos",
+        "nodes",
+        "tasks",
+        "tasks_per_node",
+        "tasks_per_gpu",
+        "mpi",
+        "cpus_per_task",
+        "cpus_per_gpu",
+        "mem_mb_per_cpu",
+        "gpu",
+        "gpus",
+        "gpu_model",
+        "gres",
+    }
+)
+KNOWN_RESOURCES = SNAKEMAKE_RESOURCES | SLURM_RESOURCES
+
+# Stages whose scripts run one process per GPU under `accelerate launch` (TRL/transformers trainers).
+MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", "grpo"})
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What one job of a stage asks for. `cpus` counts per GPU when the job has GPUs, else per job."""
+
+    gpus: int
+    cpus: int
+    mem_mb: int
+    runtime: int  # minutes
+
+    @classmethod
+    def from_config(cls, section: Mapping, where: str) -> JobResources:
+        known = {"gpus", "cpus", "mem_mb", "runtime"}
+        unknown = sorted(set(section) - known)
+        missing = sorted(known - set(section))
+        if unknown or missing:
+            problems = [f"unknown key(s) {unknown}"] * bool(unknown) + [f"missing key(s) {missing}"] * bool(missing)
+            raise ValueError(f"{where}: {', '.join(problems)}; known: {sorted(known)}")
+        for key in ("cpus", "mem_mb", "runtime"):
+            if not isinstance(section[key], int) or section[key] < 1:
+                raise ValueError(f"{where}.{key} must be a positive integer, not {section[key]!r}")
+        if not isinstance(section["gpus"], int) or section["gpus"] < 0:
+            raise ValueError(f"{where}.gpus must be an integer >= 0, not {section['gpus']!r}")
+        return cls(**{key: section[key] for key in sorted(known)})
+
+    @property
+    def threads(self) -> int:
+        """Snakemake threads of the job: every core it is given."""
+        return self.cpus * max(1, self.gpus)
+
+    @property
+    def cpus_per_gpu(self) -> int:
+        """The plugin's `cpus_per_gpu` (0 for a CPU job, which gets `--cpus-per-task` = threads)."""
+        return self.cpus if self.gpus else 0
+
+    def mem_mb_for(self, wildcards, attempt: int) -> int:
+        """Memory of attempt `attempt` (1, 2, ...): a resubmitted job asks for more."""
+        return self.mem_mb * attempt
+
+    def runtime_for(self, wildcards, attempt: int) -> int:
+        """Time limit in minutes of attempt `attempt`."""
+        return self.runtime * attempt
+
+
+def stage_resources(section: Mapping) -> dict[str, JobResources]:
+    return {stage: JobResources.from_config(values, f"resources.{stage}") for stage, values in section.items()}
+
+
+def launcher(gpus: int, multi_process: bool = True) -> str:
+    """The command that starts a training script: `python` on a CPU or one GPU, `accelerate launch` with one
+    process per GPU otherwise (DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the
+    trainer inside each process). The port is chosen free by accelerate, so jobs sharing a node do not
+    collide."""
+    if gpus <= 1:
+        return "python"
+    if not multi_process:
+        raise ValueError("a single-process stage cannot be launched on several GPUs")
+    return (
+        "accelerate launch --multi_gpu --num_machines 1 --machine_rank 0"
+        f" --num_processes {gpus} --main_process_port 0 --mixed_precision no --dynamo_backend no"
+    )
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_resource_names(default_resources: Iterable[str], overwrite_resources: Mapping[str, Iterable[str]]) -> None:
+    """Every resource named in default-resources or set-resources is one Snakemake or the SLURM plugin
+    reads: Snakemake itself passes any other name on without a word."""
+    problems = [
+        f"default-resources: unknown resource {name!r}{_suggest(name, KNOWN_RESOURCES)}"
+        for name in default_resources
+        if name not in KNOWN_RESOURCES
+    ]
+    for rule, names in overwrite_resources.items():
+        problems += [
+            f"set-resources {rule}: unknown resource {name!r}{_suggest(name, KNOWN_RESOURCES)}"
+            for name in names
+            if name not in KNOWN_RESOURCES
+        ]
+    if problems:
+        raise ValueError("; ".join(problems) + f". Known resources: {', '.join(sorted(KNOWN_RESOURCES))}")
+
+
+def check_rule_names(overwrite_resources: Mapping[str, object], rules: Iterable[str]) -> None:
+    """Every rule named in set-resources exists (Snakemake ignores the others)."""
+    rules = set(rules)
+    unknown = [f"{rule!r}{_suggest(rule, rules)}" for rule in overwrite_resources if rule not in rules]
+    if unknown:
+        raise ValueError(f"set-resources names no rule of this workflow: {', '.join(unknown)}")
+
+
+def check_single_device(stage: str, resources: JobResources, programs: Iterable[str]) -> None:
+    """A job whose program runs on one device (PPO, evaluation) cannot use several GPUs."""
+    single = [p for p in programs if p not in MULTI_PROCESS_STAGES]
+    if resources.gpus > 1 and single:
+        raise ValueError(
+            f"resources.{stage}.gpus is {resources.gpus}, but {', '.join(single)} runs on one device: "
+            f"set resources.{stage}.gpus to 0 or 1"
+        )
+
+
+def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES where it is set, else the NVIDIA device files."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len([p for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)])
+
+
+def check_local_gpus(resources: Mapping[str, JobResources], available: int) -> None:
+    """Jobs run on this machine: none may ask for more GPUs than it has."""
+    wanting = {stage: r.gpus for stage, r in resources.items() if r.gpus > available}
+    if wanting:
+        asked = ", ".join(f"resources.{stage}.gpus: {gpus}" for stage, gpus in sorted(wanting.items()))
+        raise ValueError(
+            f"{asked}, but this machine has {available} GPU(s) visible. Run on a GPU cluster "
+            "(--profile profiles/slurm), or set these to 0 to train on the CPU"
+        )
+
+
+def gres_gpus(sinfo_gres: str) -> int:
+    """The most GPUs one node offers, from `sinfo -h -o %G` lines ("gpu:4", "gpu:a100:8(S:0-1)", "(null)")."""
+    most = 0
+    for line in sinfo_gres.splitlines():
+        for item in line.split(","):
+            match = re.match(r"^gpu(?::[^:(]+)?:(\d+)", item.strip())
+            if match:
+                most = max(most, int(match.group(1)))
+    return most
+
+
+def check_partition_gpus(resources: Mapping[str, JobResources], partition: str, gpus_per_node: int) -> None:
+    """GPU jobs submitted to a SLURM partition: none may ask for more GPUs than one of its nodes has
+    (SLURM would keep such a job pending, or reject it, only after the workflow has started)."""
+    wanting = {stage: r.gpus for stage, r in resources.items() if r.gpus > gpus_per_node}
+    if wanting:
+        asked = ", ".join(f"resources.{stage}.gpus: {gpus}" for stage, gpus in sorted(wanting.items()))
+        raise ValueError(
+            f"{asked}, but the nodes of SLURM partition {partition!r} have at most {gpus_per_node} GPU(s): "
+            "choose a GPU partition (default-resources: slurm_partition in the profile) or fewer GPUs"
+        )
+
+
+def min_job_age(scontrol_config: str) -> int | None:
+    """MinJobAge in seconds from `scontrol show config` output."""
+    match = re.search(r"^\s*MinJobAge\s*=\s*(\d+)\s*(\w*)", scontrol_config, re.MULTILINE)
+    if not match:
+        return None
+    value, unit = int(match.group(1)), match.group(2).lower()
+    return value * 3600 if unit in ("h", "hour", "hours") else value
+
+
+def check_status_command(status_command: str | None, init_seconds: int, job_age: int | None, sacct: bool) -> None:
+    """`squeue` as status command sees a finished job only for MinJobAge seconds. The plugin (2.x) uses it
+    only while MinJobAge >= 3x its first status-check delay and otherwise switches to `sacct`, which on a
+    cluster without accounting never reports the job: the workflow would wait forever. Say so first."""
+    if status_command != "squeue" or not sacct:
+        return
+    threshold = 3 * init_seconds
+    if job_age is None or job_age < threshold:
+        raise ValueError(
+            f"slurm-status-command is squeue, but SLURM's MinJobAge ({job_age} s) is below 3 x "
+            f"slurm-init-seconds-before-status-checks ({init_seconds} s) = {threshold} s: the SLURM plugin would "
+            "switch to sacct, which without SLURM accounting never reports a job. Lower "
+            f"slurm-init-seconds-before-status-checks to at most {(job_age or 0) // 3} or raise MinJobAge"
+        )
+
+
+def resolve_config_file(path: str | None, basedir: str | os.PathLike, key: str) -> str | None:
+    """A config file named in the config (a DeepSpeed JSON): as given when it exists, else relative to the
+    workflow's directory; an error naming the key when neither exists or it is not JSON."""
+    if path is None:
+        return None
+    candidates = [Path(path)] if Path(path).is_absolute() else [Path(path), Path(basedir) / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                json.loads(candidate.read_text())
+            except ValueError as err:
+                raise ValueError(f"{key}: {candidate} is not valid JSON: {err}") from err
+            return str(candidate.resolve())
+    raise ValueError(f"{key}: no file {path} (looked in {', '.join(str(c) for c in candidates)})")
+
+
+def check_model_source(source: str) -> None:
+    """A model named by path must be a Hugging Face model directory (config.json) before any job runs."""
+    if source in ("embedded", "tiny") or source.startswith("hf:"):
+        return
+    path = Path(source)
+    if not (path / "config.json").is_file():
+        what = "has no config.json" if path.is_dir() else "does not exist"
+        raise ValueError(
+            f"model.source {source} {what}: set model.source to a local Hugging Face model directory "
+            "(e.g. a download of Qwen2.5-7B-Instruct), 'embedded', 'tiny', or hf:org/name"
+        )

@@ -1,0 +1,226 @@
+"""Restoration edit specifications: what to put back from a source S into a target T, and the grid's checks.
+
+Kept free of torch at import time so that the workflow can name, check and deduplicate the edited models
+of a grid when it builds its DAG; `sftrl.restore` applies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+KINDS = ("triplet", "direction", "value", "layer")
+SVD_KINDS = ("triplet", "direction", "value")
+
+
+class EditError(ValueError):
+    """A bad edit request or incompatible models; the message names the offending field or tensor."""
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}".replace(".", "p")
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """One edit of T with S.
+
+    kind: triplet | direction | value | layer.
+    top, tail: fractions of the rank in [0, 1] whose first / last singular indices are edited (SVD kinds).
+    layers (layer kind): a float f in (0, 1] for the first f of the decoder layers, a string "a:b" of
+    fractions for the layers in [a·L, b·L) (quarters: "0:0.25", "0.25:0.5", ...), or a list of indices.
+    Fractions of L layers round half up: 0.25 of 28 is layers 0-6, "0.25:0.5" of 40 is layers 10-19.
+    patterns: which tensors are edited (default: the decoder projections for SVD kinds, every tensor of
+    the chosen layers for a layer reset, which patterns then narrow).
+    include_embeddings, include_lm_head: also edit the input embedding / LM head. When the config ties
+    them they are one matrix, which either flag edits.
+    """
+
+    kind: str
+    top: float = 0.0
+    tail: float = 0.0
+    layers: float | str | tuple[int, ...] | None = None
+    patterns: tuple[str, ...] | None = None
+    include_embeddings: bool = False
+    include_lm_head: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise EditError(f"unknown edit kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        for field in ("top", "tail"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise EditError(f"{field} = {value!r} is not a fraction of the rank in [0, 1]")
+        if isinstance(self.layers, list):
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.patterns, (list, str)):
+            object.__setattr__(
+                self, "patterns", (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
+            )
+        if self.kind == "layer":
+            if self.top or self.tail:
+                raise EditError("top/tail apply to SVD edits, not to a layer reset")
+            self._layer_bounds()  # validates
+        elif self.layers is not None:
+            raise EditError(f"layers apply to a layer reset, not to a {self.kind} edit")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EditError(f"unknown edit field(s) {unknown}; expected {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("layers", "patterns"):
+            if isinstance(data[key], tuple):
+                data[key] = list(data[key])
+        return data
+
+    @property
+    def name(self) -> str:
+        """A filesystem-safe id, e.g. direction-top20-tail0, layer-first25pct, layer-L0to9."""
+        if self.kind == "layer":
+            base = f"layer-{self._layers_label()}"
+        else:
+            base = f"{self.kind}-top{_percent(self.top)}-tail{_percent(self.tail)}"
+        if self.include_embeddings:
+            base += "-emb"
+        if self.include_lm_head:
+            base += "-head"
+        if self.patterns:
+            base += "-p" + hashlib.sha256(json.dumps(list(self.patterns)).encode()).hexdigest()[:8]
+        return base
+
+    def _layer_bounds(self) -> tuple[float, float] | tuple[int, ...]:
+        """(a, b) fractions, or explicit indices."""
+        layers = self.layers
+        if isinstance(layers, bool) or layers is None:
+            raise EditError(
+                "a layer reset needs `layers`: a fraction, an 'a:b' fraction range or a list of indices"
+            )
+        if isinstance(layers, int):
+            raise EditError(
+                f"layers = {layers}: give a fraction (e.g. 0.25, 1.0) or a list of indices ([{layers}])"
+            )
+        if isinstance(layers, float):
+            if not 0 < layers <= 1:
+                raise EditError(f"layers = {layers!r}: a fraction of the decoder layers must be in (0, 1]")
+            return (0.0, float(layers))
+        if isinstance(layers, str):
+            try:
+                start, end = (float(part) for part in layers.split(":"))
+            except ValueError:
+                raise EditError(f"layers = {layers!r} is not an 'a:b' range of fractions") from None
+            if not 0 <= start < end <= 1:
+                raise EditError(f"layers = {layers!r}: need 0 <= a < b <= 1")
+            return (start, end)
+        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers):
+            raise EditError(f"layers = {list(layers)!r} is not a non-empty list of layer indices")
+        return tuple(sorted(set(layers)))
+
+    def _layers_label(self) -> str:
+        bounds = self._layer_bounds()
+        if isinstance(self.layers, float):
+            return f"first{_percent(bounds[1])}pct"
+        if isinstance(self.layers, str):
+            return f"{_percent(bounds[0])}to{_percent(bounds[1])}pct"
+        runs: list[list[int]] = []
+        for index in bounds:
+            if runs and index == runs[-1][-1] + 1:
+                runs[-1].append(index)
+            else:
+                runs.append([index])
+        return "L" + "_".join(f"{r[0]}to{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+    def layer_indices(self, num_layers: int) -> list[int]:
+        """The decoder layers a layer reset copies, for a model with `num_layers` of them."""
+        bounds = self._layer_bounds()
+        if isinstance(self.layers, (float, str)):
+            start, end = (math.floor(f * num_layers + 0.5) for f in bounds)
+            indices = list(range(start, end))
+        else:
+            indices = list(bounds)
+            if indices[-1] >= num_layers:
+                raise EditError(f"layers = {list(indices)}: the model has only {num_layers} decoder layers")
+        if not indices:
+            raise EditError(f"layers = {self.layers!r} selects none of the {num_layers} decoder layers")
+        return indices
+
+    def index_set(self, rank: int) -> torch.Tensor:
+        """Top ∪ Tail as sorted indices; a non-zero fraction takes at least one index."""
+        import torch  # here, so that planning a grid (names, checks) does not load torch
+
+        top, tail = (
+            0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail)
+        )
+        chosen = set(range(top)) | set(range(rank - tail, rank))
+        return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
+def parse_edits(items: Iterable[Mapping[str, Any]], where: str = "edits") -> list[EditSpec]:
+    """EditSpecs from config dicts, checked as a grid: each edits something and has its own name."""
+    specs = []
+    for position, item in enumerate(items):
+        try:
+            spec = EditSpec.from_dict(dict(item))
+        except (EditError, TypeError) as error:
+            raise EditError(f"{where}[{position}]: {error}") from None
+        if spec.kind in SVD_KINDS and spec.top == 0 and spec.tail == 0:
+            raise EditError(f"{where}[{position}]: a {spec.kind} edit with top = tail = 0 edits nothing")
+        specs.append(spec)
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise EditError(f"{where}: {duplicates} given more than once")
+    if not specs:
+        raise EditError(f"{where}: no edits")
+    return specs
+
+
+def num_decoder_layers(model_config: Mapping[str, Any] | None) -> int | None:
+    """Decoder layers of a Hugging Face config.json (a vision-language model's text tower), or None."""
+    if not model_config:
+        return None
+    for section in (model_config, model_config.get("text_config") or {}):
+        layers = section.get("num_hidden_layers")
+        if isinstance(layers, int) and layers > 0:
+            return layers
+    return None
+
+
+def dedupe_layer_edits(
+    specs: Iterable[EditSpec], num_layers: int | None
+) -> tuple[list[EditSpec], dict[str, str]]:
+    """Drop layer resets that copy the same layers as an earlier one (first 25% = the first quarter).
+
+    Returns the kept specs, in order, and {dropped name: kept name}. With `num_layers` None (a model
+    whose config is not on disk yet) nothing is dropped. Two resets count as the same when they
+    select the same layers and the same patterns and flags.
+    """
+    kept: list[EditSpec] = []
+    dropped: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for spec in specs:
+        if spec.kind == "layer" and num_layers is not None:
+            key = (
+                tuple(spec.layer_indices(num_layers)),
+                spec.patterns,
+                spec.include_embeddings,
+                spec.include_lm_head,
+            )
+            if key in seen:
+                dropped[spec.name] = seen[key]
+                continue
+            seen[key] = spec.name
+        kept.append(spec)
+    return kept, dropped

@@ -1,0 +1,93 @@
+"""The paper-scale experiments dry-run: their DAG of hundreds of jobs builds in seconds, and every GPU
+rule's command line is the one the cluster will run (accelerate launch with one process per GPU and the
+DeepSpeed config for SFT)."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# config.json of each model as far as the workflow reads it before any job runs (decoder layers)
+MODELS = {
+    "qwen2.5-7b": {"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28},
+    "llama3.2-11b-vision": {"model_type": "mllama", "text_config": {"hidden_size": 4096, "num_hidden_layers": 40}},
+}
+
+
+def dry_run(tmp_path: Path, experiment: str) -> tuple[subprocess.CompletedProcess, float]:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MODELS[experiment]))
+    override = tmp_path / "model.yaml"
+    override.write_text(yaml.safe_dump({"model": {"source": str(model)}}))
+    start = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-p",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path / "work"),
+            "--configfile",
+            str(ROOT / "experiments" / f"{experiment}.yaml"),
+            str(override),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result, time.perf_counter() - start
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    table = stdout[stdout.rindex("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.mark.parametrize(("experiment", "deepspeed"), [("qwen2.5-7b", "zero2_offload"), ("llama3.2-11b-vision", "zero3_offload")])
+def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment, deepspeed):
+    result, seconds = dry_run(tmp_path, experiment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    # 80 ladder steps (every 20 to 1,600), PPO from each, every model and edited model evaluated
+    assert counts["rl"] == 80
+    assert counts["evaluate"] >= 1 + 80 + 80
+    assert counts["total"] > 500  # before the roles checkpoint adds the sft_peak jobs
+    assert seconds < 120, f"DAG of {counts['total']} jobs took {seconds:.0f} s"
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command" in line]
+    sft = [line for line in commands if "scripts/sft.py" in line]
+    assert len(sft) == 1
+    assert sft[0].startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
+    assert f"configs/deepspeed/{deepspeed}.json" in sft[0]
+    assert re.search(r"resources: .*gpu=4", result.stdout)  # the sft job asks SLURM for 4 GPUs
+    ppo = [line for line in commands if "scripts/rl.py" in line]
+    assert len(ppo) == 80 and all(line.startswith("python ") for line in ppo)  # PPO runs on one device
+
+
+def test_missing_deepspeed_config_is_named(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MODELS["qwen2.5-7b"]))
+    override = tmp_path / "over.yaml"
+    override.write_text(
+        yaml.safe_dump({"model": {"source": str(model)}, "sft": {"deepspeed": "configs/deepspeed/zero5.json"}})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
+        + ["--configfile", str(ROOT / "experiments" / "qwen2.5-7b.yaml"), str(override)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    assert "sft.deepspeed: no file configs/deepspeed/zero5.json" in result.stdout + result.stderr
