@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sftrl import io
+from sftrl.evaluate.metrics import wilson_interval
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
@@ -131,16 +132,6 @@ def three_way(low: float | None, high: float | None, threshold: float) -> str:
 
 
 # --- rates, recoveries, rank tests ---------------------------------------------------------------------
-
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
