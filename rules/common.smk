@@ -66,6 +66,11 @@ BUILT_BASE = config["model"]["source"] in ("embedded", "tiny")
 HUB_PREFIX = "hf:"
 
 
+def kept(path):
+    """An expensive output (an SFT or RL model): protected when the config asks for it."""
+    return protected(path) if config["protect_checkpoints"] else path
+
+
 off_ladder = sorted(set(RL_FROM_STEPS) - set(SFT_STEPS))
 if off_ladder:
     raise ValueError(

@@ -4,7 +4,7 @@ rule rl:
         start=MODELS / "sft-{step}",
         prompts=DATA / "rl_prompts.jsonl",
     output:
-        model=directory(MODELS / "rl-{algo}-from{step}-s{seed}"),
+        model=kept(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
         history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",
     log:
         LOGS / "rl" / "rl-{algo}-from{step}-s{seed}.log",

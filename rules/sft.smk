@@ -5,7 +5,7 @@ rule sft:
         train=DATA / "sft.jsonl",
         loss=[DATA / f"loss_{split}.jsonl" for split in LOSS_SPLITS],
     output:
-        models=[directory(MODELS / name) for name in SFT_MODELS],
+        models=[kept(directory(MODELS / name)) for name in SFT_MODELS],
         history=RESULTS / "sft" / "history.jsonl",
     log:
         LOGS / "sft" / "sft.log",

@@ -42,6 +42,7 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
         (lambda c: c["restore"]["pairs"][0].update(source="sft_best"), "'sft_best'"),
         (lambda c: c["restore"]["pairs"][0]["edits"][0].update(top=1.5), "'top'"),
         (lambda c: c["restore"]["pairs"][0]["edits"][0].update(kind="rotate"), "'rotate'"),
+        (lambda c: c.update(protect_checkpoints="yes"), "'protect_checkpoints'"),
     ],
     ids=[
         "typo-nested",
@@ -53,6 +54,7 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
         "unknown-role",
         "edit-fraction",
         "edit-kind",
+        "protect-flag",
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, edit, expected):
