@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -16,6 +15,7 @@ from sftrl import restore
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.restore import EditError, EditSpec, apply_edits, edit_grid, svd_edit
 from sftrl.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, SvdCache, select, thin_svd
+from sharding import shard
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restore.py"
 TINY = TinyModelConfig(
@@ -223,20 +223,6 @@ def test_embeddings_and_lm_head(tmp_path, pair):
     result, source, target = tensors(out), tensors(s), tensors(t)
     assert torch.equal(result["lm_head.weight"], source["lm_head.weight"])
     assert torch.equal(result[EMBED], target[EMBED])
-
-
-def shard(model_dir, out):
-    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    with safe_open(model_dir / SINGLE_FILE, framework="pt") as handle:
-        everything = {name: handle.get_tensor(name) for name in handle.keys()}
-    names = sorted(everything)
-    files = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
-    for file, part in files.items():
-        save_file({n: everything[n] for n in part}, out / file, metadata={"format": "pt"})
-    (out / INDEX_FILE).write_text(
-        json.dumps({"metadata": {}, "weight_map": {n: f for f, p in files.items() for n in p}})
-    )
-    return out
 
 
 def test_sharded_target_gives_same_edit(tmp_path, pair, grid):

@@ -11,7 +11,6 @@ from safetensors.torch import save_file
 from sftrl import weights
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.weights import (
-    INDEX_FILE,
     SINGLE_FILE,
     ModelWeights,
     SafetensorsWriter,
@@ -23,6 +22,7 @@ from sftrl.weights import (
     select,
     thin_svd,
 )
+from sharding import shard
 
 TINY = TinyModelConfig(
     hidden_size=64,
@@ -40,20 +40,6 @@ def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "model"
     save_model(build_tiny_model(tokenizer, TINY, seed=0).to(torch.bfloat16), tokenizer, path)
     return path
-
-
-def shard(model_dir, out):
-    """A copy of `model_dir` with its weights split over two shard files and an index."""
-    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    with safe_open(model_dir / SINGLE_FILE, framework="pt") as handle:
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    names = sorted(tensors)
-    files = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
-    for file, part in files.items():
-        save_file({n: tensors[n] for n in part}, out / file, metadata={"format": "pt"})
-    weight_map = {n: f for f, part in files.items() for n in part}
-    (out / INDEX_FILE).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return out
 
 
 def test_sharded_reads_the_same_as_single_file(model_dir, tmp_path):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sftrl import io
+from sftrl.curves import recovery_pct
 from sftrl.evaluate.metrics import wilson_interval
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -184,30 +185,34 @@ def recovery_interval(
     after: Rate, target: Rate, source: Rate, draws: int, rng: np.random.Generator
 ) -> tuple[float, float, float]:
     """Recovery % of `after` between `target` (0%) and `source` (100%), with a 95% bootstrap interval."""
-    gap = source.rate - target.rate
-    point = 100 * (after.rate - target.rate) / gap if gap else math.nan
+    point = _nan_if_none(recovery_pct(after.rate, target.rate, source.rate))
     s, t, a = (_draws(r, rng, draws) for r in (source, target, after))
     ok = s != t
-    values = 100 * (a[ok] - t[ok]) / (s[ok] - t[ok])
-    if len(values) < draws / 2:
-        return point, math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
-    return point, float(low), float(high)
+    return (point, *_bootstrap_interval(100 * (a[ok] - t[ok]) / (s[ok] - t[ok]), draws))
 
 
 def recovery_difference(
     first: Rate, second: Rate, target: Rate, source: Rate, draws: int, rng: np.random.Generator
 ) -> tuple[float, float, float]:
     """Recovery % of `first` minus that of `second` (same source and target), 95% paired bootstrap."""
-    gap = source.rate - target.rate
-    point = 100 * (first.rate - second.rate) / gap if gap else math.nan
+    point = _nan_if_none(recovery_pct(first.rate, target.rate, source.rate)) - _nan_if_none(
+        recovery_pct(second.rate, target.rate, source.rate)
+    )
     s, t, a, b = (_draws(r, rng, draws) for r in (source, target, first, second))
     ok = s != t
-    values = 100 * (a[ok] - b[ok]) / (s[ok] - t[ok])
+    return (point, *_bootstrap_interval(100 * (a[ok] - b[ok]) / (s[ok] - t[ok]), draws))
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _bootstrap_interval(values: np.ndarray, draws: int) -> tuple[float, float]:
+    """The 95% percentile interval; NaN when more than half the draws had no gap to measure against."""
     if len(values) < draws / 2:
-        return point, math.nan, math.nan
+        return math.nan, math.nan
     low, high = np.percentile(values, [2.5, 97.5])
-    return point, float(low), float(high)
+    return float(low), float(high)
 
 
 def rank_test(x: Sequence[float], y: Sequence[float], alternative: str, seed: int = 0) -> dict[str, Any]:
