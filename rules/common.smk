@@ -230,6 +230,10 @@ def eval_metrics(model, split):
     return EVAL / model / split / "metrics.json"
 
 
+def eval_samples(model, split):
+    return EVAL / model / split / "samples.jsonl"
+
+
 def dataset_files():
     return [
         DATA / "sft.jsonl",
@@ -387,6 +391,14 @@ def claim_spectra():
             if f"sft-{rl_start(m)}" == SFT_END
         ]
     return spectra
+
+
+def claim_samples():
+    """(model, OOD samples) of every model the claims compare episode by episode: the SFT curve, the RL
+    runs and the sft_peak -> sft_end edits."""
+    edits = RESTORE_GROUPS.get("sft_peak__sft_end")
+    models = [*CURVE_MODELS, *rl_models(), *(edits.models if edits else [])]
+    return [(m, eval_samples(m, "ood")) for m in models]
 
 
 def plan_and_report_targets():

@@ -16,6 +16,7 @@ rule claims:
         roles=TABLES / "roles.json",
         restoration=[TABLES / "restoration.csv"] if RESTORE_PAIRS else [],
         spectra=lambda wc: [table for _, table in claim_spectra()],
+        samples=lambda wc: [path for _, path in claim_samples()],
     output:
         md=reported(REPORT / "claims.md", "claims", "Claims"),
         json=reported(REPORT / "claims.json", "claims_json", "Claims"),
@@ -31,12 +32,13 @@ rule claims:
             f"--restoration {input.restoration}" if input.restoration else ""
         ),
         spectra=lambda wc: " ".join(f"{m}={t}" for m, t in claim_spectra()),
+        samples=lambda wc: " ".join(f"{m}={p}" for m, p in claim_samples()),
         settings=json.dumps(config["report"]["claims"], sort_keys=True),
         seed=config["seed"],
         title=f"Claims: experiment {EXP}",
     shell:
         "python {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
-        " --roles {input.roles} {params.restoration} --spectrum {params.spectra}"
+        " --roles {input.roles} {params.restoration} --spectrum {params.spectra} --samples {params.samples}"
         " --settings {params.settings:q} --seed {params.seed} --title {params.title:q}"
         " --md {output.md} --json {output.json} > {log} 2>&1"
 
@@ -47,6 +49,7 @@ rule report_curves:
         curve=TABLES / "sft_curve.csv",
         rl=TABLES / "rl_from_sft.csv",
         history=RESULTS / "sft" / "history.jsonl",
+        roles=TABLES / "roles.json",
     output:
         success=reported(FIGURES / "success_vs_step.png", "success_panels", "SFT"),
         success_pdf=FIGURES / "success_vs_step.pdf",
@@ -73,7 +76,8 @@ rule report_curves:
         most=config["report"]["claims"]["most_recovered_pct"],
     shell:
         "python {params.script} --bootstrap-draws {params.draws} --seed {params.seed} curves"
-        " --curve {input.curve} --rl {input.rl} --history {input.history} --most-pct {params.most}"
+        " --curve {input.curve} --rl {input.rl} --history {input.history} --roles {input.roles}"
+        " --most-pct {params.most}"
         " --success-figure {output.success} --loss-figure {output.loss} --loss-table {output.loss_table}"
         " --window-figure {output.window} --window-table {output.window_table} > {log} 2>&1"
 

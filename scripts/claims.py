@@ -13,10 +13,10 @@ from sftrl.provenance import provenance
 log = logging.getLogger("sftrl.claims")
 
 
-def parse_spectrum(entry: str) -> tuple[str, Path]:
+def parse_entry(entry: str) -> tuple[str, Path]:
     label, sep, path = entry.partition("=")
     if not sep or not label or not path:
-        raise ValueError(f"expected MODEL=TABLE, got {entry!r}")
+        raise ValueError(f"expected MODEL=PATH, got {entry!r}")
     return label, Path(path)
 
 
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--rl", type=Path, help="tables/rl_from_sft.csv")
     parser.add_argument("--history", type=Path, help="sft/history.jsonl (training and eval losses)")
     parser.add_argument("--spectrum", nargs="*", default=[], metavar="MODEL=TABLE", help="base against MODEL")
+    parser.add_argument("--samples", nargs="*", default=[], metavar="MODEL=SAMPLES",
+                        help="OOD samples.jsonl per model, for tests episode by episode")
     parser.add_argument("--restoration", type=Path, help="tables/restoration.csv")
     parser.add_argument("--roles", type=Path, help="tables/roles.json")
     parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
@@ -39,13 +41,14 @@ def main() -> None:
     try:
         options = json.loads(args.settings)
         settings = ClaimSettings(seed=args.seed, **options)
-        spectra = dict(parse_spectrum(entry) for entry in args.spectrum)
-        inputs = load_inputs(args.curve, args.rl, args.history, spectra, args.restoration, args.roles)
+        spectra = dict(parse_entry(entry) for entry in args.spectrum)
+        samples = dict(parse_entry(entry) for entry in args.samples)
+        inputs = load_inputs(args.curve, args.rl, args.history, spectra, args.restoration, args.roles, samples)
         findings = evaluate_claims(inputs, settings)
     except (ValueError, TypeError, OSError, KeyError) as err:
         parser.error(str(err))
     files = {k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}
-    write_claims(findings, args.md, args.json, settings, provenance({**files, "spectrum": args.spectrum}), args.title)
+    write_claims(findings, args.md, args.json, settings, provenance({**files, "spectrum": args.spectrum, "samples": args.samples}), args.title)
     for finding in findings:
         log.info("%s: %s", finding.id, finding.verdict)
 

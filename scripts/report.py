@@ -23,7 +23,8 @@ def curves(args) -> None:
     rows = report.loss_rows(io.read_jsonl(args.history), curve)
     report.write_table(rows, report.LOSS_COLUMNS, args.loss_table)
     report.plot_loss_vs_ood(rows, args.loss_figure)
-    window = report.window_rows(curve, rl, args.bootstrap_draws, args.seed)
+    peak_step = io.read_json(args.roles)["steps"]["sft_peak"] if args.roles else None
+    window = report.window_rows(curve, rl, args.bootstrap_draws, args.seed, peak_step)
     report.write_table(window, report.WINDOW_COLUMNS, args.window_table)
     report.plot_recovery_window(window, args.window_figure, args.most_pct)
     log.info("%d loss rows, %d RL recoveries", len(rows), len(window))
@@ -48,6 +49,7 @@ def main() -> None:
     cv.add_argument("--curve", required=True, type=Path, help="tables/sft_curve.csv")
     cv.add_argument("--rl", type=Path, help="tables/rl_from_sft.csv")
     cv.add_argument("--history", required=True, type=Path, help="sft/history.jsonl")
+    cv.add_argument("--roles", type=Path, help="tables/roles.json (sft_peak); default: the curve's best OOD step")
     cv.add_argument("--most-pct", type=float, default=50.0, help="the 'most' line of the window figure")
     for name in ("success-figure", "loss-figure", "loss-table", "window-figure", "window-table"):
         cv.add_argument(f"--{name}", required=True, type=Path)

@@ -1,5 +1,6 @@
 """Shared fixtures: the repository root and the default config."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_ood_samples(path: Path, selection_rate: float, report_rate: float | None = None, n: int = 100) -> None:
+    """An OOD samples.jsonl of n episodes whose selection half (even positions) and report half (odd
+    positions) succeed at the given rates (the report half at the selection rate unless given)."""
+    report_rate = selection_rate if report_rate is None else report_rate
+    half = n // 2
+    records = []
+    for i in range(n):
+        rate, position = (selection_rate, i // 2) if i % 2 == 0 else (report_rate, i // 2)
+        records.append({"uid": f"ood-{i:05d}", "sample": 0, "success": position < round(rate * half)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sftrl.cards import (CARD_SYMBOLS, CATEGORIES, FEEDBACK, RULES, STYLES, Answer, Episode, Rewards, Rule,
                          answer, deal, feedback, get_rule, is_solvable, messages, parse, prompt, solution_steps,
                          solutions, verify)
+from sftrl.cards.expr import apply
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HAND = (7, 5, 11, 2)  # values 7 5 11 2 under OOD, 7 5 10 2 under ID
@@ -90,6 +91,29 @@ def test_deal():
         deal(rng, "id", target=10**6, n_cards=1)
 
 
+def _faces(hand) -> int:
+    return sum(rank > 10 for rank in hand)
+
+
+def test_ood_deal_follows_the_reference_distribution():
+    """Reference OOD deal: three ranks uniform over A..K and one over J..K, shuffled, redrawn until
+    solvable. Its exact share of hands with two or more face cards is compared with 2,000 seeded deals
+    (fixed seed: no flakiness; the tolerance is about 3 standard errors)."""
+    solvable = [ranks + (face,) for ranks in itertools.product(range(1, 14), repeat=3) for face in (11, 12, 13)
+                if is_solvable(ranks + (face,), "ood")]
+    reference = Fraction(sum(_faces(h) >= 2 for h in solvable), len(solvable))
+    assert reference == Fraction(2428, 4815)  # about 0.504
+    uniform = [h for h in itertools.product(range(1, 14), repeat=4) if _faces(h) and is_solvable(h, "ood")]
+    uniform_with_face = Fraction(sum(_faces(h) >= 2 for h in uniform), len(uniform))
+    assert uniform_with_face == Fraction(4509, 14057)  # about 0.321
+    rng = random.Random(2024)
+    hands = [deal(rng, "ood") for _ in range(2000)]
+    share = sum(_faces(h) >= 2 for h in hands) / len(hands)
+    assert abs(share - reference) < 0.035 and share > uniform_with_face + 0.1
+    assert all(_faces(h) >= 1 for h in hands)
+    assert sum(h[-1] > 10 for h in hands) < 0.8 * len(hands)  # the face card is shuffled into place
+
+
 @FAST
 @given(seed=st.integers(0, 10**6), rule=RULE_NAMES)
 def test_deal_property(seed, rule):
@@ -100,10 +124,65 @@ def test_deal_property(seed, rule):
 
 # --- formats ---------------------------------------------------------------------------------------
 
+PAPER_PROMPT_ID = """
+[Task Description]
+You are an expert 24 points card game player. You will receive a set of 4 cards.
+Note that 'J', 'Q', and 'K' count as '10'., and each card must be used once.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Input]
+Cards: ['7', 'J', '3', '10']
+
+[Output]
+{
+  "cards": [x, y, z, w], where 'J', 'Q', and 'K' count as '10'.,
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals 24',
+}
+
+"""
+
+PAPER_PROMPT_OOD = """
+[Task Description]
+You are an expert 24 points card game player. You will receive a set of 4 cards.
+Note that 'J', 'Q', and 'K' count as '11', '12', and '13' respectively., and each card must be used once.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Input]
+Cards: ['A', 'K', '5', 'Q']
+
+[Output]
+{
+  "cards": [x, y, z, w], where 'J', 'Q', and 'K' count as '11', '12', and '13' respectively.,
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals 24',
+}
+
+"""
+
+
+def test_paper_prompt_is_the_reference_text():
+    assert prompt((7, 11, 3, 10), "id") == PAPER_PROMPT_ID
+    assert prompt((1, 13, 5, 12), "ood") == PAPER_PROMPT_OOD
+    assert prompt((1, 13, 5, 12), "ood", style="paper") == messages((1, 13, 5, 12), "ood")[0]["content"]
+
+
+def test_paper_prompt_other_sizes():
+    five = prompt((7, 11, 3, 10, 1), "id")
+    assert "a set of 5 cards." in five and "Cards: ['7', 'J', '3', '10', 'A']" in five
+    assert '"cards": [x, y, z, w, v], where' in five
+    assert '"number": [a, b, c, d, e], where a, b, c, d, and e are the numbers on the cards,' in five
+    assert '"number": [a, b], where a and b are the numbers on the cards,' in prompt((2, 12), "id", 12)
+    for hand in [(7,), (1,) * 13]:
+        with pytest.raises(ValueError, match="2 to 12 cards"):
+            prompt(hand, "id")
+        assert prompt(hand, "id", style="compact").startswith("J = 10")
+
+
 def test_prompts():
     text = prompt(HAND, "ood", target=10)
     assert "expert 10 points card game player" in text and "equals 10" in text and "24" not in text
-    assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively, and each card" in text
+    assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively., and each card" in text
     assert "Cards: ['7', '5', 'J', '2']" in text
     assert '"number": [a, b, c, d], where a, b, c, and d are the numbers on the cards' in text
     assert prompt(HAND, "ood", style="compact") == "J = 11 Q = 12 K = 13 ; target 24 ; cards 7 5 J 2"
@@ -149,6 +228,41 @@ def test_parse_formats():
     assert parse("hello").format == parse("").format == "none"
 
 
+RIGHT, WRONG = "(7-5)*11+2", "7+5+11+2"  # 24 and 25 with the cards 7 5 J 2 under the OOD rule
+STEPS_RIGHT = "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
+STEPS_WRONG = "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 + 11 = 23 ; 23 + 2 = 25"
+
+
+@pytest.mark.parametrize("first, second", [(RIGHT, WRONG), (WRONG, RIGHT)])
+@pytest.mark.parametrize("layout", [
+    '{{"formula": "{}"}}\n{{"formula": "{}"}}',  # two JSON objects: not one object, so the first key
+    '{{"formula": "{}", "formula": "{}"',  # no closing brace: not JSON, read leniently
+    "formula: {}\nformula: {}",
+    "'formula': '{}=24', or else 'formula': '{}=24'",
+    "So {} = 24. Or {} = 24.",
+    "{}=24\n{}=24",
+])
+def test_two_formula_answers_are_judged_by_the_first(first, second, layout):
+    reply = layout.format(first, second)
+    assert parse(reply).formula.split("=")[0] == first, reply
+    assert verify(reply, HAND, "ood").correct == (first == RIGHT)
+
+
+@pytest.mark.parametrize("first, second", [(STEPS_RIGHT, STEPS_WRONG), (STEPS_WRONG, STEPS_RIGHT)])
+@pytest.mark.parametrize("sep", [" ; ", "\n", "\n\n"])
+def test_two_steps_answers_are_judged_by_the_first(first, second, sep):
+    reply = first + sep + second
+    assert parse(reply).steps == parse(first).steps
+    assert verify(reply, HAND, "ood").category == ("correct" if first == STEPS_RIGHT else "no_solution")
+
+
+def test_two_answers_lists_and_single_json_object():
+    reply = 'number: [7, 5, 11, 2]\nformula: 7+5+11+2\nnumber: [7, 5, 10, 2]\nformula: (7-5)*11+2'
+    assert parse(reply).numbers == ["7", "5", "11", "2"] and parse(reply).formula == "7+5+11+2"
+    one = 'Answer: {"cards": ["7", "5", "J", "2"], "number": [7, 5, 11, 2], "formula": "(7-5)*11+2=24"} done'
+    assert parse(one).format == "json" and verify(one, HAND, "ood").correct
+
+
 # --- verify: hand-checked --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reply, hand, rule, category, message", [
@@ -165,11 +279,20 @@ def test_parse_formats():
      "the formula uses 7 more often than the card values [7, 5, 11, 2] allow."),
     ("formula: 7*5-11", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
     ("formula: 7*5", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2 and 11."),
-    ("formula: (7-5)*11+", HAND, "ood", "partial", "the formula is only the beginning of a solution."),
-    ("formula: (7-5)*11", HAND, "ood", "partial", None),
-    ("formula: ((7-5)*11+2", HAND, "ood", "partial", None),
+    ("formula: (7-5)*11+", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
+    ("formula: (7-5)*11", HAND, "ood", "wrong_numbers", None),
+    ("formula: 7", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2, 5 and 11."),
+    ('{"formula": "11"}', HAND, "ood", "wrong_numbers", None),
+    ("formula: ((7-5)*11+2", HAND, "ood", "partial", "the formula lacks only its closing parentheses."),
+    ("formula: ( ( 7 - 5 ) * 11 + 2 = 24", HAND, "ood", "partial", None),
+    ("formula: 2*(11+7-5", HAND, "ood", "illegal_formula", "the formula is incomplete."),  # closes to 26
+    ("formula: 8/(3-8/3", (8, 3, 8, 3), "id", "partial", None),
+    ("formula: 8/((3-8/3", (8, 3, 8, 3), "id", "partial", None),
+    ("formula: 7/(5-5", (7, 5, 5), "id", "illegal_formula", "the formula is incomplete."),  # closing divides by 0
     ("formula: ((7-5)*11+3", (7, 5, 11, 3), "ood", "illegal_formula", "the formula is incomplete."),
     ("formula: (7-5)*11+2+", HAND, "ood", "illegal_formula", "the formula is incomplete."),
+    ("formula: ((7-5)*11+2+", HAND, "ood", "illegal_formula", None),
+    ("formula: 7/(5-5)", HAND, "ood", "wrong_numbers", None),  # card usage is checked before division by zero
     ("formula: 7*(5-5)", (7, 5, 5, 1), "id", "wrong_numbers", None),
     ("formula: 2/(5-5)*7+1", (7, 5, 5, 1), "id", "wrong_numbers", None),
     ("formula: 1/(5-5)+7*2", (7, 5, 5, 1, 2), "id", "illegal_formula", "the formula divides by zero."),
@@ -213,7 +336,17 @@ def test_value_and_rule_following():
     ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24", "correct", "the steps are correct."),
     ("7-5=2\n2*11=22\n22+2=24", "correct", None),
     ("numbers 7 5 11 2 ; 11 × 2 = 22 ; 7 − 5 = 2 ; 22 + 2 = 24", "correct", None),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22", "partial", "the steps are right so far, but 2 and 22 are still unused."),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22", "wrong_numbers", "the steps leave 2 and 22 unused."),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2", "wrong_numbers", "the steps leave 2, 2 and 11 unused."),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 =", "partial", "step 3 lacks only its result."),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2", "partial", None),
+    ("7-5=2\n2*11=22\n22+2=", "wrong_numbers", None),  # without a head, only complete steps are steps
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 * 2 =", "illegal_formula", "step 3 is not of the form 'a op b = c'."),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11", "wrong_numbers", "the steps leave 2 unused."),
+    ("numbers 7 5 11 2 ; 7 - 5 =", "wrong_numbers", "the steps leave 2 and 11 unused."),
+    ("numbers 7 5 11 2 ; 7 - 5 ; 2 * 11 = 22", "illegal_formula", "step 1 is not of the form 'a op b = c'."),
+    ("numbers 7 5 11 2 ; 22 + 2 =", "wrong_numbers", None),
+    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 - 2 = 0 ; 11 / 0", "illegal_formula", "step 3 divides by zero."),
     ("numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 11 = 132", "wrong_numbers", None),
     ("numbers 7 5 11 2 ; 7 - 5 = 3", "no_solution", "step 1 states 7 - 5 = 3, but 7 - 5 = 2."),
     ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 5 = 27", "wrong_numbers",
@@ -304,16 +437,80 @@ def test_foreign_number_is_wrong_numbers(hand, rule, data):
     assert verify(f"formula: {changed}", hand, rule).category == "wrong_numbers"
 
 
+def _formula_forms(text: str) -> list[str]:
+    return [text, f"formula: {text}", json.dumps({"formula": text})]
+
+
 @FAST
 @given(hand=RANKS, rule=RULE_NAMES, data=st.data())
-def test_prefixes_of_solutions_are_partial(hand, rule, data):
+def test_no_reply_leaving_a_number_unused_beats_no_solution(hand, rule, data):
+    """Single card values and every prefix of a solution that stops before its last number, in both
+    styles, earn at most no_solution: partial needs every card."""
     sols = solutions(hand, rule)
     assume(sols)
     formula = data.draw(st.sampled_from(sols))
-    cuts = [m.end() for m in re.finditer(r"\d+|[()+\-*/]", formula)][:-1]
-    cut = data.draw(st.sampled_from(cuts))
-    assume(re.search(r"\d", formula[:cut]))
-    assert verify(f"formula: {formula[:cut]}", hand, rule).category == "partial", formula[:cut]
+    values = get_rule(rule).values(hand)
+    texts = [str(v) for v in values]
+    texts += [formula[:m.end()] for m in re.finditer(r"\d+|[()+\-*/]", formula)
+              if len(re.findall(r"\d+", formula[:m.end()])) < len(values)]
+    replies = [reply for text in texts for reply in _formula_forms(text)]
+    words = answer(hand, rule, formula, style="compact").split()  # ... ; a op b = c
+    replies += [" ".join(words[:k]) for k in range(1, len(words) - 2)]  # up to the last step's operator
+    for reply in replies:
+        verdict = verify(reply, hand, rule)
+        assert verdict.reward <= Rewards().no_solution and verdict.category != "partial", (reply, verdict)
+
+
+@FAST
+@given(hand=RANKS, rule=RULE_NAMES, data=st.data())
+def test_solutions_missing_only_closing_parentheses_or_the_last_result_are_partial(hand, rule, data):
+    sols = solutions(hand, rule)
+    assume(sols)
+    formula = data.draw(st.sampled_from(sols))
+    unclosed = ["(" + formula, "((" + formula + ")", formula.rstrip(")") if formula.endswith(")") else "(((" + formula]
+    for text in unclosed:
+        for reply in _formula_forms(text):
+            verdict = verify(reply, hand, rule)
+            assert verdict.category == "partial" and verdict.reward == 1 and verdict.value == 24, reply
+    assert verify(f"formula: ({formula}+", hand, rule).category == "illegal_formula"
+    compact = answer(hand, rule, formula, style="compact")
+    assert compact.endswith(" = 24")
+    for reply in (compact[:-3], compact[:-5]):  # "... a op b =" and "... a op b"
+        assert verify(reply, hand, rule).category == "partial", reply
+
+
+def short_replies(values) -> list[str]:
+    """Every card value alone, every one-step answer over the card values (formula and steps forms,
+    with and without its result), empty and garbage replies."""
+    head = "numbers " + " ".join(map(str, values))
+    replies = ["", " ", "?", "I don't know.", "formula:", "{}", '{"formula": ""}', "24", "= 24", "numbers", head,
+               ";", "(((", ")", "+", "x" * 40, "\x00", "formula: 24", "numbers 24 ; 24", "Answer: 24"]
+    for v in sorted(set(values)):
+        replies += [*_formula_forms(str(v)), f"({v}", f"{head} ; {v}", f"{v} = {v}"]
+    for a, b in sorted(set(itertools.permutations(values, 2))):
+        for op in "+-*/":
+            step = f"{a} {op} {b}"
+            replies += [*_formula_forms(step), f"({step}", f"{head} ; {step}", f"{head} ; {step} ="]
+            c = apply(Fraction(a), op, Fraction(b))
+            if c is not None:
+                replies += [f"{step} = {c}", f"{head} ; {step} = {c}", *_formula_forms(f"{step} = {c}")]
+    return list(dict.fromkeys(replies))
+
+
+@pytest.mark.parametrize("rule", ["id", "ood"])
+def test_no_constant_short_reply_earns_as_much_as_a_first_attempt_solve(rule):
+    """For 100 seeded hands, the best reply of the short corpus, repeated for all 5 attempts of an
+    Episode, totals strictly less than a first-attempt solve (+5)."""
+    rng = random.Random(11)
+    for _ in range(100):
+        hand = deal(rng, rule)
+        rewards = {reply: verify(reply, hand, rule).reward for reply in short_replies(get_rule(rule).values(hand))}
+        best = max(rewards, key=rewards.get)
+        assert rewards[best] <= Rewards().no_solution, (hand, best)
+        episode = Episode(hand, rule)
+        while not episode.done:
+            episode.step(best)
+        assert episode.attempts == 5 and sum(episode.rewards) < Rewards().correct, (hand, best, episode.rewards)
 
 
 @settings(max_examples=200, deadline=None)
@@ -358,9 +555,10 @@ def test_episode_max_attempts_and_compact_feedback():
     assert episode.messages[0]["content"] == "J = 11 Q = 12 K = 13 ; target 24 ; cards 7 5 J 2"
     episode.step("numbers 7 5 11 2 ; 7 - 5 = 3")
     assert episode.messages[-1]["content"] == "fail ; step 1 : 7 - 5 is 2 not 3"
-    episode.step("numbers 7 5 11 2 ; 7 - 5 = 2")
+    episode.step("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 =")
     assert episode.done and not episode.success and episode.messages[-1]["role"] == "assistant"
     assert len(episode.messages) == 4 and episode.rewards == [-1.0, 1.0]
     with pytest.raises(RuntimeError):
         episode.step("x")
     assert feedback(episode.verdicts[1], "compact") == "fail ; incomplete"
+    assert feedback(verify("numbers 7 5 11 2 ; 7 - 5 = 2", HAND, "ood"), "compact") == "fail ; unused 2 2 11"

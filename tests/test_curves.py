@@ -5,7 +5,9 @@ import csv
 import pytest
 
 from sftrl import io
-from sftrl.curves import RL_COLUMNS, curve_rows, ood_peak, plot_rl_from_sft, recovery_pct, rl_rows, write_rows_csv
+from conftest import write_ood_samples
+from sftrl.curves import RL_COLUMNS, curve_rows, ood_peak, plot_rl_from_sft, rl_rows, write_rows_csv
+from sftrl.stats import recovery_pct
 
 RATES = {  # model -> split -> success rate
     "base": {"id": 0.10, "id_unseen": 0.10, "ood": 0.10},
@@ -31,6 +33,8 @@ def eval_root(tmp_path):
                 "format_error_rate": 0.0,
             }
             io.write_json(tmp_path / model / split / "metrics.json", metrics)
+            if split == "ood":
+                write_ood_samples(tmp_path / model / split / "samples.jsonl", rate)
     return tmp_path
 
 

@@ -223,18 +223,21 @@ def test_action_logprob_is_the_weighted_sum(start_dir, tokenizer):
 
 
 def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, sets):
-    # clip 0.2 (paper 0.1): the ratio is per reply, ~25 tokens; at 0.1 seed 3 of 0-3 showed no rise in 40.
-    # Rise (last 5 - first 5) at seeds 0-3: +2.1, +1.6, +1.2, +1.4.
-    cfg = replace(FAST, updates=40, episodes_per_update=16, minibatch_size=16, clip_range=0.2, save_every=40)
+    # The weak start solves nothing, and a reply that leaves cards unused earns no partial credit, so the
+    # reward can only rise by failing less badly (legal steps, the right numbers): a slow signal, hence
+    # lr 1e-3 and 60 updates. clip 0.2 (paper 0.1): the ratio is per reply, ~25 tokens.
+    # Rise (mean of the last 10 updates - the first 10) at seeds 0-3: +1.4, +1.4, +1.9, +1.5.
+    cfg = replace(FAST, learning_rate=1e-3, updates=60, episodes_per_update=16, minibatch_size=16, clip_range=0.2,
+                  save_every=60)
     result = train_ppo(
         start_dir, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
     )
     rewards = [row["episode_reward"] for row in result.log]
-    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
     print("episode reward by update:", [round(r, 2) for r in rewards])
-    assert last > first + 0.7, f"mean episode reward did not rise: first 5 {first:.2f}, last 5 {last:.2f}"
+    assert last > first + 0.7, f"mean episode reward did not rise: first 10 {first:.2f}, last 10 {last:.2f}"
     rows = io.read_jsonl(tmp_path / "log")
-    assert [row["update"] for row in rows] == list(range(1, 41))
+    assert [row["update"] for row in rows] == list(range(1, 61))
     for key in (
         "success_rate",
         "mean_turns",

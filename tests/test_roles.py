@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_ood_samples
 from sftrl import io
 from sftrl.edits import EditError
 from sftrl.roles import (
@@ -25,14 +26,17 @@ from sftrl.roles import (
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "roles.py"
 SFT = ["sft-10", "sft-50", "sft-100", "sft-200"]
 RL = ["rl-ppo-from100-s0", "rl-grpo-from100-s0", "rl-ppo-from200-s0"]
-OOD = {"sft-10": 0.10, "sft-50": 0.20, "sft-100": 0.20, "sft-200": 0.05}  # a tie at 50 and 100
+OOD = {"sft-10": 0.10, "sft-50": 0.20, "sft-100": 0.20, "sft-200": 0.06}  # selection half: a tie at 50 and 100
+REPORT = {"sft-10": 0.30, "sft-50": 0.10, "sft-100": 0.40, "sft-200": 0.00}  # the other half
 
 
 @pytest.fixture
 def eval_root(tmp_path):
     for model, rate in OOD.items():
-        success = {"k": round(rate * 100), "n": 100, "rate": rate, "ci_low": rate - 0.05, "ci_high": rate + 0.05}
+        total = (rate + REPORT[model]) / 2
+        success = {"k": round(total * 100), "n": 100, "rate": total, "ci_low": total - 0.05, "ci_high": total + 0.05}
         io.write_json(tmp_path / "eval" / model / "ood" / "metrics.json", {"split": "ood", "success": success})
+        write_ood_samples(tmp_path / "eval" / model / "ood" / "samples.jsonl", rate, REPORT[model])
     return tmp_path / "eval"
 
 
@@ -75,12 +79,17 @@ def test_static_models_and_the_data_dependent_peak():
         static_model("sft-peak", "sft-200")
 
 
-def test_peak_is_the_best_ood_checkpoint_earliest_on_a_tie(eval_root):
+def test_peak_is_the_best_on_the_selection_half_earliest_on_a_tie(eval_root):
+    """sft-100 has the best OOD success over all episodes, but the peak is chosen on the selection half,
+    where sft-50 ties with it and comes first."""
     roles = choose_roles(eval_root, SFT[::-1], RL, "sft-200")
     assert roles["roles"] == {"base": "base", "sft_peak": "sft-50", "sft_end": "sft-200"}
     assert roles["steps"] == {"base": 0, "sft_peak": 50, "sft_end": 200}
     assert [row["model"] for row in roles["ood"]] == SFT
-    assert [row["rate"] for row in roles["ood"]] == [OOD[m] for m in SFT]
+    assert [row["selection_rate"] for row in roles["ood"]] == [OOD[m] for m in SFT]
+    assert [row["report_rate"] for row in roles["ood"]] == [REPORT[m] for m in SFT]
+    assert max(roles["ood"], key=lambda row: row["rate"])["model"] == "sft-100"
+    assert roles["selection"]["split"] == "ood" and "selection half" in roles["rule"]
     assert roles["rl_from_end"] == ["rl-ppo-from200-s0"]
     assert "earliest" in roles["rule"]
     assert resolve(roles, "sft_peak") == "sft-50"

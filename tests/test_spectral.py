@@ -314,3 +314,24 @@ def test_gpu_matches_cpu(rotated_pair):
     gpu = spectral.analyse_pair(*rotated_pair, k_fractions=FRACTIONS, cache=SvdCache(device="cuda"))
     pd.testing.assert_frame_equal(cpu.drop(columns="value"), gpu.drop(columns="value"))
     assert gpu["value"].to_numpy() == pytest.approx(cpu["value"].to_numpy(), abs=0.1, nan_ok=True)
+
+
+def test_subspace_angles_of_the_top_middle_and_bottom_blocks():
+    """A turns only its top left singular vector by 30° (towards a direction outside its column space):
+    the top block's subspace angle is 30°, the middle and bottom blocks' 0°; the right side does not move."""
+    generator = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(20, 20, generator=generator))
+    vh, _ = torch.linalg.qr(torch.randn(10, 10, generator=generator))
+    s = torch.linspace(10, 1, 10)
+    u_a = q[:, :10]
+    u_b = u_a.clone()
+    theta = math.radians(30)
+    u_b[:, 0] = math.cos(theta) * q[:, 0] + math.sin(theta) * q[:, 15]
+    wa, wb = u_a @ torch.diag(s) @ vh, u_b @ torch.diag(s) @ vh
+    rows = spectral.TidyRows()
+    spectral.compare_matrices(rows, "model.layers.0.mlp.down_proj.weight", wa, wb,
+                              spectral.thin_svd(wa), spectral.thin_svd(wb), [1.0])
+    table = rows.frame().set_index("metric")["value"]
+    assert table["subspace_angle_left_top_deg"] == pytest.approx(30, abs=1e-3)
+    for metric in ("left_middle", "left_bottom", "right_top", "right_middle", "right_bottom"):
+        assert table[f"subspace_angle_{metric}_deg"] == pytest.approx(0, abs=0.2)  # float32 arccos near 1

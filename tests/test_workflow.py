@@ -68,10 +68,11 @@ def read_csv(path):
 
 def test_roles_name_the_ood_peak(ci_run):
     roles = json.loads((ci_run / "tables" / "roles.json").read_text())
-    ood = {row["step"]: row["rate"] for row in roles["ood"]}
+    ood = {row["step"]: row["selection_rate"] for row in roles["ood"]}  # the peak is chosen on this half
     assert sorted(ood) == [5, 10, 20]
     best = max(ood.values())
     assert roles["steps"]["sft_peak"] == min(step for step, rate in ood.items() if rate == best)
+    assert all(row["selection_n"] + row["report_n"] == row["n"] for row in roles["ood"])
     assert roles["roles"]["sft_end"] == "sft-10"  # restore.sft_end in ci.yaml
     assert roles["rl_from_end"] == ["rl-ppo-from10-s0", "rl-grpo-from10-s0"]
 

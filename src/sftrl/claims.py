@@ -1,24 +1,28 @@
-"""A verdict on each finding of the study, from the workflow's result tables.
+"""A verdict on each finding of the study, from the workflow's result tables and per-episode outcomes.
 
-Every finding is tested by one or more checks. A check is `supported` only when its 95% intervals (or
-its test at α = 0.05) carry the claim, `not supported` when they carry the opposite, and `inconclusive`
-otherwise: when intervals overlap, when there is nothing measurable to test (no OOD loss beyond the
-intervals to recover, too few RL starts for a rank test to reach significance), or when a stage that
-would measure it was not run. A finding is `not supported` when one of its checks is, `supported` when
-all are, and `inconclusive` otherwise.
+Every finding is tested by one or more checks. A check is `supported` only when its test at α = 0.05
+(Holm-corrected within a family) carries the claim, `not supported` when it carries the opposite, and
+`inconclusive` otherwise: when the test finds no difference, when there is nothing measurable to test (no
+significant OOD loss to recover, too few RL starts for a rank test to reach significance), or when a stage
+that would measure it was not run. A finding is `not supported` when one of its checks is, `supported`
+when all are, and `inconclusive` otherwise. Every check states the smallest effect it could have detected
+(power 0.8, α = 0.05), so *inconclusive* can be read as "no effect" or as "too few episodes".
 
-Statistics used:
-- success rates carry 95% Wilson intervals (k of n episodes), as the evaluation tables do;
-- a recovery % = (after − target) / (source − target) · 100 gets a 95% parametric bootstrap interval:
-  each of the three rates is redrawn as Binomial(n, rate) / n, independently (for models evaluated on the
-  same episodes this overstates the variance: the interval errs wide);
-- spectral statistics are medians over weight matrices with 95% bootstrap intervals over matrices;
+Tests (`sftrl.stats`):
+- two models on the same OOD episodes (two checkpoints, a start and its RL run, an edit and its target)
+  are compared episode by episode: one-sided exact McNemar tests, paired bootstrap intervals;
+- a recovery % = (after − target) / (source − target) · 100 gets a paired bootstrap interval over episodes
+  and one-sided bootstrap p-values against its threshold;
+- without per-episode outcomes (rates from the tables only, e.g. a paper's stage table) the same checks use
+  the score test of two proportions, Newcombe intervals and a parametric bootstrap;
+- spectral statistics are medians over weight matrices with 95% bootstrap intervals over matrices and
+  one-sided Wilcoxon signed-rank tests;
 - rank correlations are Spearman's ρ with an exact permutation p-value (random permutations beyond 8
   points) and, from 4 points on, a Fisher-z interval with the Fieller–Hartley–Pearson variance 1.06/(n − 3).
 
-The peak of the SFT curve is picked as the best of several noisy checkpoints, so its rate is biased
-upwards; requiring intervals that do not overlap (a stricter test than a single 5% comparison) is the
-guard against reading noise as a peak.
+`sft_peak` is chosen on the selection half of the OOD episodes and measured on the report half
+(`sftrl.peak`), so the gaps from it are not inflated by the choice; without per-episode outcomes that is
+impossible and the checks say so.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from sftrl import io
-from sftrl.curves import recovery_pct
+from sftrl import io, peak, stats
 from sftrl.evaluate.metrics import wilson_interval
+from sftrl.stats import ALPHA, Arm, Comparison, Counts, Outcomes, Recovery
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
@@ -59,6 +63,7 @@ FINDINGS = {
 }
 RESTORE_TOP = 0.2  # the paper's direction swap: top 20% of the singular values
 RESTORE_LAYERS = ("0.25", "0:0.25", "0.0:0.25")  # the paper's layer reset: the first 25% of the layers
+EDGE_PARTS = ("top", "middle", "bottom")  # singular subspaces compared by F2 (spectral.EDGE_FRACTION of the rank)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class Check:
     test: str
     evidence: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
+    detectable: str = ""  # the smallest effect the check could have detected at these sizes
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -114,30 +120,33 @@ def combine(verdicts: Iterable[str]) -> str:
     return INCONCLUSIVE
 
 
-def sign_verdict(low: float | None, high: float | None) -> str:
-    """supported when the interval of a difference lies above 0, not supported when below it."""
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return INCONCLUSIVE
-    return SUPPORTED if low > 0 else NOT_SUPPORTED if high < 0 else INCONCLUSIVE
-
-
-def three_way(low: float | None, high: float | None, threshold: float) -> str:
-    """supported when the interval lies at or above the threshold, not supported when below it."""
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return INCONCLUSIVE
-    if low >= threshold:
+def p_verdict(p_for: float | None, p_against: float | None, alpha: float = ALPHA) -> str:
+    """supported when the (adjusted) p-value for the claim is below α, not supported when the one against it is."""
+    if p_for is not None and p_for < alpha:
         return SUPPORTED
-    if high < threshold:
+    if p_against is not None and p_against < alpha:
         return NOT_SUPPORTED
     return INCONCLUSIVE
 
 
-# --- rates, recoveries, rank tests ---------------------------------------------------------------------
+def num(value: Any) -> float | None:
+    """A table cell as a number; None for an empty cell or NaN."""
+    if value is None or value == "":
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _points(value: float | None) -> str:
+    return "none at these sizes" if value is None else f"{100 * value:.1f} points"
+
+
+# --- rates and rank tests --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Rate:
-    """k successes in n episodes, with the 95% Wilson interval."""
+    """k successes in n episodes, with the 95% Wilson interval (for display)."""
 
     k: int
     n: int
@@ -157,13 +166,6 @@ class Rate:
     def ci(self) -> tuple[float, float]:
         return wilson_interval(self.k, self.n)
 
-    def above(self, other: Rate) -> bool:
-        """This rate's interval lies entirely above the other's."""
-        return self.ci[0] > other.ci[1]
-
-    def overlaps(self, other: Rate) -> bool:
-        return not (self.above(other) or other.above(self))
-
     def to_dict(self) -> dict[str, float]:
         low, high = self.ci
         return {"rate": self.rate, "ci_low": low, "ci_high": high, "k": self.k, "n": self.n}
@@ -173,62 +175,26 @@ class Rate:
         return f"{100 * self.rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n = {self.n})"
 
 
-def pooled(rates: Sequence[Rate]) -> Rate:
-    return Rate(sum(r.k for r in rates), sum(r.n for r in rates))
-
-
-def _draws(rate: Rate, rng: np.random.Generator, size: int) -> np.ndarray:
-    return rng.binomial(rate.n, rate.rate, size) / rate.n
-
-
-def recovery_interval(
-    after: Rate, target: Rate, source: Rate, draws: int, rng: np.random.Generator
-) -> tuple[float, float, float]:
-    """Recovery % of `after` between `target` (0%) and `source` (100%), with a 95% bootstrap interval."""
-    point = _nan_if_none(recovery_pct(after.rate, target.rate, source.rate))
-    s, t, a = (_draws(r, rng, draws) for r in (source, target, after))
-    ok = s != t
-    return (point, *_bootstrap_interval(100 * (a[ok] - t[ok]) / (s[ok] - t[ok]), draws))
-
-
-def recovery_difference(
-    first: Rate, second: Rate, target: Rate, source: Rate, draws: int, rng: np.random.Generator
-) -> tuple[float, float, float]:
-    """Recovery % of `first` minus that of `second` (same source and target), 95% paired bootstrap."""
-    point = _nan_if_none(recovery_pct(first.rate, target.rate, source.rate)) - _nan_if_none(
-        recovery_pct(second.rate, target.rate, source.rate)
-    )
-    s, t, a, b = (_draws(r, rng, draws) for r in (source, target, first, second))
-    ok = s != t
-    return (point, *_bootstrap_interval(100 * (a[ok] - b[ok]) / (s[ok] - t[ok]), draws))
-
-
-def _nan_if_none(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def _bootstrap_interval(values: np.ndarray, draws: int) -> tuple[float, float]:
-    """The 95% percentile interval; NaN when more than half the draws had no gap to measure against."""
-    if len(values) < draws / 2:
-        return math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+def arm_text(arm: Arm) -> str:
+    """A success rate with its Wilson interval; a pooled per-episode mean is rounded to whole episodes."""
+    return Rate(int(round(arm.k)), arm.n).text()
 
 
 def rank_test(x: Sequence[float], y: Sequence[float], alternative: str, seed: int = 0) -> dict[str, Any]:
     """Spearman's ρ with a permutation p-value (`alternative`: greater or less) and a Fisher-z 95%
     interval from 4 points on. ρ is None when either variable does not vary."""
-    from scipy import stats
+    from scipy import stats as sps
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
     result: dict[str, Any] = {"n": n, "rho": None, "p": None, "ci_low": None, "ci_high": None}
+    result["detectable_rho"] = stats.detectable_rho(n)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return result
-    rho = float(stats.spearmanr(x, y).statistic)
-    permutations = stats.permutation_test(
+    rho = float(sps.spearmanr(x, y).statistic)
+    permutations = sps.permutation_test(
         (x,),
-        lambda xs: stats.spearmanr(xs, y).statistic,
+        lambda xs: sps.spearmanr(xs, y).statistic,
         permutation_type="pairings",
         alternative=alternative,
         n_resamples=9999 if n > EXACT_PERMUTATION_MAX else math.factorial(n),
@@ -243,7 +209,7 @@ def rank_test(x: Sequence[float], y: Sequence[float], alternative: str, seed: in
     return result
 
 
-def rank_verdict(test: Mapping[str, Any], expected: str, alpha: float = 0.05) -> tuple[str, str]:
+def rank_verdict(test: Mapping[str, Any], expected: str, alpha: float = ALPHA) -> tuple[str, str]:
     """Verdict of a one-sided rank test whose claim is a correlation of sign `expected` (greater/less)."""
     if test["rho"] is None:
         return INCONCLUSIVE, f"{test['n']} points without variation in both variables: no rank correlation"
@@ -259,24 +225,29 @@ def rank_verdict(test: Mapping[str, Any], expected: str, alpha: float = 0.05) ->
     return INCONCLUSIVE, f"ρ = {test['rho']:.2f}, one-sided permutation p = {test['p']:.3g} ≥ {alpha}{extra}"
 
 
-def _bootstrap_median(values: np.ndarray, draws: int, rng: np.random.Generator) -> tuple[float, float, float]:
+def _rho_text(result: Mapping[str, Any]) -> str:
+    rho = result.get("detectable_rho")
+    if rho is None:
+        return f"no correlation at all: with {result['n']} points the rank test cannot reach p < {ALPHA}"
+    return f"|ρ| ≥ {rho:.2f} (n = {result['n']})"
+
+
+def _bootstrap_median(values: np.ndarray, draws: int, seed: int) -> tuple[float, float, float]:
+    """The median over matrices with its 95% bootstrap interval over matrices (scipy)."""
+    from scipy import stats as sps
+
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return math.nan, math.nan, math.nan
-    samples = rng.integers(0, len(values), size=(draws, len(values)))
-    medians = np.median(values[samples], axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(np.median(values)), float(low), float(high)
+    if len(values) == 1 or np.ptp(values) == 0:
+        return float(values[0]), float(values[0]), float(values[0])
+    result = sps.bootstrap(
+        (values,), np.median, n_resamples=draws, method="percentile", rng=np.random.default_rng(seed)
+    )
+    return float(np.median(values)), float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 # --- reading the tables ----------------------------------------------------------------------------
-
-
-def _num(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    number = float(value)
-    return None if math.isnan(number) else number
 
 
 @dataclass
@@ -285,8 +256,10 @@ class ClaimInputs:
 
     curve: tables/sft_curve.csv; rl: tables/rl_from_sft.csv; history: sft/history.jsonl (train loss and
     eval losses per step); spectra: model → tidy spectral table of that model against the base (sft_end
-    and the RL models started from it);
-    restoration: tables/restoration.csv, or None when the stage was not run; roles: tables/roles.json.
+    and the RL models started from it); restoration: tables/restoration.csv, or None when the stage was
+    not run; roles: tables/roles.json; outcomes: model → per-episode OOD outcomes (samples.jsonl). With
+    outcomes, every model a check compares must have them (paired tests); without any, the checks fall
+    back to unpaired tests on the tables' rates.
     """
 
     curve: list[Mapping[str, Any]]
@@ -295,12 +268,17 @@ class ClaimInputs:
     spectra: Mapping[str, Any] = field(default_factory=dict)
     restoration: list[Mapping[str, Any]] | None = None
     roles: Mapping[str, Any] | None = None
+    outcomes: Mapping[str, Outcomes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Point:
     step: int
     ood: Rate
+
+    @property
+    def model(self) -> str:
+        return "base" if self.step == 0 else f"sft-{self.step}"
 
 
 def ood_curve(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Point], Point | None]:
@@ -317,122 +295,195 @@ def ood_curve(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Point], Point | N
     return sorted(points, key=lambda p: p.step), base
 
 
-def peak_of(points: Sequence[Point]) -> Point:
-    """The best OOD success, the earliest step on a tie (the rule of `sftrl.roles`)."""
-    best = max(p.ood.rate for p in points)
-    return min((p for p in points if p.ood.rate == best), key=lambda p: p.step)
+class Evidence:
+    """The OOD evidence of each model: per-episode outcomes where samples were given (the whole split,
+    or its report half where a gap from the OOD peak is measured), else k of n from the tables."""
+
+    def __init__(self, inputs: ClaimInputs, settings: ClaimSettings):
+        self.outcomes = inputs.outcomes
+        self.draws, self.seed = settings.bootstrap_draws, settings.seed
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.outcomes)
+
+    def arm(self, model: str, rate: float, n: int, half: bool = False) -> Arm:
+        """The model's evidence; `half`: only the report half of the episodes (needs outcomes)."""
+        if not self.outcomes:
+            return Counts.of(model, rate, n)
+        if model not in self.outcomes:
+            raise ValueError(
+                f"no per-episode OOD outcomes (samples.jsonl) for {model}: the claims compare it episode by "
+                f"episode with models that have them; give its samples too"
+            )
+        outcomes = self.outcomes[model]
+        return outcomes.subset(peak.report_mask(outcomes.uids)) if half else outcomes
+
+    def pooled(self, models: Sequence[str], label: str, rate: float, n: int, half: bool = False) -> Arm:
+        """Several RL seeds of one start: the per-episode mean (outcomes) or the pooled counts (tables)."""
+        if not self.outcomes:
+            return Counts.of(label, rate, n * len(models))
+        return stats.pool([self.arm(m, 0, 0, half) for m in models], label)
+
+    def selection_rate(self, point: Point) -> float:
+        """The rate the peak is chosen on: the selection half with outcomes, else the whole split."""
+        if not self.outcomes:
+            return point.ood.rate
+        outcomes = self.arm(point.model, 0, 0)
+        return float(outcomes.success[peak.selection_mask(outcomes.uids)].mean())
+
+    def compare(self, a: Arm, b: Arm) -> Comparison:
+        return stats.compare(a, b, self.draws, self.seed)
+
+    def recovery(self, after: Arm, target: Arm, source: Arm, threshold: float) -> Recovery:
+        return stats.recovery(after, target, source, threshold, self.draws, self.seed)
+
+    @property
+    def selection_note(self) -> str:
+        if self.outcomes:
+            return "the peak is chosen on the selection half of the OOD episodes and measured on the report half"
+        return (
+            "no per-episode outcomes: the peak is chosen and measured on the same episodes, so its rate and "
+            "the gaps from it are biased upwards"
+        )
+
+
+def choose_peak(points: Sequence[Point], evidence: Evidence) -> Point:
+    """The best checkpoint by the selection rule of `sftrl.peak`."""
+    return points[peak.peak_index([evidence.selection_rate(p) for p in points])]
+
+
+def roles_peak(points: Sequence[Point], roles: Mapping[str, Any] | None, evidence: Evidence) -> Point:
+    """sft_peak as roles.json names it (when it is on the curve), else chosen by the same rule here."""
+    step = (roles or {}).get("steps", {}).get("sft_peak")
+    by_step = {p.step: p for p in points}
+    return by_step[step] if step in by_step else choose_peak(points, evidence)
 
 
 # --- F1 --------------------------------------------------------------------------------------------
 
 
-def check_peak(points: Sequence[Point], base: Point | None) -> Check:
+def check_peak(points: Sequence[Point], base: Point | None, evidence: Evidence) -> tuple[Check, Point | None]:
     claim = "OOD success peaks before the end of SFT and then declines"
-    test = "95% Wilson intervals of the best SFT checkpoint before the last one and of the last one: non-overlap"
+    test = (
+        "the best SFT checkpoint before the last one against the last one, one-sided at α = 0.05: "
+        + ("exact McNemar test on the report half of the OOD episodes" if evidence.paired else "score test of two proportions")
+    )
     if len(points) < 2:
-        return Check("F1.peak", claim, INCONCLUSIVE, f"{len(points)} SFT checkpoint(s): no curve to peak", test)
+        return Check("F1.peak", claim, INCONCLUSIVE, f"{len(points)} SFT checkpoint(s): no curve to peak", test), None
     end = points[-1]
-    peak = peak_of(points[:-1])
-    evidence = [
-        f"best before the end: step {peak.step}, OOD {peak.ood.text()}",
-        f"end: step {end.step}, OOD {end.ood.text()}",
+    best = choose_peak(points[:-1], evidence)
+    best_arm = evidence.arm(best.model, best.ood.rate, best.ood.n, half=True)
+    end_arm = evidence.arm(end.model, end.ood.rate, end.ood.n, half=True)
+    comparison = evidence.compare(end_arm, best_arm)
+    evidence_lines = [
+        f"best before the end (chosen on {'the selection half' if evidence.paired else 'all episodes'}): step {best.step}; "
+        f"measured: OOD {arm_text(best_arm)}",
+        f"end: step {end.step}, OOD {arm_text(end_arm)}",
+        f"{comparison.text()}; one-sided p = {comparison.p_greater:.3g}",
+        evidence.selection_note,
     ]
+    numbers: dict[str, Any] = {"peak_step": best.step, "end_step": end.step, "comparison": comparison.to_dict()}
     if base:
-        evidence.append(f"base model: OOD {base.ood.text()}")
-    numbers = {"peak_step": peak.step, "peak": peak.ood.to_dict(), "end_step": end.step, "end": end.ood.to_dict()}
-    if base:
-        numbers["base"] = base.ood.to_dict()
-    if peak.ood.above(end.ood):
-        verdict, reason = SUPPORTED, f"step {peak.step} is above the end beyond both intervals"
-    elif end.ood.above(peak.ood):
-        verdict, reason = NOT_SUPPORTED, "the last checkpoint is above every earlier one beyond both intervals"
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals of the best earlier checkpoint and of the end overlap"
-    return Check("F1.peak", claim, verdict, reason, test, evidence, numbers)
+        base_arm = evidence.arm(base.model, base.ood.rate, base.ood.n, half=True)
+        early = evidence.compare(base_arm, best_arm)
+        evidence_lines.append(f"early part against the base: {early.text()}; one-sided p (peak above base) = {early.p_greater:.3g}")
+        numbers["base_comparison"] = early.to_dict()
+    verdict = p_verdict(comparison.p_greater, comparison.p_less)
+    reason = {
+        SUPPORTED: f"step {best.step} lies above the end (p = {comparison.p_greater:.3g} < {ALPHA})",
+        NOT_SUPPORTED: f"the end lies above every earlier checkpoint's best (p = {comparison.p_less:.3g} < {ALPHA}): OOD still rises",
+        INCONCLUSIVE: f"no significant difference between step {best.step} and the end (p = {comparison.p_greater:.3g})",
+    }[verdict]
+    detectable = f"a drop of {_points(comparison.detectable)} from the peak to the end"
+    return Check("F1.peak", claim, verdict, reason, test, evidence_lines, numbers, detectable), best
 
 
 def _argmin(history: Sequence[Mapping[str, Any]], key: str) -> tuple[int, float] | None:
-    values = [(int(row["step"]), float(row[key])) for row in history if _num(row.get(key)) is not None]
+    values = [(int(row["step"]), float(row[key])) for row in history if num(row.get(key)) is not None]
     if not values:
         return None
     return min(values, key=lambda item: (item[1], item[0]))
 
 
-def peak_window(points: Sequence[Point], peak: Point) -> tuple[int | None, int | None]:
-    """The nearest checkpoints before and after the peak whose OOD lies below it beyond both intervals
-    (None: none on that side); between them OOD cannot be told apart from the peak."""
-    steps = [p.step for p in points]
-    at = steps.index(peak.step)
-    left = next((p.step for p in reversed(points[:at]) if peak.ood.above(p.ood)), None)
-    right = next((p.step for p in points[at + 1 :] if peak.ood.above(p.ood)), None)
+LOSSES = (("training", "loss"), ("test (ID unseen)", "eval_id_unseen_loss"), ("OOD", "eval_ood_loss"))
+
+
+def peak_window(points: Sequence[Point], best: Point, evidence: Evidence) -> tuple[int | None, int | None]:
+    """The nearest checkpoints before and after the peak whose OOD lies below it (one-sided test at α,
+    report half; None: none on that side); between them OOD cannot be told apart from the peak."""
+    best_arm = evidence.arm(best.model, best.ood.rate, best.ood.n, half=True)
+
+    def below(p: Point) -> bool:
+        arm = evidence.arm(p.model, p.ood.rate, p.ood.n, half=True)
+        return evidence.compare(arm, best_arm).p_greater < ALPHA
+
+    at = [p.step for p in points].index(best.step)
+    left = next((p.step for p in reversed(points[:at]) if below(p)), None)
+    right = next((p.step for p in points[at + 1 :] if below(p)), None)
     return left, right
 
 
-def check_loss(points: Sequence[Point], history: Sequence[Mapping[str, Any]], peak_check: Check) -> Check:
-    claim = "the OOD peak is not visible in the training or test loss"
+def check_loss(points: Sequence[Point], history: Sequence[Mapping[str, Any]], peak_check: Check,
+               best: Point | None, evidence: Evidence) -> Check:
+    claim = "the OOD peak is not visible in the training or test loss (the OOD loss the authors logged as test loss)"
     test = (
-        "the steps of the minimum training loss and of the minimum test loss (held-out ID hands) against the window "
-        "around the OOD peak where OOD success cannot be told from the peak (95% Wilson intervals)"
+        "the steps of the minimum training loss, held-out ID loss and OOD loss against the window around the OOD "
+        f"peak where OOD success is not significantly below the peak (one-sided tests at α = {ALPHA})"
     )
-    train = _argmin(history, "loss")
-    test_loss = _argmin(history, "eval_id_unseen_loss")
-    ood_loss = _argmin(history, "eval_ood_loss")
-    evidence, numbers = [], {}
-    for label, found in (("training loss", train), ("test loss (ID unseen)", test_loss), ("OOD loss", ood_loss)):
-        if found:
-            evidence.append(f"{label}: minimum {found[1]:.4g} at step {found[0]}")
-            numbers[label.split(" (")[0].replace(" ", "_") + "_min_step"] = found[0]
-    if test_loss is None or train is None:
-        return Check("F1.loss", claim, INCONCLUSIVE, "the SFT log holds no training or test loss", test, evidence, numbers)
-    if peak_check.verdict != SUPPORTED:
-        return Check(
-            "F1.loss", claim, INCONCLUSIVE, "the OOD peak itself is not established (F1.peak)", test, evidence, numbers
-        )
-    peak = peak_of(points[:-1])
-    left, right = peak_window(points, peak)
-    numbers.update(peak_step=peak.step, window=[left, right])
-    evidence.append(
-        f"OOD peak at step {peak.step}; indistinguishable from it between steps "
+    found = {label: _argmin(history, key) for label, key in LOSSES}
+    evidence_lines = [f"{label} loss: minimum {f[1]:.4g} at step {f[0]}" for label, f in found.items() if f]
+    numbers: dict[str, Any] = {f"{key}_min_step": f[0] for (label, key), f in zip(LOSSES, found.values()) if f}
+    if found["training"] is None or (found["test (ID unseen)"] is None and found["OOD"] is None):
+        return Check("F1.loss", claim, INCONCLUSIVE, "the SFT log holds no training or test loss", test, evidence_lines, numbers)
+    if peak_check.verdict != SUPPORTED or best is None:
+        return Check("F1.loss", claim, INCONCLUSIVE, "the OOD peak itself is not established (F1.peak)", test,
+                     evidence_lines, numbers, "as F1.peak")
+    left, right = peak_window(points, best, evidence)
+    numbers.update(peak_step=best.step, window=[left, right])
+    evidence_lines.append(
+        f"OOD peak at step {best.step}; not significantly below it between steps "
         f"{left if left is not None else 'start'} and {right if right is not None else 'end'} (exclusive)"
     )
 
     def inside(step: int) -> bool:
         return (left is None or step > left) and (right is None or step < right)
 
-    shown = [label for label, found in (("training", train), ("test", test_loss)) if inside(found[0])]
+    shown = [label for label, f in found.items() if f and inside(f[0])]
+    detectable = "as F1.peak (the window's edges are where OOD falls significantly below the peak)"
     if shown:
-        return Check(
-            "F1.loss", claim, NOT_SUPPORTED, f"the {' and '.join(shown)} loss minimum lies in the peak window",
-            test, evidence, numbers,
-        )
-    return Check(
-        "F1.loss", claim, SUPPORTED, "neither loss has its minimum in the window of the OOD peak", test, evidence, numbers
-    )
+        return Check("F1.loss", claim, NOT_SUPPORTED, f"the {' and '.join(shown)} loss minimum lies in the peak window",
+                     test, evidence_lines, numbers, detectable)
+    return Check("F1.loss", claim, SUPPORTED, "no loss has its minimum in the window of the OOD peak", test,
+                 evidence_lines, numbers, detectable)
 
 
 @dataclass(frozen=True)
 class RlStart:
+    """One start checkpoint of one algorithm, seeds pooled: OOD before (the checkpoint) and after RL."""
+
     algorithm: str
     step: int
-    before: Rate
-    after: Rate
-    seeds: int
+    models: tuple[str, ...]
+    before: float
+    after: float
+
+    @property
+    def start_model(self) -> str:
+        return f"sft-{self.step}"
 
 
-def rl_starts(
-    rows: Iterable[Mapping[str, Any]], episodes: int, algorithms: Sequence[str] | None = None
-) -> dict[str, list[RlStart]]:
-    """OOD before and after RL per algorithm and start step, seeds pooled (episodes summed); `episodes`
-    is the size of the OOD split (rl_from_sft.csv gives rates, the SFT curve gives n)."""
+def rl_starts(rows: Iterable[Mapping[str, Any]], algorithms: Sequence[str] | None = None) -> dict[str, list[RlStart]]:
+    """OOD before and after RL per algorithm and start step, seeds pooled (mean rate over seeds)."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["split"] == "ood" and (algorithms is None or row["algorithm"] in algorithms):
             groups[row["algorithm"], int(row["start_step"])].append(row)
     result: dict[str, list[RlStart]] = defaultdict(list)
     for (algorithm, step), group in sorted(groups.items()):
-        before = Rate.of(group[0]["before"], episodes)
-        after = pooled([Rate.of(row["after"], episodes) for row in group])
-        result[algorithm].append(RlStart(algorithm, step, before, after, len(group)))
+        models = tuple(f"rl-{algorithm}-from{step}-s{row['seed']}" for row in group)
+        after = float(np.mean([float(row["after"]) for row in group]))
+        result[algorithm].append(RlStart(algorithm, step, models, float(group[0]["before"]), after))
     return dict(result)
 
 
@@ -443,92 +494,143 @@ def ood_episodes(points: Sequence[Point]) -> int:
     return sizes.pop()
 
 
-def _recovery_lines(starts, peak, settings, rng) -> tuple[list[str], list[dict], dict[int, tuple]]:
-    evidence, numbers, intervals = [], [], {}
+@dataclass
+class _StartEvidence:
+    start: RlStart
+    loss: Comparison  # the peak against the start checkpoint (report half)
+    raised: Comparison  # after RL against before (all episodes)
+    recovery: Recovery  # report half
+    loss_p: float = math.nan  # Holm-adjusted over the starts after the peak
+
+    @property
+    def lost(self) -> bool:
+        return self.loss_p < ALPHA
+
+    def line(self) -> str:
+        s = self.start
+        return (
+            f"{s.algorithm} from step {s.step} ({len(s.models)} seed(s)): OOD {100 * s.before:.1f}% → {100 * s.after:.1f}% "
+            f"(all {self.raised.n} episodes: {self.raised.text()}, one-sided p = {self.raised.p_greater:.3g}); "
+            f"loss from the peak {100 * self.loss.diff:.1f} points, Holm p = {self.loss_p:.3g}; report half: {self.recovery.text()}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_step": self.start.step, "seeds": len(self.start.models), "before": self.start.before,
+            "after": self.start.after, "loss": self.loss.to_dict(), "loss_p_holm": self.loss_p, "lost": self.lost,
+            "raised": self.raised.to_dict(), "recovery": asdict(self.recovery),
+        }
+
+
+def _start_evidence(starts: Sequence[RlStart], best: Point, n: int, evidence: Evidence, threshold: float) -> list[_StartEvidence]:
+    peak_arm = evidence.arm(best.model, best.ood.rate, best.ood.n, half=True)
+    items = []
     for start in starts:
-        gap = peak.ood.above(start.before)
-        point, low, high = recovery_interval(start.after, start.before, peak.ood, settings.bootstrap_draws, rng)
-        intervals[start.step] = (gap, point, low, high)
-        text = (
-            f"{start.algorithm} from step {start.step} ({start.seeds} seed(s)): OOD {start.before.text()} → "
-            f"{start.after.text()}; recovery {point:.0f}% [{low:.0f}, {high:.0f}]"
-            if gap
-            else f"{start.algorithm} from step {start.step}: OOD {start.before.text()} → {start.after.text()}; "
-            "no OOD loss beyond the intervals to recover"
+        before_half = evidence.arm(start.start_model, start.before, n, half=True)
+        after_half = evidence.pooled(start.models, f"{start.algorithm} from {start.step}", start.after, n, half=True)
+        before = evidence.arm(start.start_model, start.before, n)
+        after = evidence.pooled(start.models, f"{start.algorithm} from {start.step}", start.after, n)
+        items.append(
+            _StartEvidence(
+                start,
+                evidence.compare(before_half, peak_arm),
+                evidence.compare(before, after),
+                evidence.recovery(after_half, before_half, peak_arm, threshold),
+            )
         )
-        evidence.append(text)
-        numbers.append(
-            {
-                "start_step": start.step,
-                "seeds": start.seeds,
-                "before": start.before.to_dict(),
-                "after": start.after.to_dict(),
-                "gap_significant": gap,
-                "recovery_pct": point if not math.isnan(point) else None,
-                "recovery_ci": [low, high] if gap and not math.isnan(low) else None,
-            }
-        )
-    return evidence, numbers, intervals
+    for item, p in zip(items, stats.holm([i.loss.p_greater for i in items])):
+        item.loss_p = p
+    return items
 
 
-def check_rl_recovery(
-    algorithm: str, starts: Sequence[RlStart], peak: Point, settings: ClaimSettings, rng: np.random.Generator
-) -> list[Check]:
-    """F1: RL from moderate starts (after the OOD peak, before the latest start) recovers most of the OOD
-    lost; RL from the latest start does not."""
+def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n: int, settings: ClaimSettings,
+                      evidence: Evidence) -> list[Check]:
+    """F1 on RL: from a moderate start (after the OOD peak; not the latest of two or more) RL raises the OOD
+    success SFT lost, and restores most of it; from the latest start it does not restore most."""
     threshold = settings.most_recovered_pct
-    test = (
-        f"recovery % of OOD success against the SFT peak (step {peak.step}) with a 95% parametric bootstrap interval, "
-        f"against {threshold:g}% ('most'); only starts whose OOD lies below the peak beyond both Wilson intervals count"
-    )
-    later = [s for s in starts if s.step > peak.step]
-    late = max(later, key=lambda s: s.step) if later else None
-    moderate = [s for s in later if late is not None and s.step < late.step]
+    later = [s for s in starts if s.step > best.step]
+    items = _start_evidence(later, best, n, evidence, threshold)
+    late = items[-1] if len(items) >= 2 else None
+    moderate = items[:-1] if len(items) >= 2 else items
+    informative = [i for i in moderate if i.lost]
+    lines = [i.line() for i in moderate]
+    numbers = {"starts": [i.to_dict() for i in moderate], "peak_step": best.step}
+    no_start = f"no RL start after the OOD peak (step {best.step})"
+    nothing = "no moderate start lost OOD success significantly (Holm over the starts): nothing measurable to recover"
+    loss_detectable = "a loss of " + ", ".join(f"{_points(i.loss.detectable)} (step {i.start.step})" for i in moderate)
+    name = algorithm.upper()
     checks = []
 
-    claim = f"{algorithm.upper()} from a moderately trained checkpoint restores most of the OOD success SFT lost"
-    evidence, numbers, intervals = _recovery_lines(moderate, peak, settings, rng)
-    informative = [intervals[s.step] for s in moderate if intervals[s.step][0]]
-    if not moderate:
-        verdict, reason = INCONCLUSIVE, f"no RL start between the OOD peak (step {peak.step}) and the latest start"
-    elif not informative:
-        verdict, reason = INCONCLUSIVE, "no moderate start lost OOD success beyond the intervals: nothing measurable to recover"
-    elif any(three_way(low, high, threshold) == SUPPORTED for _, _, low, high in informative):
-        verdict, reason = SUPPORTED, f"a moderate start's recovery interval lies at or above {threshold:g}%"
-    elif all(three_way(low, high, threshold) == NOT_SUPPORTED for _, _, low, high in informative):
-        verdict, reason = NOT_SUPPORTED, f"every moderate start's recovery interval lies below {threshold:g}%"
+    claim = f"{name} from a moderately trained checkpoint raises the OOD success SFT lost"
+    test = (f"after RL against its start checkpoint on all OOD episodes, one-sided {'exact McNemar' if evidence.paired else 'score'} "
+            f"test, Holm over the moderate starts that lost OOD success to the peak (step {best.step})")
+    if not moderate or not informative:
+        checks.append(Check(f"F1.rl_raises.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
+                            lines, numbers, loss_detectable if moderate else ""))
     else:
-        verdict, reason = INCONCLUSIVE, f"the recovery intervals straddle {threshold:g}%"
-    checks.append(Check(f"F1.rl_moderate.{algorithm}", claim, verdict, reason, test, evidence, {"starts": numbers}))
-
-    claim = f"{algorithm.upper()} from the most overfitted start cannot restore it"
-    if late is None:
-        checks.append(Check(f"F1.rl_late.{algorithm}", claim, INCONCLUSIVE, f"no RL start after the OOD peak (step {peak.step})", test))
-        return checks
-    evidence, numbers, intervals = _recovery_lines([late], peak, settings, rng)
-    gap, point, low, high = intervals[late.step]
-    if not gap:
-        verdict, reason = INCONCLUSIVE, "the latest start did not lose OOD success beyond the intervals"
-    else:
-        verdict = {SUPPORTED: NOT_SUPPORTED, NOT_SUPPORTED: SUPPORTED}.get(three_way(low, high, threshold), INCONCLUSIVE)
+        adjusted = stats.holm([i.raised.p_greater for i in informative])
+        against = stats.holm([i.raised.p_less for i in informative])
+        verdict = SUPPORTED if min(adjusted) < ALPHA else NOT_SUPPORTED if max(against) < ALPHA else INCONCLUSIVE
         reason = {
-            SUPPORTED: f"its recovery interval lies below {threshold:g}%",
-            NOT_SUPPORTED: f"its recovery interval lies at or above {threshold:g}%",
-            INCONCLUSIVE: f"its recovery interval straddles {threshold:g}%",
+            SUPPORTED: f"RL raises OOD success from step {informative[int(np.argmin(adjusted))].start.step} (Holm p = {min(adjusted):.3g})",
+            NOT_SUPPORTED: "RL lowers OOD success from every moderate start that lost it (Holm p < 0.05)",
+            INCONCLUSIVE: f"no significant rise (smallest Holm p = {min(adjusted):.3g})",
         }[verdict]
-    checks.append(Check(f"F1.rl_late.{algorithm}", claim, verdict, reason, test, evidence, {"starts": numbers}))
+        detectable = "a rise of " + ", ".join(f"{_points(i.raised.detectable)} (step {i.start.step})" for i in informative)
+        checks.append(Check(f"F1.rl_raises.{algorithm}", claim, verdict, reason, test, lines, numbers, detectable))
+
+    claim = f"{name} from a moderately trained checkpoint restores most (≥ {threshold:g}%) of the OOD success SFT lost"
+    test = (f"recovery % against the SFT peak (step {best.step}) on the report half, {'paired' if evidence.paired else 'parametric'} "
+            f"bootstrap, one-sided p against {threshold:g}%, Holm over the moderate starts that lost OOD success")
+    if not moderate or not informative:
+        checks.append(Check(f"F1.rl_most.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
+                            lines, numbers, loss_detectable if moderate else ""))
+    else:
+        p_for = stats.holm([i.recovery.p_below for i in informative])
+        p_against = stats.holm([i.recovery.p_above for i in informative])
+        verdict = SUPPORTED if min(p_for) < ALPHA else NOT_SUPPORTED if max(p_against) < ALPHA else INCONCLUSIVE
+        reason = {
+            SUPPORTED: f"a moderate start's recovery lies above {threshold:g}% (Holm p = {min(p_for):.3g})",
+            NOT_SUPPORTED: f"every moderate start's recovery lies below {threshold:g}% (Holm p ≤ {max(p_against):.3g})",
+            INCONCLUSIVE: f"no recovery is significantly above or every one below {threshold:g}%",
+        }[verdict]
+        detectable = "a recovery " + ", ".join(
+            f"{'—' if i.recovery.detectable is None else f'{i.recovery.detectable:.0f} points'} from {threshold:g}% (step {i.start.step})"
+            for i in informative
+        )
+        checks.append(Check(f"F1.rl_most.{algorithm}", claim, verdict, reason, test, lines, numbers, detectable))
+
+    claim = f"{name} from the most overfitted start cannot restore most of it"
+    test = f"recovery % of the latest start on the report half against {threshold:g}%, one-sided bootstrap p"
+    if late is None:
+        reason = no_start if not items else "only one start after the OOD peak: no later, more overfitted start to contrast"
+        checks.append(Check(f"F1.rl_late.{algorithm}", claim, INCONCLUSIVE, reason, test))
+        return checks
+    if not late.lost:
+        verdict, reason = INCONCLUSIVE, "the latest start did not lose OOD success significantly"
+    else:
+        verdict = p_verdict(late.recovery.p_above, late.recovery.p_below)
+        reason = {
+            SUPPORTED: f"its recovery lies below {threshold:g}% (p = {late.recovery.p_above:.3g})",
+            NOT_SUPPORTED: f"its recovery lies above {threshold:g}% (p = {late.recovery.p_below:.3g})",
+            INCONCLUSIVE: f"its recovery is not significantly below or above {threshold:g}%",
+        }[verdict]
+    detectable = (f"a loss of {_points(late.loss.detectable)}" if not late.lost else
+                  f"a recovery {'—' if late.recovery.detectable is None else f'{late.recovery.detectable:.0f} points'} from {threshold:g}%")
+    checks.append(Check(f"F1.rl_late.{algorithm}", claim, verdict, reason, test, [late.line()],
+                        {"start": late.to_dict(), "peak_step": best.step}, detectable))
     return checks
 
 
-def finding_1(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Generator) -> Finding:
+def finding_1(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:
     points, base = ood_curve(inputs.curve)
-    peak_check = check_peak(points, base)
-    checks = [peak_check, check_loss(points, inputs.history, peak_check)]
+    peak_check, best = check_peak(points, base, evidence)
+    checks = [peak_check, check_loss(points, inputs.history, peak_check, best, evidence)]
     if points:
-        peak = peak_of(points)
-        starts = rl_starts(inputs.rl, ood_episodes(points), settings.algorithms)
+        sft_peak = roles_peak(points, inputs.roles, evidence)
+        starts = rl_starts(inputs.rl, settings.algorithms)
         for algorithm, items in starts.items():
-            checks += check_rl_recovery(algorithm, items, peak, settings, rng)
+            checks += check_rl_recovery(algorithm, items, sft_peak, ood_episodes(points), settings, evidence)
         if not starts:
             checks.append(
                 Check("F1.rl", "RL restores OOD success from moderate starts", INCONCLUSIVE, "no RL runs in the table", "-")
@@ -555,20 +657,20 @@ def _at_k(table, metric: str, fraction: float):
     return rows.set_index("name")["value"]
 
 
-def check_spectrum(label: str, table, settings: ClaimSettings, rng: np.random.Generator) -> list[Check]:
+def check_spectrum(label: str, table, settings: ClaimSettings) -> list[Check]:
     """F2 on one pair table (A → B): small singular-value drift against large rotation, and where the
-    singular vectors rotate most (top and bottom 10% of indices against the bulk)."""
-    draws = settings.bootstrap_draws
+    singular subspaces rotate most (the top and bottom against the middle of the spectrum)."""
+    draws, seed = settings.bootstrap_draws, settings.seed
     drift = _scalar(table, "drift_median")
     fraction = settings.angle_k_fraction
     proj = (_at_k(table, "proj_dist_left", fraction) + _at_k(table, "proj_dist_right", fraction)) / 2
     angle = (_at_k(table, "angle_left_mean_deg", fraction) + _at_k(table, "angle_right_mean_deg", fraction)) / 2
     names = drift.index.intersection(proj.index)
     ratio = (proj[names] / drift[names].where(drift[names] > 0)).to_numpy(dtype=float)
-    d_med, d_low, d_high = _bootstrap_median(drift[names].to_numpy(dtype=float), draws, rng)
-    r_med, r_low, r_high = _bootstrap_median(ratio, draws, rng)
-    a_med, a_low, a_high = _bootstrap_median(angle[names].to_numpy(dtype=float), draws, rng)
-    p_med, p_low, p_high = _bootstrap_median(proj[names].to_numpy(dtype=float), draws, rng)
+    d_med, d_low, d_high = _bootstrap_median(drift[names].to_numpy(dtype=float), draws, seed)
+    r_med, r_low, r_high = _bootstrap_median(ratio, draws, seed)
+    a_med, a_low, a_high = _bootstrap_median(angle[names].to_numpy(dtype=float), draws, seed)
+    p_med, p_low, p_high = _bootstrap_median(proj[names].to_numpy(dtype=float), draws, seed)
     evidence = [
         f"{len(names)} weight matrices",
         f"median relative singular-value drift {100 * d_med:.3g}% [{100 * d_low:.3g}, {100 * d_high:.3g}]",
@@ -598,53 +700,79 @@ def check_spectrum(label: str, table, settings: ClaimSettings, rng: np.random.Ge
         verdict, reason = NOT_SUPPORTED, f"rotation is less than {settings.rotation_ratio:g}× the drift beyond its interval"
     else:
         verdict, reason = INCONCLUSIVE, "an interval straddles its threshold"
-    checks = [
-        Check(f"F2.drift_vs_rotation.{label}", f"base → {label}: singular values barely move, directions do", verdict, reason, test, evidence, numbers)
-    ]
-
-    misalign = {}
-    for part in ("top", "bulk", "bottom"):
-        left, right = _scalar(table, f"align_left_{part}"), _scalar(table, f"align_right_{part}")
-        misalign[part] = 1 - (left + right) / 2
-    evidence, numbers, verdicts = [], {}, []
-    from scipy import stats
-
-    for part in ("top", "bottom"):
-        diff = (misalign[part] - misalign["bulk"]).dropna().to_numpy(dtype=float)
-        med, low, high = _bootstrap_median(diff, draws, rng)
-        p = float(stats.wilcoxon(diff).pvalue) if len(diff) >= 6 and np.any(diff != 0) else None
-        verdicts.append(sign_verdict(low, high))
-        evidence.append(
-            f"misalignment 1 − |⟨u_i, u'_i⟩| (mean of U and V), {part} 10% minus bulk: median {med:.3g} [{low:.3g}, {high:.3g}]"
-            + (f", Wilcoxon signed-rank p = {p:.3g}" if p is not None else "")
-        )
-        numbers[f"{part}_minus_bulk"] = {"median": med, "ci": [low, high], "wilcoxon_p": p}
-    verdict = combine(verdicts)
-    reason = {
-        SUPPORTED: "singular vectors of the largest and of the smallest singular values rotate more than the bulk",
-        NOT_SUPPORTED: "at one end the singular vectors rotate less than the bulk, beyond the interval",
-        INCONCLUSIVE: "an interval of the difference includes 0",
-    }[verdict]
-    checks.append(
-        Check(
-            f"F2.edges.{label}",
-            f"base → {label}: the rotation is concentrated at the largest and smallest singular values",
-            verdict,
-            reason,
-            "per matrix, misalignment of the top and bottom 10% of singular vectors minus that of the bulk, index by index "
-            "(vectors of near-equal singular values in the bulk can trade places, which counts as rotation here); median "
-            "over matrices with a 95% bootstrap interval (Wilcoxon signed-rank p for reference)",
-            evidence,
-            numbers,
-        )
+    detectable_drift = stats.detectable_from_interval(d_low, d_high)
+    detectable_ratio = stats.detectable_from_interval(r_low, r_high)
+    detectable = (
+        f"a median drift {'—' if detectable_drift is None else f'{100 * detectable_drift:.2g} percentage points'} from "
+        f"{100 * settings.max_sigma_drift:g}%; a rotation/drift ratio {'—' if detectable_ratio is None else f'{detectable_ratio:.2g}'} "
+        f"from {settings.rotation_ratio:g} ({len(names)} matrices)"
     )
+    checks = [
+        Check(f"F2.drift_vs_rotation.{label}", f"base → {label}: singular values barely move, directions do",
+              verdict, reason, test, evidence, numbers, detectable)
+    ]
+    checks.append(check_edges(label, table, settings))
     return checks
 
 
-def finding_2(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Generator) -> Finding:
+def check_edges(label: str, table, settings: ClaimSettings) -> Check:
+    """Do the top and bottom singular subspaces turn more than the middle one (principal angles)?"""
+    from scipy import stats as sps
+
+    claim = f"base → {label}: the rotation is concentrated at the largest and smallest singular values"
+    test = (
+        "per matrix, the mean principal angle between A's and B's singular subspaces of the top, the middle and the "
+        "bottom 10% of singular values (left and right averaged); top − middle and bottom − middle: medians over "
+        "matrices with 95% bootstrap intervals, one-sided Wilcoxon signed-rank tests, Holm over the two"
+    )
+    angles = {}
+    for part in EDGE_PARTS:
+        left, right = (_scalar(table, f"subspace_angle_{side}_{part}_deg") for side in ("left", "right"))
+        if left.empty or right.empty:
+            raise ValueError(
+                f"the spectral table of {label} has no subspace_angle_*_{part}_deg rows: it was written by an "
+                "older version of the spectrum stage; rebuild it (snakemake --forcerun spectrum_pair)"
+            )
+        angles[part] = (left + right) / 2
+    evidence, numbers, p_for, p_against, widths = [], {}, [], [], []
+    for part in ("top", "bottom"):
+        diff = (angles[part] - angles["middle"]).dropna().to_numpy(dtype=float)
+        med, low, high = _bootstrap_median(diff, settings.bootstrap_draws, settings.seed)
+        usable = len(diff) >= 6 and np.any(diff != 0)
+        greater = float(sps.wilcoxon(diff, alternative="greater").pvalue) if usable else None
+        less = float(sps.wilcoxon(diff, alternative="less").pvalue) if usable else None
+        p_for.append(greater)
+        p_against.append(less)
+        widths.append(stats.detectable_from_interval(low, high))
+        evidence.append(
+            f"{part} − middle subspace angle: median {med:.3g}° [{low:.3g}, {high:.3g}] over {len(diff)} matrices"
+            + (f", one-sided Wilcoxon p = {greater:.3g}" if greater is not None else "")
+        )
+        numbers[f"{part}_minus_middle_deg"] = {"median": med, "ci": [low, high], "wilcoxon_p_greater": greater, "wilcoxon_p_less": less}
+    for part in EDGE_PARTS:
+        numbers[f"{part}_angle_deg_median"] = float(np.nanmedian(angles[part].to_numpy(dtype=float)))
+    evidence.insert(0, "median subspace angle: " + ", ".join(f"{p} {numbers[f'{p}_angle_deg_median']:.3g}°" for p in EDGE_PARTS))
+    if any(p is None for p in p_for):
+        verdict, reason = INCONCLUSIVE, "fewer than 6 matrices with a difference: no signed-rank test"
+    else:
+        adjusted_for, adjusted_against = stats.holm(p_for), stats.holm(p_against)
+        numbers["holm_p_greater"], numbers["holm_p_less"] = adjusted_for, adjusted_against
+        if max(adjusted_for) < ALPHA:
+            verdict, reason = SUPPORTED, "the top and the bottom subspaces both turn more than the middle one"
+        elif min(adjusted_against) < ALPHA:
+            verdict, reason = NOT_SUPPORTED, "at one end of the spectrum the subspace turns less than the middle one"
+        else:
+            verdict, reason = INCONCLUSIVE, "at least one end does not differ significantly from the middle"
+    detectable = "a median difference of " + " and ".join(
+        f"{'—' if w is None else f'{w:.2g}°'} ({part})" for w, part in zip(widths, ("top", "bottom"))
+    )
+    return Check(f"F2.edges.{label}", claim, verdict, reason, test, evidence, numbers, detectable)
+
+
+def finding_2(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:
     checks = []
     for label, table in inputs.spectra.items():
-        checks += check_spectrum(label, table, settings, rng)
+        checks += check_spectrum(label, table, settings)
     if not checks:
         checks.append(
             Check(
@@ -658,17 +786,8 @@ def finding_2(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Gener
 # --- F3 --------------------------------------------------------------------------------------------
 
 
-def _edit_rate(row: Mapping[str, Any]) -> tuple[Rate, Rate, Rate]:
-    n = int(row["n"])
-    return Rate.of(row["success"], n), Rate.of(row["target_success"], n), Rate.of(row["source_success"], n)
-
-
-def _find_edit(rows, predicate):
-    return next((row for row in rows if predicate(row)), None)
-
-
 def _is_direction_top(row) -> bool:
-    return row["kind"] == "direction" and math.isclose(_num(row["top"]) or 0, RESTORE_TOP) and not _num(row["tail"])
+    return row["kind"] == "direction" and math.isclose(num(row["top"]) or 0, RESTORE_TOP) and not num(row["tail"])
 
 
 def _is_first_quarter(row) -> bool:
@@ -677,95 +796,128 @@ def _is_first_quarter(row) -> bool:
 
 def _value_edit(rows):
     values = [row for row in rows if row["kind"] == "value"]
-    full = [row for row in values if math.isclose(_num(row["top"]) or 0, 1.0)]
+    full = [row for row in values if math.isclose(num(row["top"]) or 0, 1.0)]
     return (full or values or [None])[0]
 
 
-def finding_3(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Generator) -> Finding:
+def _edit_model(row: Mapping[str, Any]) -> str:
+    return row.get("model") or f"edits/{row['source_role']}__{row['target_role']}/{row['edit']}"
+
+
+def _edit_arms(row: Mapping[str, Any], evidence: Evidence, half: bool) -> tuple[Arm, Arm, Arm]:
+    """(edited, target, source) of one sft_peak → sft_end edit."""
+    n = int(row["n"])
+    return (
+        evidence.arm(_edit_model(row), float(row["success"]), n, half),
+        evidence.arm(row["target"], float(row["target_success"]), n, half),
+        evidence.arm(row["source"], float(row["source_success"]), n, half),
+    )
+
+
+def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:
     threshold = settings.restored_pct
     test = (
-        f"recovery % of OOD success of the edited sft_end between sft_end (0%) and sft_peak (100%), 95% parametric "
-        f"bootstrap interval, against {threshold:g}%; only when sft_peak lies above sft_end beyond both Wilson intervals"
+        f"recovery % of OOD success of the edited sft_end between sft_end (0%) and sft_peak (100%) on the report half, "
+        f"{'paired' if evidence.paired else 'parametric'} bootstrap, one-sided p against {threshold:g}%, Holm over the "
+        "two edits; only when sft_peak lies significantly above sft_end"
     )
     rows = [
         row
         for row in inputs.restoration or []
         if row["split"] == "ood" and row["source_role"] == "sft_peak" and row["target_role"] == "sft_end"
     ]
-    checks = []
     edits = (
         ("F3.direction_top20", "putting back sft_peak's singular vectors of the top 20% of singular values recovers ≥ "
-         f"{threshold:g}% of the OOD success", _find_edit(rows, _is_direction_top)),
+         f"{threshold:g}% of the OOD success", next((r for r in rows if _is_direction_top(r)), None)),
         ("F3.layers_first25", f"putting back sft_peak's first 25% of the layers recovers ≥ {threshold:g}% of the OOD success",
-         _find_edit(rows, _is_first_quarter)),
+         next((r for r in rows if _is_first_quarter(r)), None)),
     )
+    if inputs.restoration is None or not rows:
+        reason = "the restoration stage was not run (restore.pairs)" if inputs.restoration is None else "no sft_peak → sft_end edits"
+        checks = [Check(check_id, claim, INCONCLUSIVE, reason, test) for check_id, claim, _ in edits]
+        checks.append(Check("F3.direction_vs_value", "directions recover more than singular values", INCONCLUSIVE, reason, "-"))
+        return Finding("F3", FINDINGS["F3"], INCONCLUSIVE, checks)
+
+    edited, target, source = _edit_arms(rows[0], evidence, half=True)
+    gap = evidence.compare(target, source)
+    gap_line = (f"sft_end ({rows[0]['target']}) {arm_text(target)}, sft_peak ({rows[0]['source']}) {arm_text(source)} "
+                f"on the report half; gap: {gap.text()}, one-sided p = {gap.p_greater:.3g}")
+    no_gap = f"sft_peak is not significantly above sft_end (p = {gap.p_greater:.3g}): no measurable gap to recover"
+    gap_detectable = f"a gap of {_points(gap.detectable)} between sft_peak and sft_end"
+
+    present = [(cid, claim, row) for cid, claim, row in edits if row is not None]
+    recoveries = {cid: evidence.recovery(_edit_arms(row, evidence, True)[0], target, source, threshold) for cid, _, row in present}
+    p_for = dict(zip(recoveries, stats.holm([r.p_below for r in recoveries.values()])))
+    p_against = dict(zip(recoveries, stats.holm([r.p_above for r in recoveries.values()])))
+    checks = []
     for check_id, claim, row in edits:
-        if inputs.restoration is None:
-            checks.append(Check(check_id, claim, INCONCLUSIVE, "the restoration stage was not run (restore.pairs)", test))
-            continue
         if row is None:
             checks.append(Check(check_id, claim, INCONCLUSIVE, "the edit is not in the sft_peak → sft_end grid", test))
             continue
-        edited, target, source = _edit_rate(row)
-        point, low, high = recovery_interval(edited, target, source, settings.bootstrap_draws, rng)
-        evidence = [
-            f"sft_end ({row['target']}) {target.text()}, sft_peak ({row['source']}) {source.text()}",
-            f"{row['edit']}: {edited.text()}; recovery {point:.0f}% [{low:.0f}, {high:.0f}]",
-        ]
-        numbers = {
-            "edit": row["edit"], "edited": edited.to_dict(), "target": target.to_dict(), "source": source.to_dict(),
-            "recovery_pct": None if math.isnan(point) else point, "recovery_ci": [low, high],
-        }
-        if not source.above(target):
-            verdict, reason = INCONCLUSIVE, "sft_peak is not above sft_end beyond the intervals: no measurable gap to recover"
-        else:
-            verdict = three_way(low, high, threshold)
-            reason = {
-                SUPPORTED: f"the recovery interval lies at or above {threshold:g}%",
-                NOT_SUPPORTED: f"the recovery interval lies below {threshold:g}%",
-                INCONCLUSIVE: f"the recovery interval straddles {threshold:g}%",
-            }[verdict]
-        checks.append(Check(check_id, claim, verdict, reason, test, evidence, numbers))
+        rec = recoveries[check_id]
+        arm = _edit_arms(row, evidence, True)[0]
+        lines = [gap_line, f"{row['edit']}: {arm_text(arm)}; {rec.text()} ({rec.method}), Holm p above/below "
+                           f"{threshold:g}%: {p_for[check_id]:.3g} / {p_against[check_id]:.3g}"]
+        numbers = {"edit": row["edit"], "gap": gap.to_dict(), "recovery": asdict(rec),
+                   "holm_p_above": p_for[check_id], "holm_p_below": p_against[check_id]}
+        if gap.p_greater >= ALPHA:
+            checks.append(Check(check_id, claim, INCONCLUSIVE, no_gap, test, lines, numbers, gap_detectable))
+            continue
+        verdict = p_verdict(p_for[check_id], p_against[check_id])
+        reason = {
+            SUPPORTED: f"the recovery lies above {threshold:g}%",
+            NOT_SUPPORTED: f"the recovery lies below {threshold:g}%",
+            INCONCLUSIVE: f"the recovery is not significantly above or below {threshold:g}%",
+        }[verdict]
+        detectable = f"a recovery {'—' if rec.detectable is None else f'{rec.detectable:.0f} points'} from {threshold:g}%"
+        checks.append(Check(check_id, claim, verdict, reason, test, lines, numbers, detectable))
 
     claim = "putting back directions (top 20%) recovers more than putting back singular values"
     direction, value = edits[0][2], _value_edit(rows)
-    compare_test = "difference of the two recovery % with a paired 95% bootstrap interval (shared source and target draws)"
-    if inputs.restoration is None or direction is None or value is None:
-        missing = "the restoration stage was not run" if inputs.restoration is None else "the grid lacks a direction top-20% or a value edit"
-        checks.append(Check("F3.direction_vs_value", claim, INCONCLUSIVE, missing, compare_test))
+    compare_test = (
+        "the direction edit against the value edit on all OOD episodes, one-sided "
+        + ("exact McNemar test" if evidence.paired else "score test") + "; recovery difference on the report half"
+    )
+    if direction is None or value is None:
+        checks.append(Check("F3.direction_vs_value", claim, INCONCLUSIVE, "the grid lacks a direction top-20% or a value edit", compare_test))
     else:
-        first, target, source = _edit_rate(direction)
-        second = Rate.of(value["success"], int(value["n"]))
-        point, low, high = recovery_difference(first, second, target, source, settings.bootstrap_draws, rng)
-        evidence = [
-            f"{direction['edit']}: {first.text()}; {value['edit']}: {second.text()}",
-            f"recovery difference {point:.0f} points [{low:.0f}, {high:.0f}]",
+        first, second = _edit_arms(direction, evidence, False)[0], _edit_arms(value, evidence, False)[0]
+        comparison = evidence.compare(second, first)
+        first_half, second_half = _edit_arms(direction, evidence, True)[0], _edit_arms(value, evidence, True)[0]
+        r_first = evidence.recovery(first_half, target, source, 0.0)
+        r_second = evidence.recovery(second_half, target, source, 0.0)
+        lines = [
+            gap_line,
+            f"{direction['edit']}: {arm_text(first)}; {value['edit']}: {arm_text(second)}; {comparison.text()}, "
+            f"one-sided p = {comparison.p_greater:.3g}",
+            f"report half: {direction['edit']} {r_first.text()}, {value['edit']} {r_second.text()}",
         ]
-        numbers = {"direction": direction["edit"], "value": value["edit"], "difference_pct": point, "ci": [low, high]}
-        if not source.above(target):
-            verdict, reason = INCONCLUSIVE, "sft_peak is not above sft_end beyond the intervals: no measurable gap to recover"
+        numbers = {"direction": direction["edit"], "value": value["edit"], "comparison": comparison.to_dict(),
+                   "recovery_direction": asdict(r_first), "recovery_value": asdict(r_second)}
+        if gap.p_greater >= ALPHA:
+            verdict, reason, detectable = INCONCLUSIVE, no_gap, gap_detectable
         else:
-            verdict = sign_verdict(low, high)
+            verdict = p_verdict(comparison.p_greater, comparison.p_less)
             reason = {
-                SUPPORTED: "the direction swap recovers more, beyond the interval",
-                NOT_SUPPORTED: "the value swap recovers more, beyond the interval",
-                INCONCLUSIVE: "the interval of the difference includes 0",
+                SUPPORTED: "the direction swap succeeds more often than the value swap",
+                NOT_SUPPORTED: "the value swap succeeds more often than the direction swap",
+                INCONCLUSIVE: "no significant difference between the two edits",
             }[verdict]
-        checks.append(Check("F3.direction_vs_value", claim, verdict, reason, compare_test, evidence, numbers))
+            detectable = f"a difference of {_points(comparison.detectable)} between the two edits"
+        checks.append(Check("F3.direction_vs_value", claim, verdict, reason, compare_test, lines, numbers, detectable))
     return Finding("F3", FINDINGS["F3"], combine(c.verdict for c in checks), checks)
 
 
 # --- F4 --------------------------------------------------------------------------------------------
 
 
-def finding_4(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Generator) -> Finding:
+def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:
     checks = []
     points, _ = ood_curve(inputs.curve)
-    starts = rl_starts(inputs.rl, ood_episodes(points), settings.algorithms) if points else {}
+    starts = rl_starts(inputs.rl, settings.algorithms) if points else {}
+    sft_peak = roles_peak(points, inputs.roles, evidence) if points else None
     for algorithm, items in starts.items():
-        x = [s.before.rate for s in items]
-        y = [s.after.rate for s in items]
-        result = rank_test(x, y, "greater", settings.seed)
+        result = rank_test([s.before for s in items], [s.after for s in items], "greater", settings.seed)
         verdict, reason = rank_verdict(result, "greater")
         checks.append(
             Check(
@@ -775,16 +927,13 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Gener
                 reason,
                 "Spearman rank correlation of OOD success before and after RL over the start checkpoints (seeds pooled), "
                 "one-sided permutation test at α = 0.05, Fisher-z 95% interval",
-                [f"step {s.step}: {s.before.text()} → {s.after.text()}" for s in items]
-                + [_rank_text(result)],
+                [f"step {s.step}: {100 * s.before:.1f}% → {100 * s.after:.1f}%" for s in items] + [_rank_text(result)],
                 result,
+                _rho_text(result),
             )
         )
-        if not points:
-            continue
-        peak = peak_of(points)
-        later = [s for s in items if s.step > peak.step and peak.ood.rate != s.before.rate]
-        recoveries = [100 * (s.after.rate - s.before.rate) / (peak.ood.rate - s.before.rate) for s in later]
+        later = [s for s in items if s.step > sft_peak.step and sft_peak.ood.rate != s.before]
+        recoveries = [100 * (s.after - s.before) / (sft_peak.ood.rate - s.before) for s in later]
         result = rank_test([s.step for s in later], recoveries, "less", settings.seed)
         verdict, reason = rank_verdict(result, "less")
         checks.append(
@@ -793,10 +942,11 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, rng: np.random.Gener
                 f"{algorithm.upper()}: the longer SFT ran past the OOD peak, the less RL recovers",
                 verdict,
                 reason,
-                f"Spearman rank correlation of start step and recovery % over the starts after the OOD peak (step {peak.step}), "
+                f"Spearman rank correlation of start step and recovery % over the starts after the OOD peak (step {sft_peak.step}), "
                 "one-sided permutation test at α = 0.05",
                 [f"step {s.step}: recovery {r:.0f}%" for s, r in zip(later, recoveries)] + [_rank_text(result)],
                 {**result, "steps": [s.step for s in later], "recovery_pct": recoveries},
+                _rho_text(result),
             )
         )
     if not checks:
@@ -820,13 +970,8 @@ def evaluate_claims(inputs: ClaimInputs, settings: ClaimSettings = ClaimSettings
     """One Finding per finding of the study, each with its checks. Deterministic for a fixed seed."""
     if not inputs.curve:
         raise ValueError("the SFT curve is empty: there is nothing to judge the claims on")
-    rng = np.random.default_rng(settings.seed)
-    return [
-        finding_1(inputs, settings, rng),
-        finding_2(inputs, settings, rng),
-        finding_3(inputs, settings, rng),
-        finding_4(inputs, settings, rng),
-    ]
+    evidence = Evidence(inputs, settings)
+    return [finding(inputs, settings, evidence) for finding in (finding_1, finding_2, finding_3, finding_4)]
 
 
 def _clean(value: Any) -> Any:
@@ -860,8 +1005,10 @@ def to_markdown(findings: Sequence[Finding], title: str = "Claims") -> str:
     lines = [
         f"# {title}",
         "",
-        "Each finding of the study is judged by its checks: *supported* only where the 95% intervals (or the test "
-        "at α = 0.05) carry it, *not supported* where they carry the opposite, *inconclusive* otherwise.",
+        "Each finding of the study is judged by its checks: *supported* only where its test at α = 0.05 (Holm-corrected "
+        "within a family of starts or edits) carries it, *not supported* where the test carries the opposite, "
+        "*inconclusive* otherwise. *Detectable* is the smallest effect the check would find with power 0.8 at this "
+        "experiment's sizes: an inconclusive check whose detectable effect is large had too few episodes to tell.",
         "",
         "| finding | verdict | checks (supported / not supported / inconclusive) |",
         "|---|---|---|",
@@ -873,7 +1020,8 @@ def to_markdown(findings: Sequence[Finding], title: str = "Claims") -> str:
         lines += ["", f"## {finding.id}: {finding.verdict}", "", f"> {finding.statement}", ""]
         for check in finding.checks:
             lines += [f"### {check.id}: {check.verdict}", "", f"*Claim:* {check.claim}.  ", f"*Why:* {check.reason}.  "]
-            lines += [f"*Test:* {check.test}.", ""]
+            lines += [f"*Test:* {check.test}.  "]
+            lines += [f"*Detectable:* {check.detectable or 'not applicable'}.", ""]
             lines += [f"- {item}" for item in check.evidence]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -905,8 +1053,10 @@ def load_inputs(
     spectra: Mapping[str, str | Path] | None = None,
     restoration: str | Path | None = None,
     roles: str | Path | None = None,
+    samples: Mapping[str, str | Path] | None = None,
 ) -> ClaimInputs:
-    """The result tables from their files (see `ClaimInputs`); a None path is a stage not run."""
+    """The result tables from their files (see `ClaimInputs`); a None path is a stage not run. `samples`:
+    model → its OOD samples.jsonl, for the paired tests."""
     import pandas as pd
 
     return ClaimInputs(
@@ -916,4 +1066,5 @@ def load_inputs(
         spectra={label: pd.read_parquet(path) for label, path in (spectra or {}).items()},
         restoration=read_csv(restoration) if restoration else None,
         roles=io.read_json(roles) if roles else None,
+        outcomes={model: Outcomes.read(path, model) for model, path in (samples or {}).items()},
     )

@@ -9,6 +9,8 @@ from io import StringIO
 from pathlib import Path
 
 from sftrl import io
+from sftrl.peak import halves, peak_index
+from sftrl.stats import Outcomes, recovery_pct
 
 SPLIT_ORDER = ("id", "id_unseen", "ood")
 COLUMNS = (
@@ -157,13 +159,6 @@ RL_COLUMNS = (
 ALGO_STYLE = {"ppo": {"color": "tab:purple"}, "grpo": {"color": "tab:orange"}}
 
 
-def recovery_pct(after: float, target: float, source: float) -> float | None:
-    """The paper's recovery: (after − target) / (source − target) in %; None where source = target."""
-    if source == target:
-        return None
-    return 100 * (after - target) / (source - target)
-
-
 def _success(eval_root: Path, model: str, split: str) -> dict:
     path = eval_root / model / split / "metrics.json"
     if not path.is_file():
@@ -171,12 +166,21 @@ def _success(eval_root: Path, model: str, split: str) -> dict:
     return io.read_json(path)["success"]
 
 
+def ood_samples(eval_root: Path, model: str) -> Path:
+    path = eval_root / model / "ood" / "samples.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"samples file {path} does not exist")
+    return path
+
+
 def ood_peak(eval_root: str | Path, sft_models: Iterable[str]) -> str:
-    """The SFT checkpoint with the best OOD success (the earliest on a tie)."""
+    """sft_peak by the rule of `sftrl.peak`: the best OOD success on the selection half of the OOD
+    episodes (the earliest step on a tie)."""
     models = sorted(sft_models, key=lambda m: int(m.removeprefix("sft-")))
     if not models:
         raise ValueError("no SFT checkpoints given")
-    return max(models, key=lambda m: _success(Path(eval_root), m, "ood")["rate"])
+    rates = [halves(Outcomes.read(ood_samples(Path(eval_root), m), m))["selection_rate"] for m in models]
+    return models[peak_index(rates)]
 
 
 def rl_rows(eval_root: str | Path, sft_models: Iterable[str], rl_models: Iterable[str]) -> list[dict]:

@@ -2,7 +2,9 @@
 
 Every set is a pure function of (config, seed): the same inputs give the same bytes. Hands are split by
 rank multiset first, so `id_unseen` episodes come from multisets that no training set ever shows, while
-`id` episodes reuse the SFT multisets in a card order the SFT set never shows.
+`id` episodes reuse the SFT multisets in a card order the SFT set never shows. Hands are dealt by
+`cards.deal`, as the reference code deals them: ID hands uniform over A..K, OOD hands with one card
+drawn from J, Q, K (so OOD sets hold more multi-face hands than uniform hands with a face card would).
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ def sample_hands(
 ) -> list[tuple[int, ...]]:
     """`n` hands from `cards.deal`, distinct by `key`, kept only where `accept` says so.
 
-    Rejection keeps the deal's own distribution over the accepted hands.
+    Rejection keeps the deal's own distribution over the accepted hands (for OOD hands the reference
+    code's: three ranks uniform over A..K, one over J..K, shuffled); skipping repeated keys makes the
+    set a draw without replacement from that distribution.
     """
     hands: list[tuple[int, ...]] = []
     seen: set[tuple[int, ...]] = set()

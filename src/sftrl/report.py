@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from sftrl import io
-from sftrl.claims import Rate, _num, ood_curve, peak_of, recovery_interval
+from sftrl import stats
+from sftrl.claims import Rate, num, ood_curve, ood_episodes, rl_starts
+from sftrl.peak import peak_index
 from sftrl.curves import ALGO_STYLE, SPLIT_ORDER, STYLE, _save, write_rows_csv
 
 KIND_COLOURS = {"direction": "tab:blue", "value": "tab:orange", "triplet": "tab:green", "layer": "tab:purple"}
@@ -100,7 +101,7 @@ def loss_rows(history: Iterable[Mapping[str, Any]], curve: Iterable[Mapping[str,
         step = int(entry.get("step", 0))
         row = rows.setdefault(step, {"step": step})
         for key, column in (("loss", "train_loss"), ("eval_id_unseen_loss", "test_loss_id_unseen"), ("eval_ood_loss", "loss_ood")):
-            if _num(entry.get(key)) is not None:
+            if num(entry.get(key)) is not None:
                 row[column] = float(entry[key])
     for point in curve:
         if point["split"] == "ood":
@@ -150,28 +151,36 @@ WINDOW_COLUMNS = (
 
 
 def window_rows(
-    curve: Iterable[Mapping[str, Any]], rl: Iterable[Mapping[str, Any]], draws: int = 10_000, seed: int = 0
+    curve: Iterable[Mapping[str, Any]],
+    rl: Iterable[Mapping[str, Any]],
+    draws: int = 10_000,
+    seed: int = 0,
+    peak_step: int | None = None,
 ) -> list[dict]:
-    """RL recovery % of OOD success per algorithm and start step (seeds pooled) against the SFT OOD peak,
-    with a 95% parametric bootstrap interval (as `sftrl.claims`)."""
-    from sftrl.claims import ood_episodes, rl_starts
-
+    """RL recovery % of OOD success per algorithm and start step (seeds pooled) against the SFT OOD peak
+    (`peak_step`, the sft_peak of roles.json; else the best OOD checkpoint of the curve), with a 95%
+    parametric bootstrap interval from the table's rates; `sftrl.claims` tests the same episode by episode."""
     points, _ = ood_curve(curve)
     if not points:
         raise ValueError("the SFT curve has no OOD rows")
-    peak = peak_of(points)
-    rng = np.random.default_rng(seed)
+    by_step = {p.step: p for p in points}
+    peak = by_step[peak_step] if peak_step in by_step else points[peak_index([p.ood.rate for p in points])]
+    n = ood_episodes(points)
+    top = stats.Counts("peak", peak.ood.k, n)
     rows = []
-    for algorithm, starts in rl_starts(rl, ood_episodes(points)).items():
+    for algorithm, starts in rl_starts(rl).items():
         for start in starts:
-            point, low, high = recovery_interval(start.after, start.before, peak.ood, draws, rng)
+            before = stats.Counts.of(f"sft-{start.step}", start.before, n)
+            after = stats.Counts.of(algorithm, start.after, n * len(start.models))
+            recovery = stats.recovery(after, before, top, 0.0, draws, seed)
             rows.append(
                 {
-                    "algorithm": algorithm, "start_step": start.step, "seeds": start.seeds,
-                    "before": start.before.rate, "after": start.after.rate, "peak_step": peak.step, "peak": peak.ood.rate,
-                    "gap_significant": peak.ood.above(start.before),
-                    "recovery_pct": None if math.isnan(point) else point,
-                    "ci_low": None if math.isnan(low) else low, "ci_high": None if math.isnan(high) else high,
+                    "algorithm": algorithm, "start_step": start.step, "seeds": len(start.models),
+                    "before": start.before, "after": start.after, "peak_step": peak.step, "peak": peak.ood.rate,
+                    "gap_significant": stats.compare_unpaired(before, top).p_greater < stats.ALPHA,
+                    "recovery_pct": None if math.isnan(recovery.pct) else recovery.pct,
+                    "ci_low": None if math.isnan(recovery.ci_low) else recovery.ci_low,
+                    "ci_high": None if math.isnan(recovery.ci_high) else recovery.ci_high,
                 }
             )
     return rows
@@ -179,7 +188,7 @@ def window_rows(
 
 def plot_recovery_window(rows: Sequence[Mapping[str, Any]], png: str | Path, most_pct: float = 50.0) -> list[Path]:
     """Recovery % vs RL start step per algorithm, 95% intervals as error bars; hollow markers where the
-    start had lost no OOD success beyond the intervals (its recovery is not measurable)."""
+    start had lost no significant OOD success (its recovery is not measurable)."""
     fig, (ax,) = _figure(7, 4.2)
     algorithms = sorted({r["algorithm"] for r in rows})
     for position, algorithm in enumerate(algorithms):
@@ -204,7 +213,7 @@ def plot_recovery_window(rows: Sequence[Mapping[str, Any]], png: str | Path, mos
         ax.axvline(rows[0]["peak_step"], color=STYLE["ood"]["color"], linewidth=1, alpha=0.6, label="OOD peak step")
     ax.set_xlabel("SFT step RL starts from")
     ax.set_ylabel("OOD recovery (%)")
-    ax.set_title("Recoverable window: RL recovery of OOD success vs start step\n(95% bootstrap intervals; hollow: no OOD loss beyond the intervals)", fontsize=10)
+    ax.set_title("Recoverable window: RL recovery of OOD success vs start step\n(95% bootstrap intervals; hollow: no significant OOD loss to recover)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, png)
@@ -229,11 +238,11 @@ def restoration_recovery_rows(
 ) -> list[dict]:
     """Per pair and edit, the recovery % of `split` with a 95% bootstrap interval; the cheapest planned
     edit (its predicted and its measured recovery) follows the sft_peak → sft_end rows when it was built."""
-    rng = np.random.default_rng(seed)
     rows = []
 
     def add(source, target, edit, kind, edited: Rate, source_rate: Rate, target_rate: Rate, predicted=None):
-        point, low, high = recovery_interval(edited, target_rate, source_rate, draws, rng)
+        recovery = stats.recovery(*(stats.Counts(edit, r.k, r.n) for r in (edited, target_rate, source_rate)), 0.0, draws, seed)
+        point, low, high = recovery.pct, recovery.ci_low, recovery.ci_high
         valid = source_rate.rate != target_rate.rate
         ci = edited.ci
         rows.append(

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import io
-from sftrl.curves import SPLIT_ORDER, STYLE, _save, recovery_pct, write_rows_csv
+from sftrl.curves import SPLIT_ORDER, STYLE, _save, write_rows_csv
+from sftrl.stats import recovery_pct
 from sftrl.edits import KINDS
 from sftrl.roles import RestorePair, resolve, sft_step
 

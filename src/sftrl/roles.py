@@ -4,9 +4,10 @@ A role names a model by what it is in the study, not by its step, so a config an
 stay the same whatever the evaluation finds:
 
 - `base`: the base model;
-- `sft_peak`: the SFT checkpoint with the best OOD success, read from the evaluation results (ties go to
-  the earliest step: the first checkpoint to reach the best score). It is the only role that depends on
-  data, so the workflow resolves it in a checkpoint rule that writes `roles.json`;
+- `sft_peak`: the SFT checkpoint with the best OOD success on the selection half of the OOD episodes
+  (`sftrl.peak`; ties go to the earliest step), so that the other half measures it without the bias of
+  having been chosen. It is the only role that depends on data, so the workflow resolves it in a
+  checkpoint rule that writes `roles.json`, with the rates on both halves;
 - `sft_end`: the last ladder checkpoint, or the step `restore.sft_end` names (the paper's "end" is the
   later checkpoint RL started from);
 - an RL model by its name (`rl-ppo-from600-s0`), and two groups that expand to several: `rl` (every RL
@@ -24,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sftrl import io
-from sftrl.curves import RL_MODEL_RE, ood_peak
+from sftrl import io, peak
+from sftrl.curves import RL_MODEL_RE, ood_peak, ood_samples
+from sftrl.stats import Outcomes
 from sftrl.edits import EditError, EditSpec, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
 GROUP_ROLES = ("rl", "rl_from_end")
 DATA_ROLES = ("sft_peak",)  # known only once the SFT checkpoints are evaluated
 EDITS_DIR = "edits"
-PEAK_RULE = "sft_peak: the SFT checkpoint with the best OOD success rate; a tie goes to the earliest step"
 
 
 class RoleError(ValueError):
@@ -118,17 +119,21 @@ def choose_roles(
     rl_models = list(rl_models)
     if sft_end not in sft_models:
         raise RoleError(f"sft_end {sft_end!r} is not among the SFT checkpoints {sft_models}")
-    peak = ood_peak(eval_root, sft_models)
+    sft_peak = ood_peak(eval_root, sft_models)
     ood = []
     for model in sft_models:
         success = io.read_json(eval_root / model / "ood" / "metrics.json")["success"]
-        ood.append({"model": model, "step": sft_step(model), **{k: success[k] for k in ("rate", "ci_low", "ci_high", "n")}})
+        split = peak.halves(Outcomes.read(ood_samples(eval_root, model), model))
+        ood.append({"model": model, "step": sft_step(model), **{k: success[k] for k in ("rate", "ci_low", "ci_high", "n")},
+                    **split})
     return {
-        "roles": {"base": "base", "sft_peak": peak, "sft_end": sft_end},
-        "steps": {"base": 0, "sft_peak": sft_step(peak), "sft_end": sft_step(sft_end)},
+        "roles": {"base": "base", "sft_peak": sft_peak, "sft_end": sft_end},
+        "steps": {"base": 0, "sft_peak": sft_step(sft_peak), "sft_end": sft_step(sft_end)},
         "rl": rl_models,
         "rl_from_end": [m for m in rl_models if f"sft-{rl_start(m)}" == sft_end],
-        "rule": PEAK_RULE,
+        "rule": peak.RULE,
+        "selection": {"split": peak.SELECTION_SPLIT, "chosen_on": "selection half (even item positions)",
+                      "measured_on": "report half (odd item positions)"},
         "ood": ood,
     }
 

@@ -127,8 +127,8 @@ FEEDBACK_PROBES = (
     "numbers 7 10 7 1 ; 7 - 1 = 5",  # step 1 : 7 - 1 is 6 not 5, and so on for every operator
     "numbers 7 10 7 1 ; 7 * 1 = 8",
     "numbers 7 10 7 1 ; 7 / 1 = 8",
-    "numbers 7 10 7 1 ; 7 + 7 = 14",  # incomplete
-    "numbers 7 10 7 1 ; 7 + 7",  # step 1 illegal
+    "numbers 7 10 7 1 ; 7 + 7 = 14 ; 14 + 10 = 24 ; 24 * 1",  # incomplete (the last result is missing)
+    "numbers 7 10 7 1 ; 7 plus 7 = 14",  # step 1 illegal
     "numbers 7 10 7 1 ; 99 + 1 = 100",  # step 1 number 99 not available
     "numbers 7 10 7 1 ; 7 - 7 = 0 ; 10 / 0 = 1",  # step 2 division by zero
     "numbers 7 10 7 1 ; 7 * 7 = 49 ; 49 - 10 = 39 ; 39 + 1 = 40",  # value 40 not 24

@@ -8,6 +8,9 @@ For every matched weight W_A, W_B (thin SVDs U Σ Vᵀ, float32) the tidy table 
   angles by the identity ‖P_a − P_b‖_F² = 2 Σ sin² θ_i, without forming the projectors);
 - alignment |⟨u_i^A, u_i^B⟩| per index (same for v), its means over the top 10%, the bulk and the bottom
   10% of indices, and the mean best-match alignment mean_i max_j |⟨u_i^A, u_j^B⟩|;
+- the mean principal angle between A's and B's singular subspaces of the top, the middle and the bottom
+  10% of indices (`subspace_angle_{side}_{top,middle,bottom}_deg`): unlike index-matched alignment, it
+  does not count vectors of near-equal singular values that trade places within a block as rotation;
 - the energy split of ΔW = W_B − W_A in A's basis, M = U_aᵀ ΔW V_a: the diagonal (magnitude) share
   Σ M_ii² / ‖M‖_F² and the off-diagonal (rotation) share (the two sum to 1). M sees only the part of ΔW
   inside the span of A's r = min(m, n) singular vectors; `energy_outside_share` = 1 − ‖M‖_F² / ‖ΔW‖_F²
@@ -108,6 +111,16 @@ def _edge_means(rows: TidyRows, name: str, prefix: str, values: torch.Tensor) ->
     rows.scalar(name, f"{prefix}_bottom", values[rank - edge :].mean())
 
 
+def _edge_subspace_rows(rows: TidyRows, name: str, side: str, cross: torch.Tensor) -> None:
+    """Mean principal angle of the top, middle and bottom EDGE_FRACTION blocks of the cross product."""
+    rank = cross.shape[0]
+    k = max(1, math.floor(EDGE_FRACTION * rank + 0.5))
+    middle = (rank - k) // 2
+    for part, start in (("top", 0), ("middle", middle), ("bottom", rank - k)):
+        block = cross[start : start + k, start : start + k]
+        rows.scalar(name, f"subspace_angle_{side}_{part}_deg", torch.rad2deg(principal_angles(block).mean()))
+
+
 def _subspace_rows(
     rows: TidyRows, name: str, side: str, cross: torch.Tensor, fractions: Sequence[float]
 ) -> None:
@@ -155,6 +168,7 @@ def compare_matrices(
         _edge_means(rows, name, f"align_{side}", align)
         rows.scalar(name, f"best_align_{side}_mean", cross.abs().max(dim=1).values.mean())
         _subspace_rows(rows, name, side, cross, fractions)
+        _edge_subspace_rows(rows, name, side, cross)
 
     delta = wb - wa
     delta2 = delta.square().sum()

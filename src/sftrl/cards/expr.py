@@ -7,8 +7,8 @@ decimals, names and non-ASCII digits are illegal. Division by zero is recorded, 
 that the caller can rank it after a number-usage error.
 
 The scan keeps one frame per open parenthesis (sum so far, pending +/-, current product, pending
-*/), which is exactly the state an incomplete formula such as ``(7-5)*11+`` stops in; the verifier
-uses it to decide whether the text is the beginning of a solution.
+*/), which is exactly the state an incomplete formula such as ``((7-5)*11+2`` stops in; the verifier
+asks ``Reading.closed_value`` what closing its open parentheses would give.
 """
 
 from __future__ import annotations
@@ -46,6 +46,22 @@ class Reading:
     @property
     def complete(self) -> bool:
         return self.value is not None
+
+    @property
+    def closed_value(self) -> Fraction | None:
+        """The value once every open parenthesis is closed: the value of a complete formula, that of
+        ``((7-5)*11+2`` read as ``((7-5)*11+2)``; None when the text ends on an operator or ``(``
+        (no closing helps) or closing divides by zero."""
+        if self.complete or self.expecting:
+            return self.value
+        value = None
+        for acc, add, term, mul in reversed(self.frames):  # innermost first
+            if value is not None:  # the closed inner frame is this frame's pending operand
+                term = value if term is None else apply(term, mul, value)
+                if term is None:
+                    return None
+            value = term if acc is None else apply(acc, add, term)
+        return value
 
 
 def apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:

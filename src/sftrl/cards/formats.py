@@ -2,8 +2,9 @@
 
 Two styles:
 
-* ``paper``: the reference prompt (task description, cards, JSON skeleton) and a strict-JSON answer
-  ``{"cards": ["7", "5", "J", "3"], "number": [7, 5, 11, 3], "formula": "(7-5)*11+2=24"}``.
+* ``paper``: the reference prompt, character for character (task description, cards, JSON skeleton),
+  and a strict-JSON answer ``{"cards": ["7", "5", "J", "2"], "number": [7, 5, 11, 2], "formula":
+  "(7-5)*11+2=24"}``.
 * ``compact``: for a tiny word-level model, every token separated by one space::
 
       prompt  J = 11 Q = 12 K = 13 ; target 24 ; cards 7 5 J 2
@@ -11,11 +12,14 @@ Two styles:
 
   Non-integer values are one word ``p/q`` (``8/3``), negative ones ``-3``.
 
-Reading a reply (``parse``) tries, in order: strict JSON (replies up to 64 KB), a lenient
-``formula: ...`` key with any quotes, the steps format (a first segment starting with ``numbers``,
-or a reply made only of ``a op b = c`` segments; segments are cut at ``;`` and newlines), and last
-a bare equation or a reply that is nothing but a formula. Every scan is linear with bounded
-quantifiers, so megabyte replies cost milliseconds.
+Reading a reply (``parse``) tries, in order: strict JSON (the text from the first ``{`` to the last
+``}`` is one object, up to 64 KB), a lenient ``formula: ...`` key with any quotes, the steps format
+(a first segment starting with ``numbers``, or a reply made only of ``a op b = c`` segments;
+segments are cut at ``;`` and newlines), and last a bare equation or a reply that is nothing but a
+formula. A reply holding two answers is judged by the first, what a reader sees first: the first
+``formula`` key (also when two JSON objects follow each other), the first equation, and the steps up
+to a second ``numbers`` head. Every scan is linear with bounded quantifiers, so megabyte replies
+cost milliseconds.
 """
 
 from __future__ import annotations
@@ -35,10 +39,14 @@ MAX_SEGMENTS = 64
 _FORMULA_WINDOW = 600
 _EQUATIONS_TRIED = 16
 
-_PAPER_PROMPT = """[Task Description]
+# The reference prompt, character for character, quirks included: it starts with a newline, the rule
+# sentence keeps its own period in both places ("count as '10'., and each card", "count as '10'.,"),
+# the formula line ends with a comma, and the text ends with "}" and a blank line.
+_PAPER_PROMPT = """
+[Task Description]
 You are an expert {target} points card game player. You will receive a set of {n} cards.
-Note that {rule}, and each card must be used exactly once.
-Your goal is to output a formula that evaluates to {target} using the numbers from the cards and \
+Note that {rule}, and each card must be used once.
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and \
 operators such as '+', '-', '*', '/', '(', ')', and '='.
 
 [Input]
@@ -48,8 +56,11 @@ Cards: {cards}
 {{
   "cards": [{card_vars}], where {rule},
   "number": [{number_vars}], where {number_list} are the numbers on the cards,
-  "formula": 'an equation using {number_vars} and operators that equals {target}'
-}}"""
+  "formula": 'an equation that equals {target}',
+}}
+
+"""
+_CARD_VARS, _NUMBER_VARS = "xyzwvutsrqpo", "abcdefghijkl"
 
 
 def _style(style: str) -> str:
@@ -70,17 +81,24 @@ def word(value: Fraction | int) -> str:
 
 
 def prompt(hand, rule: Rule | str, target: int = 24, style: str = "paper") -> str:
+    """The first user turn for a hand.
+
+    ``paper``: exactly what the reference code formats for its 4-card game (cards shown as Python's
+    ``str`` of a list of card symbols, ``['7', 'J', '3', '10']``). Hands of 2 to 12 cards get the
+    same text with their own card count and placeholder letters (``x, y, z, w, v`` and ``a, b, c, d,
+    e`` for 5 cards); other sizes raise ValueError. ``compact``: one line of words, any size.
+    """
     hand, rule = as_hand(hand), get_rule(rule)
     cards = symbols(hand)
     if _style(style) == "compact":
         return f"J = {rule.jack} Q = {rule.queen} K = {rule.king} ; target {target} ; cards {' '.join(cards)}"
-    card_vars = "xyzwvutsrqpo"[: len(hand)] if len(hand) <= 12 else "x" * len(hand)
-    number_vars = "abcdefghijkl"[: len(hand)] if len(hand) <= 12 else "a" * len(hand)
+    if not 2 <= len(hand) <= len(_CARD_VARS):
+        raise ValueError(f"the paper prompt is for hands of 2 to {len(_CARD_VARS)} cards, got {len(hand)}")
+    number_vars = list(_NUMBER_VARS[: len(hand)])
     return _PAPER_PROMPT.format(
-        target=target, n=len(hand), rule=rule.sentence.rstrip("."),
-        cards="[" + ", ".join(f"'{card}'" for card in cards) + "]",
-        card_vars=", ".join(card_vars), number_vars=", ".join(number_vars),
-        number_list=_and_list(list(number_vars)),
+        target=target, n=len(hand), rule=rule.sentence, cards=str(cards),
+        card_vars=", ".join(_CARD_VARS[: len(hand)]), number_vars=", ".join(number_vars),
+        number_list=_and_list(number_vars),
     )
 
 
@@ -124,6 +142,7 @@ _NUMBERS_WORD = re.compile(r"numbers?\b", re.IGNORECASE)
 _WORD_NUM = r"-?[0-9]{1,9}(?:/[0-9]{1,9})?"
 STEP = re.compile(rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})[ \t]{{0,8}}=[ \t]{{0,8}}"
                   rf"({_WORD_NUM})[ \t.]{{0,8}}")
+OPEN_STEP = re.compile(rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})(?:[ \t]{{0,8}}=)?")  # no result
 _FORMULA_CHARS = frozenset(DIGITS + "".join(OPERATORS) + "() \t")
 
 
@@ -147,30 +166,30 @@ def _json_answer(text: str) -> Answer | None:
                   strings("cards"), strings("number"), None, "json")
 
 
-def _last_key(text: str, key: str) -> re.Match | None:
-    """The last ``key: value`` in the text, looking back over at most _KEYS_TRIED mentions of the key."""
-    end = len(text)
+def _first_key(text: str, key: str) -> re.Match | None:
+    """The first ``key: value`` in the text, looking at most at _KEYS_TRIED mentions of the key."""
+    at = 0
     for _ in range(_KEYS_TRIED):
-        at = text.rfind(key, 0, end)
+        at = text.find(key, at)
         if at < 0:
             return None
         match = _KEY_PATTERNS[key].match(text, at)
         if match:
             return match
-        end = at
+        at += 1
     return None
 
 
 def _listed(text: str, key: str) -> list[str] | None:
-    match = _last_key(text, key)
+    match = _first_key(text, key)
     if match is None:
         return None
     return [item.strip().strip(_QUOTES) for item in match.group(1).split(",") if item.strip()]
 
 
 def _formula_value(text: str) -> str | None:
-    """The value after the last ``formula:`` key, up to its closing quote (any quote style)."""
-    match = _last_key(text, "formula")
+    """The value after the first ``formula:`` key, up to its closing quote (any quote style)."""
+    match = _first_key(text, "formula")
     if match is None:
         return None
     value = text[match.end(): match.end() + _FORMULA_WINDOW].split("\n", 1)[0]
@@ -197,20 +216,22 @@ def _steps_answer(text: str) -> Answer | None:
     head = _NUMBERS_WORD.match(segments[0])
     if head:
         numbers = segments[0][head.end():].split(maxsplit=32)[:32]
-        return Answer(None, None, numbers, segments[1:], "steps")
+        steps = segments[1:]
+        end = next((i for i, s in enumerate(steps) if _NUMBERS_WORD.match(s)), len(steps))
+        return Answer(None, None, numbers, steps[:end], "steps")  # a second ``numbers`` head starts another answer
     if all(STEP.fullmatch(s) for s in segments):
         return Answer(None, None, None, segments, "steps")
     return None
 
 
 def _bare_formula(text: str) -> str | None:
-    """A formula standing alone: the whole reply, or the left side of one of the last equations."""
+    """A formula standing alone: the whole reply, or the left side of its first equation with a number."""
     stripped = text.strip()
     if len(stripped) <= _FORMULA_WINDOW and set(stripped) <= _FORMULA_CHARS and any(c in DIGITS for c in stripped):
         return stripped
-    end = len(text)
+    at = -1
     for _ in range(_EQUATIONS_TRIED):
-        at = text.rfind("=", 0, end)
+        at = text.find("=", at + 1)
         if at < 0:
             return None
         left = text[max(0, at - _FORMULA_WINDOW): at]
@@ -220,7 +241,6 @@ def _bare_formula(text: str) -> str | None:
         candidate = left[start:].strip()
         if candidate and any(c in DIGITS for c in candidate):
             return candidate
-        end = at
     return None
 
 

@@ -69,17 +69,6 @@ def _splits(values: tuple) -> list[tuple[tuple, tuple]]:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def sub_multisets(values: tuple) -> tuple[tuple[tuple, tuple], ...]:
-    """(used, rest) for every distinct non-empty sub-multiset ``used`` of a sorted multiset."""
-    n, seen = len(values), set()
-    for mask in range(1, 1 << n):
-        used = tuple(v for i, v in enumerate(values) if mask >> i & 1)
-        rest = tuple(v for i, v in enumerate(values) if not mask >> i & 1)
-        seen.add((used, rest))
-    return tuple(sorted(seen))
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
 def table(values: tuple) -> dict[Fraction, frozenset]:
     """Every value reachable with each number of a sorted multiset used once -> its canonical nodes."""
     if len(values) == 1:
@@ -140,32 +129,30 @@ def is_solvable(hand, rule: Rule | str, target: int = 24) -> bool:
     return bool(solutions(hand, rule, target))
 
 
-def reaches(values, target) -> bool:
-    """Whether some formula using each of ``values`` (any rationals) once equals ``target``."""
-    return Fraction(target) in table(tuple(sorted(values)))
-
-
 def clear_cache() -> None:
     """Forget all tabulated results (for cold-start benchmarks)."""
-    for cached in (table, _solve, sub_multisets):
+    for cached in (table, _solve):
         cached.cache_clear()
 
 
 def deal(rng: random.Random, rule: Rule | str, target: int = 24, *, n_cards: int = 4,
          require_face: bool | None = None) -> tuple[int, ...]:
-    """A solvable hand: ranks uniform over 1..13 with replacement, redrawn until solvable.
+    """A solvable hand, dealt as the reference code deals and redrawn until solvable.
 
-    ``require_face`` (default: only for the OOD rule, as in the reference code) also redraws hands
-    without a J, Q or K. Only ``rng`` is used, so a seed fixes the hands.
+    Ranks are uniform over 1..13 with replacement. With ``require_face`` (default: only for the OOD
+    rule, as in the reference code) the last card is drawn uniform from J, Q, K instead and the hand
+    is shuffled, so every hand holds a face card and hands with two or more are more common than
+    among uniform hands that merely hold one. Only ``rng`` is used, so a seed fixes the hands.
     """
     rule = get_rule(rule)
     if require_face is None:
         require_face = rule == RULES["ood"]
     for _ in range(MAX_DEALS):
-        hand = tuple(rng.randint(1, 13) for _ in range(n_cards))
-        if require_face and max(hand) <= 10:
-            continue
+        hand = [rng.randint(1, 13) for _ in range(n_cards - 1 if require_face else n_cards)]
+        if require_face:
+            hand.append(rng.randint(11, 13))
+            rng.shuffle(hand)
         if is_solvable(hand, rule, target):
-            return hand
+            return tuple(hand)
     raise ValueError(f"no solvable hand of {n_cards} cards for rule {rule.name!r} and target {target} "
                      f"in {MAX_DEALS} deals")

@@ -2,33 +2,40 @@
 
 Formula replies, checked in this order (the first finding wins):
 
-1. no formula, or an empty one                                   -> unparsable
+1. no formula, or an empty one                                    -> unparsable
 2. illegal characters or token order (unary minus, ``**``, names,
    unicode digits, literals over 3 digits, over 512 chars, too deep,
-   no number at all)                                              -> illegal_formula
-3. a number that is not a card value, or a card value used too often -> wrong_numbers
-4. division by zero                                               -> illegal_formula
-5. complete and every card used once: equals the target           -> correct, else no_solution
-6. the beginning of a solution: text that some continuation with the
-   unused cards turns into a solution (``(7-5)*11+`` with a 2 left,
-   an unclosed ``((7-5)*11+2``, or ``(7-5)*11`` with a 2 left)     -> partial
-7. otherwise cards unused                                         -> wrong_numbers
-8. otherwise (all cards used, incomplete, cannot be completed)    -> illegal_formula
+   no number at all)                                               -> illegal_formula
+3. card usage: a number that is not a card value, a card value used
+   too often, or a card value left unused                          -> wrong_numbers
+4. division by zero                                                -> illegal_formula
+5. complete: equals the target                                     -> correct, else no_solution
+6. incomplete, and closing its open parentheses gives the target
+   (``((7-5)*11+2`` with the cards 7 5 J 2 under the OOD rule)       -> partial
+7. otherwise incomplete (ends on an operator or ``(``, or closing
+   its parentheses does not give the target)                      -> illegal_formula
+
+As in the reference verifier, partial needs every card used and a text that cannot be evaluated as
+it stands yet is the beginning of a solution; "beginning" is judged exactly here (closing the
+parentheses reaches the target) rather than as a string prefix of a stored solution. A prefix that
+leaves a card unused (``(7-5)*11+``, or a single card value) is a number error, never partial, so no
+short reply can collect +1 on every attempt of an episode.
 
 Anything after the first ``=`` is ignored, so ``...=24`` and a wrong tail ``...=23`` are both judged
 by the left side alone. Whitespace is allowed between tokens. A trailing number is taken as
-complete (``(7-5)*1`` is not read as the start of ``(7-5)*11``). A formula with more than
-``MAX_PARTIAL_DEPTH`` open parentheses that hold something is never partial (bounds the search).
+complete (``(7-5)*1`` is not read as the start of ``(7-5)*11``).
 
 Steps replies (``a op b = c`` per segment), checked step by step: a malformed step or ``p/0`` ->
 illegal_formula; an operand that is neither an unused card value nor an unused earlier result ->
-wrong_numbers; a stated result that is not the exact result (wrong arithmetic) -> no_solution;
-division by zero -> illegal_formula. After the last step: one number left -> correct if it is the
-target, else no_solution; several left -> partial if they can still be combined into the target,
-else wrong_numbers. No steps at all -> unparsable.
+wrong_numbers; division by zero -> illegal_formula; a stated result that is not the exact result
+(wrong arithmetic) -> no_solution. The last segment may be a step missing only its stated result
+(``22 + 2 =`` or ``22 + 2``): if it consumes the last two numbers left and its exact result is the
+target -> partial; if numbers are left besides its operands -> wrong_numbers; otherwise
+illegal_formula. After the last complete step: one number left -> correct if it is the target, else
+no_solution; several left (cards or results) -> wrong_numbers. No steps at all -> unparsable.
 
-Cost: microseconds for ordinary replies and about a millisecond for megabyte ones; the slowest path
-is the partial search for a one-card prefix inside several parentheses (about 10 ms).
+Cost: one linear scan of the reply, microseconds for ordinary replies and about a millisecond for
+megabyte ones; no search over continuations.
 
 ``numbers_follow_rule`` compares the stated card values (the ``number`` field, or the compact
 ``numbers`` words) with the rule's values as a multiset; it does not change the reward.
@@ -41,19 +48,23 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .expr import OPERATORS, FormulaError, Reading, apply, expression, read
-from .formats import STEP, Answer, parse, word
+from .expr import OPERATORS, FormulaError, apply, expression, read
+from .formats import OPEN_STEP, STEP, Answer, parse, word
 from .rules import Rule, as_hand, get_rule
-from .solver import reaches, sub_multisets, table
 
 CATEGORIES = ("correct", "partial", "no_solution", "wrong_numbers", "illegal_formula", "unparsable")
-MAX_PARTIAL_DEPTH = 8
 MAX_STEPS = 16
 _INT = re.compile(r"-?[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
 class Rewards:
+    """The reward of each category (the paper's values by default).
+
+    ``partial`` is paid only for a reply that uses every card and misses nothing but its closing
+    parentheses (formula) or the stated result of its last step (steps); see the module docstring.
+    """
+
     correct: float = 5.0
     partial: float = 1.0
     no_solution: float = -1.0
@@ -66,9 +77,11 @@ class Rewards:
 class Verdict:
     """The judgement of one reply.
 
-    ``message`` is one English sentence for the paper-style feedback ("the formula evaluates to 23,
-    not 24."); ``compact`` says the same in a few space-separated words for the compact style
-    ("value 23 not 24").
+    ``category`` is one of CATEGORIES (partial: every card used, only the closing parentheses or the
+    last stated result missing, and the target reached once they are supplied). ``message`` is one
+    English sentence for the paper-style feedback ("the formula evaluates to 23, not 24.");
+    ``compact`` says the same in a few space-separated words for the compact style ("value 23 not
+    24"). ``value`` is the formula's value, or the last step's result, where there is one.
     """
 
     reward: float
@@ -103,69 +116,6 @@ def _and_words(values) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _extend(options: dict[tuple, set], ops: str) -> dict[tuple, set]:
-    """Add ``v op x`` (ops "*/" or "+-") for x any value built from a non-empty part of the unused numbers."""
-    out = {rest: set(values) for rest, values in options.items()}
-    for rest, values in options.items():
-        for used, left in sub_multisets(rest):
-            bucket = out.setdefault(left, set())
-            for x in table(used):
-                if ops == "+-":
-                    bucket.update({v + x for v in values}, {v - x for v in values})
-                else:
-                    bucket.update({v * x for v in values}, {v / x for v in values} if x else ())
-    return out
-
-
-def _collapse(frames: tuple, unused: int) -> list:
-    """Drop empty '(' frames beyond ``unused`` in a row: each extra wrapper could only add a card."""
-    kept, run = [], 0
-    for frame in frames:
-        run = run + 1 if frame[0] is None and frame[2] is None else 0
-        if run <= max(unused, 1):
-            kept.append(frame)
-    return kept
-
-
-def _completable(reading: Reading, unused: tuple, target: Fraction) -> bool:
-    """Whether some text appended to the formula, using exactly the unused values, reaches the target.
-
-    From the innermost open frame outwards: the pending operand is any value of a part of the unused
-    values; the current product may go on with ``* x`` / ``/ x`` and the sum with ``+ x`` / ``- x``
-    (several further factors or terms are one parenthesised x); the closed frame is the operand of
-    the frame around it. The outermost sum is checked goal-directed (is ``target - v`` or
-    ``v - target`` a value of the rest?) rather than enumerated.
-    """
-    frames = _collapse(reading.frames, len(unused))
-    if len(frames) > MAX_PARTIAL_DEPTH:
-        return False
-    options = None
-    if reading.expecting:
-        options = {}
-        for used, left in sub_multisets(unused):
-            options.setdefault(left, set()).update(table(used))
-    for depth, (acc, add, term, mul) in enumerate(reversed(frames)):
-        if options is None:  # the innermost frame's last operand is already complete
-            terms = {unused: {term}}
-        else:
-            terms = {}
-            for left, operands in options.items():
-                bucket = terms.setdefault(left, set())
-                for x in operands:
-                    t = x if term is None else apply(term, mul, x)
-                    if t is not None:
-                        bucket.add(t)
-        terms = _extend(terms, "*/")
-        sums = {left: {t if acc is None else apply(acc, add, t) for t in ts} for left, ts in terms.items()}
-        if depth < len(frames) - 1:
-            options = _extend(sums, "+-")
-    for left, values in sums.items():
-        rest = table(left) if left else {}
-        if any(v == target if not left else (target - v in rest or v - target in rest) for v in values):
-            return True
-    return False
-
-
 def _judge_formula(formula: str, values: tuple[int, ...], target: Fraction) -> _Finding:
     text = expression(formula)
     if not text.strip():
@@ -184,20 +134,19 @@ def _judge_formula(formula: str, values: tuple[int, ...], target: Fraction) -> _
         if used[number] > cards[number]:
             return _Finding("wrong_numbers", f"the formula uses {number} more often than the card values "
                             f"{_values_text(values)} allow.", f"number {number} used too often")
+    unused = tuple(sorted((cards - used).elements()))
+    if unused:
+        return _Finding("wrong_numbers", f"the formula does not use the card value{'s' * (len(unused) > 1)} "
+                        f"{_and_words(unused)}.", f"unused {' '.join(map(word, unused))}", reading.value)
     if reading.div_by_zero:
         return _Finding("illegal_formula", "the formula divides by zero.", "division by zero")
-    unused = tuple(sorted((cards - used).elements()))
-    if reading.complete and not unused:
+    if reading.complete:
         if reading.value == target:
             return _Finding("correct", "the formula is correct.", "correct", reading.value)
         return _Finding("no_solution", f"the formula evaluates to {word(reading.value)}, not {word(target)}.",
                         f"value {word(reading.value)} not {word(target)}", reading.value)
-    if _completable(reading, unused, target):
-        return _Finding("partial", "the formula is only the beginning of a solution.", "incomplete",
-                        reading.value)
-    if unused:
-        return _Finding("wrong_numbers", f"the formula does not use the card value{'s' * (len(unused) > 1)} "
-                        f"{_and_words(unused)}.", f"unused {' '.join(map(word, unused))}", reading.value)
+    if reading.closed_value == target:
+        return _Finding("partial", "the formula lacks only its closing parentheses.", "incomplete", target)
     return _Finding("illegal_formula", "the formula is incomplete.", "illegal formula")
 
 
@@ -208,6 +157,11 @@ def _word_value(text: str) -> Fraction | None:
     return Fraction(int(numerator), int(denominator or 1))
 
 
+def _unused(left: tuple, value: Fraction | None = None) -> _Finding:
+    return _Finding("wrong_numbers", f"the steps leave {_and_words(left)} unused.",
+                    f"unused {' '.join(map(word, left))}", value)
+
+
 def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) -> _Finding:
     if not steps:
         return _NO_FORMULA
@@ -216,11 +170,12 @@ def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) ->
     pool = Counter(Fraction(v) for v in values)
     last = None
     for i, step in enumerate(steps, 1):
-        match = STEP.fullmatch(step)
-        numbers = [_word_value(match.group(k)) for k in (1, 3, 4)] if match else [None]
-        if None in numbers:
+        match = STEP.fullmatch(step) or (OPEN_STEP.fullmatch(step) if i == len(steps) else None)
+        words = (match.group(1, 3) + ((match.group(4),) if match.re is STEP else ())) if match else ()
+        numbers = [_word_value(w) for w in words]
+        if not numbers or None in numbers:
             return _Finding("illegal_formula", f"step {i} is not of the form 'a op b = c'.", f"step {i} illegal")
-        (a, b, stated), op = numbers, OPERATORS[match.group(2)]
+        a, b, op = numbers[0], numbers[1], OPERATORS[match.group(2)]
         for operand in (a, b):
             if pool[operand] <= 0:
                 return _Finding("wrong_numbers", f"step {i} uses {word(operand)}, which is neither an unused card "
@@ -229,23 +184,26 @@ def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) ->
         result = apply(a, op, b)
         if result is None:
             return _Finding("illegal_formula", f"step {i} divides by zero.", f"step {i} division by zero")
+        if match.re is OPEN_STEP:  # the last step without its stated result
+            left = tuple(sorted(pool.elements()))
+            if left:
+                return _unused(left)
+            if result == target:
+                return _Finding("partial", f"step {i} lacks only its result.", "incomplete", result)
+            return _Finding("illegal_formula", f"step {i} is not of the form 'a op b = c'.", f"step {i} illegal")
         shown = f"{word(a)} {op} {word(b)}"
-        if stated != result:
-            return _Finding("no_solution", f"step {i} states {shown} = {word(stated)}, but {shown} = {word(result)}.",
-                            f"step {i} : {shown} is {word(result)} not {word(stated)}", result)
+        if numbers[2] != result:
+            return _Finding("no_solution", f"step {i} states {shown} = {word(numbers[2])}, but {shown} = "
+                            f"{word(result)}.", f"step {i} : {shown} is {word(result)} not {word(numbers[2])}", result)
         pool[result] += 1
         last = result
     left = tuple(sorted(pool.elements()))
-    if len(left) == 1:
-        if last == target:
-            return _Finding("correct", "the steps are correct.", "correct", last)
-        return _Finding("no_solution", f"the steps end at {word(last)}, not {word(target)}.",
-                        f"value {word(last)} not {word(target)}", last)
-    if reaches(left, target):
-        return _Finding("partial", f"the steps are right so far, but {_and_words(left)} are still unused.",
-                        "incomplete", last)
-    return _Finding("wrong_numbers", f"the steps leave {_and_words(left)} unused, and they cannot reach "
-                    f"{word(target)}.", f"unused {' '.join(map(word, left))}", last)
+    if len(left) > 1:
+        return _unused(left, last)
+    if last == target:
+        return _Finding("correct", "the steps are correct.", "correct", last)
+    return _Finding("no_solution", f"the steps end at {word(last)}, not {word(target)}.",
+                    f"value {word(last)} not {word(target)}", last)
 
 
 def _follows_rule(numbers: list[str] | None, values: tuple[int, ...]) -> bool | None:

@@ -1,0 +1,60 @@
+"""The OOD peak: which SFT checkpoint plays `sft_peak`, and on which episodes it is chosen.
+
+The peak is the best of many checkpoints. Chosen and measured on the same episodes, its score is biased
+upwards (the winner's curse) and so is every gap measured from it. So the peak is chosen on the
+*selection half* of the OOD episodes — the eval items at even positions of `eval_ood.jsonl` (0, 2, 4, …) —
+and the claims measure it, and every gap from it, on the other items, the *report half*. Among
+checkpoints of equal selection score the earliest step wins (the first to reach the best score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sftrl.stats import Outcomes
+
+SELECTION_SPLIT = "ood"
+RULE = (
+    "sft_peak: the SFT checkpoint with the best OOD success on the selection half of the OOD episodes "
+    "(eval items at even positions of eval_ood.jsonl); a tie goes to the earliest step. The claims measure "
+    "it on the other half."
+)
+
+
+def item_of(uid: str) -> str:
+    """The eval item of an episode uid (sampled copies of an item are `uid#sample`)."""
+    return uid.split("#", 1)[0]
+
+
+def selection_mask(uids: Sequence[str]) -> np.ndarray:
+    """True for the episodes of the selection half: items at even positions, in order of appearance."""
+    positions: dict[str, int] = {}
+    for uid in uids:
+        positions.setdefault(item_of(uid), len(positions))
+    return np.array([positions[item_of(uid)] % 2 == 0 for uid in uids], dtype=bool)
+
+
+def report_mask(uids: Sequence[str]) -> np.ndarray:
+    """True for the episodes of the report half (the complement of the selection half)."""
+    return ~selection_mask(uids)
+
+
+def halves(outcomes: Outcomes) -> dict[str, float | int]:
+    """Success on the selection half and on the report half, with their sizes."""
+    chosen = selection_mask(outcomes.uids)
+    return {
+        "selection_rate": float(outcomes.success[chosen].mean()) if chosen.any() else float("nan"),
+        "selection_n": int(chosen.sum()),
+        "report_rate": float(outcomes.success[~chosen].mean()) if (~chosen).any() else float("nan"),
+        "report_n": int((~chosen).sum()),
+    }
+
+
+def peak_index(rates: Sequence[float]) -> int:
+    """The position of the best rate, the earliest on a tie (rates in step order)."""
+    if not len(rates):
+        raise ValueError("no checkpoints to choose a peak from")
+    best = max(rates)
+    return next(i for i, rate in enumerate(rates) if rate == best)

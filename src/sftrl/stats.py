@@ -1,0 +1,373 @@
+"""Statistics of success rates: paired and unpaired comparisons, recovery %, Holm, detectable effects.
+
+Two models evaluated on the same episodes are compared episode by episode (*paired*): the one-sided exact
+McNemar test — a binomial test (scipy) on the episodes where the two differ — and a paired bootstrap over
+episodes (``scipy.stats.bootstrap``) for the interval of the difference and of derived quantities such as
+a recovery %. Rates known only as k of n, or measured on different episodes, are compared *unpaired*: the
+score test of two proportions and Newcombe's hybrid-score interval of their difference (statsmodels).
+A family of tests of one claim (several RL starts, several edits) is Holm-corrected (statsmodels).
+
+Every comparison also carries its *detectable effect*: the smallest true difference its test would find
+with power 0.8 at α = 0.05 and the experiment's sizes, so that "no significant difference" can be read
+as "no effect" or as "too few episodes".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sftrl import io
+
+ALPHA = 0.05
+POWER = 0.8
+
+
+class PairingError(ValueError):
+    """Two sets of per-episode outcomes that are not the same episodes in the same order."""
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes:
+    """Per-episode success of one model on one split, in the order of the episodes file.
+
+    ``success`` holds 0 or 1 per episode, or the mean over several runs (seeds) of one configuration.
+    """
+
+    label: str
+    path: str
+    uids: tuple[str, ...]
+    success: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.uids) != len(self.success):
+            raise ValueError(f"{self.path}: {len(self.uids)} uids but {len(self.success)} outcomes")
+        if not len(self.uids):
+            raise ValueError(f"{self.path}: no episodes")
+
+    @classmethod
+    def read(cls, path: str | Path, label: str) -> Outcomes:
+        """From an evaluation's samples.jsonl (one record per episode, with ``uid`` and ``success``)."""
+        records = io.read_jsonl(path)
+        try:
+            uids = tuple(str(r["uid"]) if "sample" not in r or not r["sample"] else f"{r['uid']}#{r['sample']}" for r in records)
+            success = np.array([float(bool(r["success"])) for r in records])
+        except KeyError as err:
+            raise ValueError(f"{path}: an episode record lacks {err}") from None
+        if len(set(uids)) != len(uids):
+            raise ValueError(f"{path}: an episode uid appears twice")
+        return cls(label, str(path), uids, success)
+
+    @property
+    def n(self) -> int:
+        return len(self.success)
+
+    @property
+    def k(self) -> float:
+        return float(self.success.sum())
+
+    @property
+    def rate(self) -> float:
+        return float(self.success.mean())
+
+    def subset(self, mask: np.ndarray) -> Outcomes:
+        mask = np.asarray(mask, dtype=bool)
+        if len(mask) != self.n:
+            raise ValueError(f"{self.path}: a mask of {len(mask)} for {self.n} episodes")
+        return Outcomes(self.label, self.path, tuple(u for u, m in zip(self.uids, mask) if m), self.success[mask])
+
+
+def check_paired(*outcomes: Outcomes) -> None:
+    """Raise PairingError, naming both files, unless all hold the same episodes in the same order."""
+    first = outcomes[0]
+    for other in outcomes[1:]:
+        if other.uids == first.uids:
+            continue
+        if other.n != first.n:
+            detail = f"{first.n} episodes against {other.n}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(first.uids, other.uids)) if a != b)
+            detail = f"episode {i} is {first.uids[i]!r} in one and {other.uids[i]!r} in the other"
+        raise PairingError(
+            f"the episodes of {first.label} ({first.path}) and {other.label} ({other.path}) do not match "
+            f"({detail}): they cannot be compared episode by episode"
+        )
+
+
+def pool(outcomes: Sequence[Outcomes], label: str) -> Outcomes:
+    """Several runs of one configuration on the same episodes: the per-episode mean success."""
+    check_paired(*outcomes)
+    if len(outcomes) == 1:
+        return Outcomes(label, outcomes[0].path, outcomes[0].uids, outcomes[0].success)
+    paths = ", ".join(o.path for o in outcomes)
+    return Outcomes(label, paths, outcomes[0].uids, np.mean([o.success for o in outcomes], axis=0))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """k successes in n episodes, where per-episode outcomes are not known."""
+
+    label: str
+    k: int
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n <= 0 or not 0 <= self.k <= self.n:
+            raise ValueError(f"{self.label}: need 0 <= k <= n and n > 0, got k = {self.k}, n = {self.n}")
+
+    @classmethod
+    def of(cls, label: str, rate: float, n: int) -> Counts:
+        return cls(label, int(round(float(rate) * int(n))), int(n))
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n
+
+
+Arm = Outcomes | Counts
+
+
+def is_paired(*arms: Arm) -> bool:
+    return all(isinstance(arm, Outcomes) for arm in arms)
+
+
+# --- comparisons -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Model b against model a: the difference of success rates b − a with its 95% interval, one-sided
+    p-values for b > a and b < a, the test, and the smallest difference b − a the test detects with power
+    0.8 at α = 0.05 (None where it cannot detect any)."""
+
+    a: str
+    b: str
+    rate_a: float
+    rate_b: float
+    n: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_greater: float
+    p_less: float
+    test: str
+    detectable: float | None
+    paired: bool
+    discordant: tuple[int, int] | None = None  # paired: episodes where b is better, where a is better
+
+    def text(self) -> str:
+        pct = f"{100 * self.diff:+.1f} points [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]"
+        extra = f", {self.discordant[0]} vs {self.discordant[1]} discordant episodes" if self.discordant else ""
+        return f"{self.b} − {self.a}: {pct} over {self.n} episodes{extra}; {self.test}"
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def compare(a: Arm, b: Arm, draws: int, seed: int) -> Comparison:
+    """b against a: paired when both are per-episode outcomes (same episodes required), else unpaired."""
+    if is_paired(a, b):
+        return compare_paired(a, b, draws, seed)
+    return compare_unpaired(a, b)
+
+
+def compare_paired(a: Outcomes, b: Outcomes, draws: int, seed: int) -> Comparison:
+    from scipy import stats
+
+    check_paired(a, b)
+    d = b.success - a.success
+    up, down = int((d > 0).sum()), int((d < 0).sum())
+    m = up + down
+    p_greater = float(stats.binomtest(up, m, 0.5, alternative="greater").pvalue) if m else 1.0
+    p_less = float(stats.binomtest(down, m, 0.5, alternative="greater").pvalue) if m else 1.0
+    low, high = _bootstrap_ci((d,), np.mean, draws, seed)
+    return Comparison(
+        a.label, b.label, a.rate, b.rate, a.n, float(d.mean()), low, high, p_greater, p_less,
+        "exact McNemar test (binomial test on the discordant episodes), paired bootstrap interval",
+        detectable_paired(m, a.n), True, (up, down),
+    )
+
+
+def compare_unpaired(a: Arm, b: Arm) -> Comparison:
+    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
+
+    ka, na, kb, nb = round(a.k), a.n, round(b.k), b.n
+    p_greater = float(test_proportions_2indep(kb, nb, ka, na, method="score", alternative="larger").pvalue)
+    p_less = float(test_proportions_2indep(kb, nb, ka, na, method="score", alternative="smaller").pvalue)
+    low, high = confint_proportions_2indep(kb, nb, ka, na, method="newcomb")
+    return Comparison(
+        a.label, b.label, ka / na, kb / nb, min(na, nb), kb / nb - ka / na, float(low), float(high),
+        p_greater, p_less, "score test of two independent proportions, Newcombe interval",
+        detectable_unpaired(ka / na, na, nb), False,
+    )
+
+
+# --- recovery % ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """(after − target) / (source − target) in %, with its 95% interval and one-sided bootstrap p-values
+    against a threshold: p_below for "recovery ≤ threshold" (small: it lies above), p_above for
+    "recovery ≥ threshold" (small: it lies below). NaN where source and target score the same."""
+
+    pct: float
+    ci_low: float
+    ci_high: float
+    p_below: float
+    p_above: float
+    threshold: float
+    method: str
+
+    @property
+    def detectable(self) -> float | None:
+        return detectable_from_interval(self.ci_low, self.ci_high)
+
+    def text(self) -> str:
+        if math.isnan(self.pct):
+            return "recovery undefined (no gap)"
+        return f"recovery {self.pct:.0f}% [{self.ci_low:.0f}, {self.ci_high:.0f}]"
+
+
+def recovery_pct(after: float, target: float, source: float) -> float | None:
+    """The paper's recovery: (after − target) / (source − target) in %; None where source = target."""
+    if source == target:
+        return None
+    return 100 * (after - target) / (source - target)
+
+
+def recovery(after: Arm, target: Arm, source: Arm, threshold: float, draws: int, seed: int) -> Recovery:
+    """Recovery % of `after` between `target` (0%) and `source` (100%): a paired bootstrap over episodes
+    when all three are per-episode outcomes of the same episodes, else a parametric bootstrap that redraws
+    each rate as Binomial(n, rate) / n independently.
+
+    The interval is the percentile interval of the redrawn ratio. The p-values against the threshold θ
+    come from the linear contrast (after − target) − θ·(source − target), which is ≥ 0 exactly when the
+    recovery is ≥ θ while source lies above target: unlike the ratio it stays well behaved in redraws
+    where the gap nearly vanishes (Fieller's argument)."""
+    point = recovery_pct(after.rate, target.rate, source.rate)
+    point = math.nan if point is None else point
+    theta = threshold / 100
+    if is_paired(after, target, source):
+        check_paired(after, target, source)
+        samples = (after.success, target.success, source.success)
+        values = _bootstrap_distribution(samples, _recovery_statistic, draws, seed)
+
+        def contrast(a, t, s, axis=-1):
+            return np.mean(a, axis=axis) - np.mean(t, axis=axis) - theta * (np.mean(s, axis=axis) - np.mean(t, axis=axis))
+
+        contrasts = _bootstrap_distribution(samples, contrast, draws, seed)
+        method = "paired bootstrap over episodes"
+    else:
+        rng = np.random.default_rng(seed)
+        a, t, s = (rng.binomial(arm.n, arm.rate, draws) / arm.n for arm in (after, target, source))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(s != t, 100 * (a - t) / (s - t), np.nan)
+        contrasts = a - t - theta * (s - t)
+        method = "parametric bootstrap (independent binomials)"
+    valid = values[np.isfinite(values)]
+    if len(valid) < draws / 2:  # most redraws had no gap to measure against
+        return Recovery(point, math.nan, math.nan, math.nan, math.nan, threshold, method)
+    low, high = np.percentile(valid, [2.5, 97.5])
+    p_below = (np.sum(contrasts <= 0) + 1) / (len(contrasts) + 1)
+    p_above = (np.sum(contrasts >= 0) + 1) / (len(contrasts) + 1)
+    return Recovery(point, float(low), float(high), float(p_below), float(p_above), threshold, method)
+
+
+def _recovery_statistic(after, target, source, axis=-1):
+    a, t, s = (np.mean(x, axis=axis) for x in (after, target, source))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s != t, 100 * (a - t) / (s - t), np.nan)
+
+
+def _bootstrap_distribution(samples, statistic, draws: int, seed: int) -> np.ndarray:
+    """The paired bootstrap distribution of a vectorised statistic (resampling episodes); the intervals
+    are taken from it here, so scipy's own interval (NaN where some draws had no gap) is not needed."""
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            samples, statistic, n_resamples=draws, paired=True, vectorized=True, method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    return np.asarray(result.bootstrap_distribution, dtype=float)
+
+
+def _bootstrap_ci(samples, statistic, draws: int, seed: int) -> tuple[float, float]:
+    values = _bootstrap_distribution(samples, statistic, draws, seed)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# --- families and detectable effects ---------------------------------------------------------------
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (family-wise error control over the family given)."""
+    if not len(pvalues):
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    clean = [1.0 if p is None or math.isnan(p) else p for p in pvalues]
+    return [float(p) for p in multipletests(clean, alpha=ALPHA, method="holm")[1]]
+
+
+def detectable_paired(discordant: int, n: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """The smallest difference of paired success rates the one-sided exact McNemar test detects with the
+    given power, at the observed number of discordant episodes (None when it cannot reach α at all)."""
+    from scipy import optimize, stats
+
+    if discordant <= 0 or n <= 0:
+        return None
+    ks = np.arange(discordant + 1)
+    reachable = ks[stats.binom.sf(ks - 1, discordant, 0.5) <= alpha]
+    if not len(reachable):
+        return None
+    critical = int(reachable[0])
+
+    def shortfall(pi: float) -> float:
+        return float(stats.binom.sf(critical - 1, discordant, pi)) - power
+
+    if shortfall(1.0) < 0:
+        return None
+    pi = optimize.brentq(shortfall, 0.5, 1.0)
+    return discordant / n * (2 * pi - 1)
+
+
+def detectable_unpaired(rate: float, n_a: int, n_b: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest rise above `rate` that a one-sided two-proportion test of n_a and n_b episodes
+    detects with the given power (Cohen's h through statsmodels' power solver, turned back into rates)."""
+    from statsmodels.stats.power import NormalIndPower
+
+    h = NormalIndPower().solve_power(nobs1=n_a, ratio=n_b / n_a, alpha=alpha, power=power, alternative="larger")
+    angle = min(math.pi / 2, math.asin(math.sqrt(min(max(rate, 0.0), 1.0))) + float(h) / 2)
+    return math.sin(angle) ** 2 - rate
+
+
+def detectable_from_interval(low: float, high: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """The smallest effect an estimate with this 95% interval detects (one-sided, given power), from the
+    standard error the interval implies under a normal approximation."""
+    from scipy import stats
+
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return None
+    se = (high - low) / (2 * stats.norm.ppf(0.975))
+    return float((stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * se)
+
+
+def detectable_rho(n: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """The smallest Spearman ρ a one-sided test of n points detects with the given power (Fisher z with
+    the Fieller–Hartley–Pearson variance 1.06 / (n − 3)); None when the exact permutation test of n points
+    cannot reach α at all (n! ≤ 1 / α) or n ≤ 3."""
+    from scipy import stats
+
+    if n <= 3 or math.factorial(n) * alpha < 1:
+        return None
+    z = (stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * math.sqrt(1.06 / (n - 3))
+    return math.tanh(z)
