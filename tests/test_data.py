@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sftrl import cards, data
+from sftrl import cards, data, io
 from sftrl.config import DataConfig, EvalDataConfig, PretrainDataConfig, RlDataConfig, SftDataConfig, TaskConfig
 
 TASK = TaskConfig(target=24, style="compact")
@@ -91,6 +91,37 @@ def test_pretrain_corpus_avoids_evaluation_target_and_rules(corpus):
     assert {r["target"] for r in corpus}.isdisjoint({23, 24, 25})
     assert all(12 <= r["target"] <= 36 for r in corpus)
     assert len({(r["rule"]["jack"], r["rule"]["queen"], r["rule"]["king"]) for r in corpus}) > 100
+
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_retry_episodes_teach_the_answer_after_real_feedback(corpus, style):
+    """Two-attempt episodes: the prompt holds the puzzle, a wrong attempt and the verifier's own feedback;
+    the completion is the right answer. At share 0 nothing of the plain corpus changes."""
+    task = dataclasses.replace(TASK, style=style)
+    config = dataclasses.replace(SMALL, pretrain=dataclasses.replace(SMALL.pretrain, retry_share=0.5))
+    mixed = data.build_pretrain_corpus(7, task, config)
+    retries = [r for r in mixed if len(r["prompt"]) == 3]
+    assert 0.3 * len(mixed) < len(retries) < 0.6 * len(mixed)
+    mistakes = set()
+    for record in retries:
+        rule = data.rule_from_record(record["rule"])
+        hand, target = tuple(record["hand"]), record["target"]
+        user, wrong, said = record["prompt"]
+        assert user == cards.messages(hand, rule, target, style)[0] and wrong["role"] == "assistant"
+        episode = cards.Episode(hand, rule, target, style, max_attempts=2)
+        verdict = episode.step(wrong["content"])
+        assert not verdict.correct and said == episode.messages[-1]
+        assert cards.verify(record["completion"][0]["content"], hand, rule, target).correct
+        mistakes.add(verdict.category)
+    assert {"wrong_numbers", "no_solution"} <= mistakes
+    plain = data.build_pretrain_corpus(7, task, SMALL)
+    assert all(len(r["prompt"]) == 1 for r in plain)
+    if style == "compact":
+        # the plain corpus's bytes as before retry episodes existed (the embedded base was trained on such a corpus)
+        digest = hashlib.sha256(io.dumps(plain).encode()).hexdigest()
+        assert digest == "79e0af4929d2813579b776b01abe66d18516d7646f0fcf42964e477a0b47568d"
+        misread = [r for r in retries if "number 10 not available" in r["prompt"][2]["content"]]
+        assert misread, "a face card read as 10 against the stated rule is among the mistakes"
 
 
 def test_same_seed_same_sets_other_seed_other_sets(sets):

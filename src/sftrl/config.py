@@ -83,6 +83,7 @@ class PretrainDataConfig:
     examples: int = 40000
     targets: tuple[int, int] = (12, 36)
     exclude_targets: tuple[int, ...] = (22, 23, 24, 25, 26)
+    retry_share: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,54 @@ def example(
     }
 
 
+RETRY_MISTAKES = ("misread", "arithmetic", "stop_early")
+
+
+def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str,
+                  style: str) -> str | None:
+    """A plausible wrong first attempt at a solvable hand, or None where the drawn mistake does not apply:
+
+    - misread: a solution under J = Q = K = 10 although the prompt states other values (the OOD failure);
+    - arithmetic: the solution with one step's stated result off by one (compact), or one operator
+      changed so the formula misses the target (paper);
+    - stop_early: the solution without its last step (compact), or without its last card (paper).
+    """
+    kind = rng.choice(RETRY_MISTAKES)
+    if kind == "misread":
+        tens = cards.RULES["id"]
+        solutions = cards.solutions(hand, tens, target) if tens.values(hand) != rule.values(hand) else []
+        return cards.answer(hand, tens, pick_solutions(rng, solutions, 1, style)[0], target, style) if solutions else None
+    right = cards.answer(hand, rule, formula, target, style)
+    if style == "compact":
+        head, *steps = right.split(" ; ")
+        if kind == "stop_early":
+            return " ; ".join([head, *steps[:-1]])
+        i = rng.randrange(len(steps))
+        left, _, result = steps[i].rpartition(" = ")
+        steps[i] = f"{left} = {Fraction(result) + rng.choice((-1, 1))}"
+        return " ; ".join([head, *steps])
+    if kind == "stop_early":
+        return right.replace(formula, formula.rstrip("0123456789").rstrip("+-*/("))
+    at = [i for i, c in enumerate(formula) if c in "+-*/"]
+    i = rng.choice(at)
+    return right.replace(formula, formula[:i] + rng.choice([o for o in "+-*/" if o != formula[i]]) + formula[i + 1 :])
+
+
+def retry_example(
+    uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str, rng: random.Random
+) -> dict | None:
+    """A two-attempt episode for pretraining: a wrong first attempt and the verifier's feedback as the
+    prompt, the right answer as the completion, so the model learns to act on feedback (and is never
+    trained to make the mistake). None where no wrong attempt applies."""
+    wrong = wrong_attempt(rng, hand, rule, target, formula, style)
+    if wrong is None:
+        return None
+    episode = cards.Episode(hand, rule, target, style, max_attempts=2)
+    if episode.step(wrong).correct:
+        return None
+    return {**example(uid, hand, rule, target, formula, style), "prompt": episode.messages}
+
+
 def episode_record(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int) -> dict:
     return {
         "uid": uid,
@@ -226,7 +274,9 @@ def pretrain_targets(data: DataConfig, task: TaskConfig) -> list[int]:
 def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list[dict]:
     """Puzzles under random face-card values and targets stated in the prompt.
 
-    The model must read the rule to answer, which is the skill OOD evaluation probes. The evaluation
+    The model must read the rule to answer, which is the skill OOD evaluation probes. A share
+    (`data.pretrain.retry_share`) are two-attempt episodes (`retry_example`), so the model learns to use
+    the verifier's feedback; at share 0 the corpus is the same bytes as without them. The evaluation
     problems themselves never appear: no ID or OOD mapping is paired with the evaluation target, and
     no held-out (`id_unseen`) multiset is used at all.
     """
@@ -244,5 +294,8 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
         if multiset(hand) in split.held_out:
             continue
         formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
-        corpus.append(example(f"pre-{len(corpus):07d}", hand, rule, target, formula, task.style))
+        uid = f"pre-{len(corpus):07d}"
+        retry = data.pretrain.retry_share and rng.random() < data.pretrain.retry_share  # no draw at share 0
+        record = retry and retry_example(uid, hand, rule, target, formula, task.style, rng)
+        corpus.append(record or example(uid, hand, rule, target, formula, task.style))
     return corpus
