@@ -129,6 +129,17 @@ def p_verdict(p_for: float | None, p_against: float | None, alpha: float = ALPHA
     return INCONCLUSIVE
 
 
+def family_verdict(p_for: Sequence[float], p_against: Sequence[float]) -> tuple[str, list[float], list[float]]:
+    """A claim tested on several starts or edits, Holm-corrected: supported when it holds for one of them,
+    not supported when its opposite holds for all. Returns the verdict and both adjusted p-value lists."""
+    adjusted_for, adjusted_against = stats.holm(p_for), stats.holm(p_against)
+    if min(adjusted_for) < ALPHA:
+        return SUPPORTED, adjusted_for, adjusted_against
+    if max(adjusted_against) < ALPHA:
+        return NOT_SUPPORTED, adjusted_for, adjusted_against
+    return INCONCLUSIVE, adjusted_for, adjusted_against
+
+
 def num(value: Any) -> float | None:
     """A table cell as a number; None for an empty cell or NaN."""
     if value is None or value == "":
@@ -568,9 +579,7 @@ def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n:
         checks.append(Check(f"F1.rl_raises.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
                             lines, numbers, loss_detectable if moderate else ""))
     else:
-        adjusted = stats.holm([i.raised.p_greater for i in informative])
-        against = stats.holm([i.raised.p_less for i in informative])
-        verdict = SUPPORTED if min(adjusted) < ALPHA else NOT_SUPPORTED if max(against) < ALPHA else INCONCLUSIVE
+        verdict, adjusted, _ = family_verdict([i.raised.p_greater for i in informative], [i.raised.p_less for i in informative])
         reason = {
             SUPPORTED: f"RL raises OOD success from step {informative[int(np.argmin(adjusted))].start.step} (Holm p = {min(adjusted):.3g})",
             NOT_SUPPORTED: "RL lowers OOD success from every moderate start that lost it (Holm p < 0.05)",
@@ -586,9 +595,8 @@ def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n:
         checks.append(Check(f"F1.rl_most.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
                             lines, numbers, loss_detectable if moderate else ""))
     else:
-        p_for = stats.holm([i.recovery.p_below for i in informative])
-        p_against = stats.holm([i.recovery.p_above for i in informative])
-        verdict = SUPPORTED if min(p_for) < ALPHA else NOT_SUPPORTED if max(p_against) < ALPHA else INCONCLUSIVE
+        verdict, p_for, p_against = family_verdict([i.recovery.p_below for i in informative],
+                                                   [i.recovery.p_above for i in informative])
         reason = {
             SUPPORTED: f"a moderate start's recovery lies above {threshold:g}% (Holm p = {min(p_for):.3g})",
             NOT_SUPPORTED: f"every moderate start's recovery lies below {threshold:g}% (Holm p ≤ {max(p_against):.3g})",
