@@ -320,8 +320,21 @@ class Evidence:
 
     def arm(self, model: str, rate: float, n: int, half: bool = False) -> Arm:
         """The model's evidence; `half`: only the report half of the episodes (needs outcomes)."""
+        return self._outcomes(model, half) if self.outcomes else Counts.of(model, rate, n)
+
+    def pooled(self, models: Sequence[str], label: str, rate: float, n: int, half: bool = False) -> Arm:
+        """Several RL seeds of one start: the per-episode mean (outcomes) or the pooled counts (tables)."""
         if not self.outcomes:
-            return Counts.of(model, rate, n)
+            return Counts.of(label, rate, n * len(models))
+        return stats.pool([self._outcomes(m, half) for m in models], label)
+
+    def selection_rate(self, point: Point) -> float:
+        """The rate the peak is chosen on: the selection half with outcomes, else the whole split."""
+        if not self.outcomes:
+            return point.ood.rate
+        return float(peak.halves(self._outcomes(point.model))["selection_rate"])
+
+    def _outcomes(self, model: str, half: bool = False) -> Outcomes:
         if model not in self.outcomes:
             raise ValueError(
                 f"no per-episode OOD outcomes (samples.jsonl) for {model}: the claims compare it episode by "
@@ -329,19 +342,6 @@ class Evidence:
             )
         outcomes = self.outcomes[model]
         return outcomes.subset(peak.report_mask(outcomes.uids)) if half else outcomes
-
-    def pooled(self, models: Sequence[str], label: str, rate: float, n: int, half: bool = False) -> Arm:
-        """Several RL seeds of one start: the per-episode mean (outcomes) or the pooled counts (tables)."""
-        if not self.outcomes:
-            return Counts.of(label, rate, n * len(models))
-        return stats.pool([self.arm(m, 0, 0, half) for m in models], label)
-
-    def selection_rate(self, point: Point) -> float:
-        """The rate the peak is chosen on: the selection half with outcomes, else the whole split."""
-        if not self.outcomes:
-            return point.ood.rate
-        outcomes = self.arm(point.model, 0, 0)
-        return float(outcomes.success[peak.selection_mask(outcomes.uids)].mean())
 
     def compare(self, a: Arm, b: Arm) -> Comparison:
         return stats.compare(a, b, self.draws, self.seed)

@@ -173,14 +173,20 @@ def ood_samples(eval_root: Path, model: str) -> Path:
     return path
 
 
-def ood_peak(eval_root: str | Path, sft_models: Iterable[str]) -> str:
-    """sft_peak by the rule of `sftrl.peak`: the best OOD success on the selection half of the OOD
-    episodes (the earliest step on a tie)."""
+def ood_halves(eval_root: str | Path, sft_models: Iterable[str]) -> dict[str, dict]:
+    """Per SFT checkpoint, in step order, its OOD success on the selection and the report half (`sftrl.peak`)."""
     models = sorted(sft_models, key=lambda m: int(m.removeprefix("sft-")))
-    if not models:
+    return {m: halves(Outcomes.read(ood_samples(Path(eval_root), m), m)) for m in models}
+
+
+def ood_peak(eval_root: str | Path, sft_models: Iterable[str], split: dict[str, dict] | None = None) -> str:
+    """sft_peak by the rule of `sftrl.peak`: the best OOD success on the selection half of the OOD
+    episodes (the earliest step on a tie); `split`: `ood_halves` already read."""
+    split = ood_halves(eval_root, sft_models) if split is None else split
+    if not split:
         raise ValueError("no SFT checkpoints given")
-    rates = [halves(Outcomes.read(ood_samples(Path(eval_root), m), m))["selection_rate"] for m in models]
-    return models[peak_index(rates)]
+    models = list(split)
+    return models[peak_index([split[m]["selection_rate"] for m in models])]
 
 
 def rl_rows(eval_root: str | Path, sft_models: Iterable[str], rl_models: Iterable[str]) -> list[dict]:

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import io, peak
-from sftrl.curves import RL_MODEL_RE, ood_peak, ood_samples
-from sftrl.stats import Outcomes
+from sftrl.curves import RL_MODEL_RE, ood_halves, ood_peak
 from sftrl.edits import EditError, EditSpec, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
@@ -119,13 +118,13 @@ def choose_roles(
     rl_models = list(rl_models)
     if sft_end not in sft_models:
         raise RoleError(f"sft_end {sft_end!r} is not among the SFT checkpoints {sft_models}")
-    sft_peak = ood_peak(eval_root, sft_models)
+    split = ood_halves(eval_root, sft_models)
+    sft_peak = ood_peak(eval_root, sft_models, split)
     ood = []
     for model in sft_models:
         success = io.read_json(eval_root / model / "ood" / "metrics.json")["success"]
-        split = peak.halves(Outcomes.read(ood_samples(eval_root, model), model))
         ood.append({"model": model, "step": sft_step(model), **{k: success[k] for k in ("rate", "ci_low", "ci_high", "n")},
-                    **split})
+                    **split[model]})
     return {
         "roles": {"base": "base", "sft_peak": sft_peak, "sft_end": sft_end},
         "steps": {"base": 0, "sft_peak": sft_step(sft_peak), "sft_end": sft_step(sft_end)},

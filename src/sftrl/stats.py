@@ -255,13 +255,15 @@ def recovery(after: Arm, target: Arm, source: Arm, threshold: float, draws: int,
     theta = threshold / 100
     if is_paired(after, target, source):
         check_paired(after, target, source)
-        samples = (after.success, target.success, source.success)
-        values = _bootstrap_distribution(samples, _recovery_statistic, draws, seed)
 
-        def contrast(a, t, s, axis=-1):
-            return np.mean(a, axis=axis) - np.mean(t, axis=axis) - theta * (np.mean(s, axis=axis) - np.mean(t, axis=axis))
+        def ratio_and_contrast(a, t, s, axis=-1):
+            a, t, s = (np.mean(x, axis=axis) for x in (a, t, s))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.stack([np.where(s != t, 100 * (a - t) / (s - t), np.nan), a - t - theta * (s - t)])
 
-        contrasts = _bootstrap_distribution(samples, contrast, draws, seed)
+        values, contrasts = _bootstrap_distribution(
+            (after.success, target.success, source.success), ratio_and_contrast, draws, seed
+        )
         method = "paired bootstrap over episodes"
     else:
         rng = np.random.default_rng(seed)
@@ -277,12 +279,6 @@ def recovery(after: Arm, target: Arm, source: Arm, threshold: float, draws: int,
     p_below = (np.sum(contrasts <= 0) + 1) / (len(contrasts) + 1)
     p_above = (np.sum(contrasts >= 0) + 1) / (len(contrasts) + 1)
     return Recovery(point, float(low), float(high), float(p_below), float(p_above), threshold, method)
-
-
-def _recovery_statistic(after, target, source, axis=-1):
-    a, t, s = (np.mean(x, axis=axis) for x in (after, target, source))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(s != t, 100 * (a - t) / (s - t), np.nan)
 
 
 def _bootstrap_distribution(samples, statistic, draws: int, seed: int) -> np.ndarray:
