@@ -45,7 +45,7 @@ elif config["model"]["source"] == "tiny":
         params:
             launch=launch("pretrain"),
             script=SCRIPTS / "base.py",
-            cfg=config_json("seed", "task", "model"),
+            cfg=pretrain_config_json(),
             work=WORK / "pretrain",
             history=LOGS / "base" / "pretrain_history.jsonl",
         shell:

@@ -3,7 +3,8 @@ import json
 import shlex
 from pathlib import Path
 
-from sftrl.config import ladder_steps
+from sftrl.config import DataConfig, TaskConfig, from_dict, ladder_steps
+from sftrl.data import check_pretrain, corpus_conflicts
 from sftrl.edits import num_decoder_layers
 from sftrl.restoration import kinds_in
 from sftrl.roles import (
@@ -38,6 +39,21 @@ SPECTRUM = RESULTS / "spectrum"
 SVD_CACHE = WORK / "svd"
 SCRIPTS = Path(workflow.basedir) / "scripts"
 EMBEDDED_BASE = Path(workflow.basedir) / "resources" / "tiny-base"
+
+check_pretrain(
+    from_dict(TaskConfig, config["task"], "task"),
+    from_dict(DataConfig, config["data"], "data"),
+)
+if config["model"]["source"] == "embedded":
+    _conflicts = corpus_conflicts(
+        json.loads((EMBEDDED_BASE / "provenance.json").read_text())["config"], config
+    )
+    if _conflicts:
+        raise ValueError(
+            "model.source embedded: the embedded base's pretraining corpus may hold this experiment's "
+            f"evaluation problems, because {'; '.join(_conflicts)}. Set these back, or pretrain a base "
+            "for this experiment (model.source: tiny)"
+        )
 
 EVAL_SPLITS = ["id", "id_unseen", "ood"]
 LOSS_SPLITS = ["id_unseen", "ood"]
@@ -117,6 +133,17 @@ if config["model"]["source"].startswith(HUB_PREFIX) and (
 def config_json(*sections):
     """The named config sections as one JSON argument, so a script sees exactly what the rule saw."""
     return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+
+
+def pretrain_config_json():
+    """What the base's pretraining depends on, recorded in its provenance: the corpus settings among
+    them, so a later experiment can tell whether the base has seen its evaluation problems.
+    """
+    corpus = {key: config["data"][key] for key in ("id_unseen_share", "pretrain")}
+    return json.dumps(
+        {**{name: config[name] for name in ("seed", "task", "model")}, "data": corpus},
+        sort_keys=True,
+    )
 
 
 def model_ref(name):

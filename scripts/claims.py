@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from sftrl.claims import ClaimSettings, evaluate_claims, load_inputs, write_claims
+from sftrl.claims import ClaimSettings, evaluate_claims, load_inputs, setting_lines, write_claims
 from sftrl.provenance import provenance
 
 log = logging.getLogger("sftrl.claims")
@@ -48,7 +48,8 @@ def main() -> None:
     except (ValueError, TypeError, OSError, KeyError) as err:
         parser.error(str(err))
     files = {k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}
-    write_claims(findings, args.md, args.json, settings, provenance({**files, "spectrum": args.spectrum, "samples": args.samples}), args.title)
+    sources = provenance({**files, "spectrum": args.spectrum, "samples": args.samples})
+    write_claims(findings, args.md, args.json, settings, sources, args.title, setting_lines(inputs))
     for finding in findings:
         log.info("%s: %s", finding.id, finding.verdict)
 

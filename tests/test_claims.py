@@ -427,3 +427,23 @@ def test_claims_are_written_as_markdown_and_json(tmp_path):
     assert claims.to_json(again, SETTINGS) == claims.to_json(findings, SETTINGS)  # deterministic
     with pytest.raises(ValueError, match="curve is empty"):
         claims.evaluate_claims(ClaimInputs(curve=[]), SETTINGS)
+
+
+def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_following():
+    curve = [
+        {"step": "0", "split": "ood", "n": "300", "success": "0.2", "first_attempt_success": "0.15",
+         "success_after_failure": "0.25", "rule_following_first": "0.97"},
+        {"step": "100", "split": "ood", "n": "300", "success": "0.05", "first_attempt_success": "0.05",
+         "success_after_failure": "0.0", "rule_following_first": "0.5"},
+    ]
+    rl = [
+        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "ood",
+         "rule_following_first_before": "0.5", "rule_following_first_after": "0.9"},
+        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "id",
+         "rule_following_first_before": "1.0", "rule_following_first_after": "1.0"},
+    ]
+    text = "\n".join(claims.setting_lines(claims.ClaimInputs(curve=curve, rl=rl)))
+    assert "| ood | 20.0% [15.9, 24.9] (n = 300) | 15.0% | 15 of 60 (25%) | 0.97 |" in text
+    assert "| 100 | ppo | 0 | 0.50 | 0.90 |" in text
+    assert "| id |" not in text.split("before → after RL")[1]  # the RL table is of OOD answers only
+    assert claims.setting_lines(claims.ClaimInputs(curve=curve[1:])) == []

@@ -72,12 +72,12 @@ def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, e
     ("edit", "expected"),
     [
         (
-            lambda c: c["restore"].update(sft_end=100),
-            "role 'rl_from_end' names no model: no RL run starts from sft_end (sft-100)",
+            lambda c: c["restore"].update(sft_end=25),
+            "role 'rl_from_end' names no model: no RL run starts from sft_end (sft-25)",
         ),
         (
-            lambda c: c["restore"]["pairs"][1].update(target="rl-ppo-from100-s0"),
-            "role 'rl-ppo-from100-s0' is not among the RL runs",
+            lambda c: c["restore"]["pairs"][1].update(target="rl-ppo-from25-s0"),
+            "role 'rl-ppo-from25-s0' is not among the RL runs",
         ),
         (lambda c: c["restore"].update(sft_end=150), "restore.sft_end = 150 is not on the SFT ladder"),
         (lambda c: c["model"].update(source="hf:org/name"), "leave the base out of spectrum.pairs"),
@@ -85,6 +85,27 @@ def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, e
     ids=["no-rl-from-end", "missing-rl-model", "sft-end-off-ladder", "hub-base"],
 )
 def test_restore_grid_naming_no_model_is_rejected(root, tmp_path, default_config, edit, expected):
+    config = copy.deepcopy(default_config)
+    edit(config)
+    result = dry_run(root, tmp_path, config)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c.update(seed=1), "seed is 1, the base was pretrained for 0"),
+        (lambda c: c["data"].update(id_unseen_share=0.3), "data.id_unseen_share is 0.3"),
+        (lambda c: c["task"].update(target=23), "task.target is 23, the base was pretrained for 24"),
+        (lambda c: c["data"]["pretrain"].update(failed_attempts=[1, 5]), "data.pretrain.failed_attempts [1, 5]"),
+    ],
+    ids=["seed", "held-out-share", "target", "more-failures-than-attempts"],
+)
+def test_embedded_base_that_saw_the_evaluation_problems_is_refused(root, tmp_path, default_config, edit, expected):
+    """The embedded base left this experiment's evaluation problems out of its corpus; a config under
+    which it would not have is refused before any job, naming the setting."""
     config = copy.deepcopy(default_config)
     edit(config)
     result = dry_run(root, tmp_path, config)

@@ -28,8 +28,10 @@ def eval_root(tmp_path):
                 "split": split,
                 "success": success,
                 "first_attempt_success": success,
+                "success_after_failure": {"rate": 0.0},
                 "mean_reward_per_episode": 0.0,
                 "rule_following": {"rate": 1.0},
+                "rule_following_first": {"rate": 1.0 - rate},
                 "format_error_rate": 0.0,
             }
             io.write_json(tmp_path / model / split / "metrics.json", metrics)
@@ -53,6 +55,8 @@ def test_rows_hold_before_after_and_recovery(eval_root, tmp_path):
     ood50 = next(r for r in rows if r["start_step"] == 50 and r["split"] == "ood")
     assert (ood50["before"], ood50["after"], ood50["peak_step"], ood50["peak"]) == (0.12, 0.18, 10, 0.20)
     assert ood50["recovery_pct"] == pytest.approx(100 * (0.18 - 0.12) / (0.20 - 0.12))
+    # rule following on first attempts, of the start checkpoint and of the RL model
+    assert (ood50["rule_following_first_before"], ood50["rule_following_first_after"]) == pytest.approx((0.88, 0.82))
     ood100 = next(r for r in rows if r["start_step"] == 100 and r["split"] == "ood")
     assert ood100["recovery_pct"] == pytest.approx(100 * (0.05 - 0.04) / (0.20 - 0.04))
 

@@ -1,7 +1,9 @@
 """Datasets: split discipline, no evaluation episode in any training set, identical bytes per seed."""
 
+import collections
 import dataclasses
 import hashlib
+import re
 import subprocess
 import sys
 
@@ -122,6 +124,60 @@ def test_retry_episodes_teach_the_answer_after_real_feedback(corpus, style):
         assert digest == "79e0af4929d2813579b776b01abe66d18516d7646f0fcf42964e477a0b47568d"
         misread = [r for r in retries if "number 10 not available" in r["prompt"][2]["content"]]
         assert misread, "a face card read as 10 against the stated rule is among the mistakes"
+
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_multi_attempt_episodes_hold_distinct_wrong_attempts_with_real_feedback(style):
+    """Up to `failed_attempts` wrong attempts, each judged by the verifier and followed by its own
+    feedback, then the right answer as the completion; the mistakes include random derivations that
+    miss the target (in the compact style, half of them claim it in the last step, as weak models do)."""
+    task = dataclasses.replace(TASK, style=style)
+    pretrain = dataclasses.replace(SMALL.pretrain, examples=400, retry_share=1.0, failed_attempts=(1, 4))
+    corpus = data.build_pretrain_corpus(3, task, dataclasses.replace(SMALL, pretrain=pretrain))
+    failures = collections.Counter()
+    messages = []
+    for record in corpus:
+        rule, hand, target = data.rule_from_record(record["rule"]), tuple(record["hand"]), record["target"]
+        episode = cards.Episode(hand, rule, target, style, max_attempts=5)
+        wrong = [m["content"] for m in record["prompt"][1::2]]
+        assert len(set(wrong)) == len(wrong)
+        for reply, said in zip(wrong, record["prompt"][2::2], strict=True):
+            assert not episode.step(reply).correct and said == episode.messages[-1]
+            messages.append(said["content"])
+        assert record["prompt"] == episode.messages
+        assert cards.verify(record["completion"][0]["content"], hand, rule, target).correct
+        failures[len(wrong)] += 1
+    # where too few distinct mistakes apply to a hand, the example stays a plain one
+    assert failures[0] < 0.1 * len(corpus)
+    assert all(failures[k] > 0.15 * len(corpus) for k in (1, 2, 3, 4))
+    if style == "compact":
+        assert any(re.fullmatch(r"fail ; value \d+ not \d+", m) for m in messages)  # an honest miss
+        assert any(re.fullmatch(r"fail ; step 3 : .* not \d+", m) for m in messages)  # a claimed target
+    else:
+        assert any("the formula evaluates to" in m for m in messages)
+
+
+def test_more_failed_attempts_than_an_episode_allows_is_refused():
+    pretrain = dataclasses.replace(SMALL.pretrain, retry_share=0.5, failed_attempts=(2, 5))
+    with pytest.raises(ValueError, match=r"data.pretrain.failed_attempts \[2, 5\].*1..4"):
+        data.build_pretrain_corpus(3, TASK, dataclasses.replace(SMALL, pretrain=pretrain))
+
+
+def test_corpus_conflicts_name_the_settings_that_decide_what_the_corpus_left_out():
+    base = {"seed": 0, "task": {"target": 24, "style": "compact"}, "data": {"id_unseen_share": 0.2}}
+    same = {**base, "task": {"target": 24, "style": "paper"}, "data": {"id_unseen_share": 0.2, "sft": {}}}
+    assert data.corpus_conflicts(base, same) == []
+    moved = {"seed": 1, "task": {"target": 23}, "data": {"id_unseen_share": 0.3}}
+    assert data.corpus_conflicts(base, moved) == [
+        "seed is 1, the base was pretrained for 0",
+        "data.id_unseen_share is 0.3, the base was pretrained for 0.2",
+        "task.target is 23, the base was pretrained for 24",
+    ]
+    unrecorded = {"seed": 0, "task": {"target": 24}}  # an older provenance without the corpus settings
+    assert data.corpus_conflicts(unrecorded, moved) == [
+        "seed is 1, the base was pretrained for 0",
+        "task.target is 23, the base was pretrained for 24",
+    ]
 
 
 def test_same_seed_same_sets_other_seed_other_sets(sets):

@@ -334,6 +334,9 @@ def test_compute_metrics_counts(episodes):
     assert sum(m["verdicts_all_attempts"]["counts"].values()) == 3
     # The first reply states values 1 2 (not the hand's), the two reference answers state the right ones.
     assert (m["rule_following"]["k"], m["rule_following"]["n"]) == (2, 3)
+    # Of the first answers only episode 1's follows the rule; episode 0 is the one success after a failure.
+    assert (m["rule_following_first"]["k"], m["rule_following_first"]["n"]) == (1, 2)
+    assert (m["success_after_failure"]["k"], m["success_after_failure"]["n"]) == (1, 2)
 
 
 def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir, episodes_file):
@@ -348,12 +351,14 @@ def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir,
         "n_items",
         "success",
         "first_attempt_success",
+        "success_after_failure",
         "mean_reward_per_attempt",
         "mean_reward_per_episode",
         "verdicts_all_attempts",
         "verdicts_first_attempt",
         "format_error_rate",
         "rule_following",
+        "rule_following_first",
         "mean_reply_words",
         "decoding",
         "task",

@@ -377,10 +377,11 @@ def test_pretrain_builds_tokenizer_and_model_through_the_same_trainer(tmp_path, 
     config = {
         "seed": 0,
         "task": {"style": "compact"},
+        "data": {"id_unseen_share": 0.2},  # what decides the corpus's exclusions: kept in the provenance
         "model": {
             "source": "tiny",
             "tiny": asdict(SMALL),
-            "pretrain": {"max_steps": 4, "save_every": 2, "per_device_batch_size": 4},
+            "pretrain": {"max_steps": 4, "save_every": 2, "per_device_batch_size": 4, "group_by_length": True},
         },
     }
     result = sft.run_pretrain(
@@ -400,3 +401,4 @@ def test_pretrain_builds_tokenizer_and_model_through_the_same_trainer(tmp_path, 
     for text in ["hello world", episode_prompt, *sft.feedback_texts("compact")]:
         assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
     assert sorted(log_rows(tmp_path / "log.jsonl")) == [1, 2, 4], "first step and every ladder step"
+    assert io.read_json(tmp_path / "base" / "provenance.json")["config"]["data"] == {"id_unseen_share": 0.2}

@@ -1009,7 +1009,51 @@ def to_json(findings: Sequence[Finding], settings: ClaimSettings, provenance: Ma
     )
 
 
-def to_markdown(findings: Sequence[Finding], title: str = "Claims") -> str:
+def _share(value: Any) -> str:
+    number = num(value)
+    return "–" if number is None else f"{number:.2f}"
+
+
+def setting_lines(inputs: ClaimInputs) -> list[str]:
+    """What the findings rest on: whether the base plays the multi-turn game (successes after a failed
+    attempt), reads the stated rule (first-attempt rule following) and has OOD skill to lose; and the
+    rule following of each RL model's first OOD answers against its start's."""
+    base = [row for row in inputs.curve if int(row["step"]) == 0]
+    if not base:
+        return []
+    lines = [
+        "## The base model",
+        "",
+        "| split | success | first-attempt success | successes after a failed attempt | first-attempt rule following |",
+        "|---|---|---|---|---|",
+    ]
+    for row in base:
+        n = int(row["n"])
+        solved = Rate.of(row["success"], n)
+        after = num(row.get("success_after_failure"))
+        later = "–" if after is None else f"{round(after * solved.k)} of {solved.k} ({100 * after:.0f}%)"
+        lines.append(
+            f"| {row['split']} | {solved.text()} | {100 * float(row['first_attempt_success']):.1f}% | {later} | "
+            f"{_share(row.get('rule_following_first'))} |"
+        )
+    rl = [row for row in inputs.rl if row["split"] == "ood" and row.get("rule_following_first_after") not in (None, "")]
+    if rl:
+        lines += [
+            "",
+            "Rule following of the first OOD answers (stated card values that follow the prompt's rule), before → after RL:",
+            "",
+            "| start step | algorithm | seed | before | after |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['start_step']} | {row['algorithm']} | {row['seed']} | "
+            f"{_share(row['rule_following_first_before'])} | {_share(row['rule_following_first_after'])} |"
+            for row in rl
+        ]
+    return [*lines, ""]
+
+
+def to_markdown(findings: Sequence[Finding], title: str = "Claims", setting: Sequence[str] = ()) -> str:
     lines = [
         f"# {title}",
         "",
@@ -1024,6 +1068,7 @@ def to_markdown(findings: Sequence[Finding], title: str = "Claims") -> str:
     for finding in findings:
         counts = [sum(c.verdict == v for c in finding.checks) for v in VERDICTS]
         lines.append(f"| {finding.id} | **{finding.verdict}** | {' / '.join(map(str, counts))} |")
+    lines += ["", *setting]
     for finding in findings:
         lines += ["", f"## {finding.id}: {finding.verdict}", "", f"> {finding.statement}", ""]
         for check in finding.checks:
@@ -1042,8 +1087,9 @@ def write_claims(
     settings: ClaimSettings,
     provenance: Mapping[str, Any] | None = None,
     title: str = "Claims",
+    setting: Sequence[str] = (),
 ) -> None:
-    io.write_text(markdown_path, to_markdown(findings, title))
+    io.write_text(markdown_path, to_markdown(findings, title, setting))
     io.write_json(json_path, to_json(findings, settings, provenance))
 
 

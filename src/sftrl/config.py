@@ -84,6 +84,7 @@ class PretrainDataConfig:
     targets: tuple[int, int] = (12, 36)
     exclude_targets: tuple[int, ...] = (22, 23, 24, 25, 26)
     retry_share: float = 0.0
+    failed_attempts: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,10 @@ COLUMNS = (
     "ci_low",
     "ci_high",
     "first_attempt_success",
+    "success_after_failure",
     "mean_reward",
     "rule_following",
+    "rule_following_first",
     "format_error_rate",
 )
 STYLE = {
@@ -70,8 +72,10 @@ def _row(split: str, step: int, path: Path) -> dict:
         "ci_low": success["ci_low"],
         "ci_high": success["ci_high"],
         "first_attempt_success": metrics["first_attempt_success"]["rate"],
+        "success_after_failure": metrics["success_after_failure"]["rate"],
         "mean_reward": metrics["mean_reward_per_episode"],
         "rule_following": metrics["rule_following"]["rate"],
+        "rule_following_first": metrics["rule_following_first"]["rate"],
         "format_error_rate": metrics["format_error_rate"],
     }
 
@@ -155,15 +159,21 @@ RL_COLUMNS = (
     "peak_step",
     "peak",
     "recovery_pct",
+    "rule_following_first_before",
+    "rule_following_first_after",
 )
 ALGO_STYLE = {"ppo": {"color": "tab:purple"}, "grpo": {"color": "tab:orange"}}
 
 
-def _success(eval_root: Path, model: str, split: str) -> dict:
+def _metrics(eval_root: Path, model: str, split: str) -> dict:
     path = eval_root / model / split / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"metrics file {path} does not exist")
-    return io.read_json(path)["success"]
+    return io.read_json(path)
+
+
+def _success(eval_root: Path, model: str, split: str) -> dict:
+    return _metrics(eval_root, model, split)["success"]
 
 
 def ood_samples(eval_root: Path, model: str) -> Path:
@@ -204,7 +214,8 @@ def rl_rows(eval_root: str | Path, sft_models: Iterable[str], rl_models: Iterabl
         if start not in sft_models:
             raise ValueError(f"{model} starts from {start}, which is not among the SFT checkpoints")
         for split in SPLIT_ORDER:
-            before, after = _success(eval_root, start, split), _success(eval_root, model, split)
+            start_metrics, rl_metrics = _metrics(eval_root, start, split), _metrics(eval_root, model, split)
+            before, after = start_metrics["success"], rl_metrics["success"]
             peak_rate = _success(eval_root, peak, split)["rate"]
             rows.append(
                 {
@@ -221,6 +232,8 @@ def rl_rows(eval_root: str | Path, sft_models: Iterable[str], rl_models: Iterabl
                     "peak_step": int(peak.removeprefix("sft-")),
                     "peak": peak_rate,
                     "recovery_pct": recovery_pct(after["rate"], before["rate"], peak_rate),
+                    "rule_following_first_before": start_metrics["rule_following_first"]["rate"],
+                    "rule_following_first_after": rl_metrics["rule_following_first"]["rate"],
                 }
             )
     return sorted(rows, key=lambda r: (r["start_step"], r["algorithm"], r["seed"], SPLIT_ORDER.index(r["split"])))

@@ -10,12 +10,14 @@ drawn from J, Q, K (so OOD sets hold more multi-face hands than uniform hands wi
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from sftrl import cards
+from sftrl.cards.expr import apply as cards_apply
 from sftrl.config import DataConfig, TaskConfig
 
 EVAL_SPLITS = ("id", "id_unseen", "ood")
@@ -123,23 +125,54 @@ def example(
     }
 
 
-RETRY_MISTAKES = ("misread", "arithmetic", "stop_early")
+RETRY_MISTAKES = ("misread", "arithmetic", "stop_early", "wrong_path")
+
+
+def random_path(rng: random.Random, values: tuple[int, ...]) -> tuple[list[tuple[int, str, int, int]], str]:
+    """A random derivation over the values, two numbers combined a step, every result a natural number
+    (one word for a word-level tokenizer): its steps (a, op, b, result) and the same as one formula."""
+    pool = [(Fraction(v), str(v)) for v in values]
+    steps = []
+    while len(pool) > 1:
+        i, j = rng.sample(range(len(pool)), 2)
+        (a, left), (b, right) = pool[i], pool[j]
+        natural = [(op, r) for op in "+-*/" if (r := cards_apply(a, op, b)) is not None and _is_natural(r)]
+        op, result = rng.choice(natural)  # never empty: a + b of naturals is natural
+        pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [(result, f"({left}{op}{right})")]
+        steps.append((int(a), op, int(b), int(result)))
+    return steps, pool[0][1][1:-1]
 
 
 def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str,
                   style: str) -> str | None:
-    """A plausible wrong first attempt at a solvable hand, or None where the drawn mistake does not apply:
+    """A plausible wrong attempt at a solvable hand, or None where the drawn mistake does not apply:
 
     - misread: a solution under J = Q = K = 10 although the prompt states other values (the OOD failure);
     - arithmetic: the solution with one step's stated result off by one (compact), or one operator
       changed so the formula misses the target (paper);
-    - stop_early: the solution without its last step (compact), or without its last card (paper).
+    - stop_early: the solution without its last step (compact), or without its last card (paper);
+    - wrong_path: a random derivation over the right numbers that misses the target, its last step
+      stating either the true result or the target (compact), or claiming the target (paper): the
+      mistakes an unskilled solver makes.
     """
     kind = rng.choice(RETRY_MISTAKES)
     if kind == "misread":
         tens = cards.RULES["id"]
         solutions = cards.solutions(hand, tens, target) if tens.values(hand) != rule.values(hand) else []
         return cards.answer(hand, tens, pick_solutions(rng, solutions, 1, style)[0], target, style) if solutions else None
+    if kind == "wrong_path":
+        values = rule.values(hand)
+        steps, path = random_path(rng, values)
+        if steps[-1][3] == target:
+            return None
+        if style == "compact":
+            if rng.random() < 0.5:
+                a, op, b, _ = steps[-1]
+                steps[-1] = (a, op, b, target)
+            written = " ; ".join(f"{a} {op} {b} = {r}" for a, op, b, r in steps)
+            return f"numbers {' '.join(map(str, values))} ; {written}"
+        right = json.loads(cards.answer(hand, rule, formula, target, style))
+        return json.dumps({**right, "formula": f"{path}={target}"})
     right = cards.answer(hand, rule, formula, target, style)
     if style == "compact":
         head, *steps = right.split(" ; ")
@@ -157,16 +190,31 @@ def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, t
 
 
 def retry_example(
-    uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str, rng: random.Random
+    uid: str,
+    hand: tuple[int, ...],
+    rule: cards.Rule,
+    target: int,
+    formula: str,
+    style: str,
+    rng: random.Random,
+    failed: int = 1,
 ) -> dict | None:
-    """A two-attempt episode for pretraining: a wrong first attempt and the verifier's feedback as the
-    prompt, the right answer as the completion, so the model learns to act on feedback (and is never
-    trained to make the mistake). None where no wrong attempt applies."""
-    wrong = wrong_attempt(rng, hand, rule, target, formula, style)
-    if wrong is None:
-        return None
-    episode = cards.Episode(hand, rule, target, style, max_attempts=2)
-    if episode.step(wrong).correct:
+    """A multi-attempt episode for pretraining: `failed` distinct wrong attempts, each followed by the
+    verifier's feedback, as the prompt; the right answer as the completion. The model learns to act on
+    feedback, and to answer differently after a failure, without ever being trained to make a mistake.
+    None where too few distinct wrong attempts apply."""
+    episode = cards.Episode(hand, rule, target, style, max_attempts=failed + 1)
+    tried: set[str] = set()
+    for _ in range(4 * failed):
+        if len(tried) == failed:
+            break
+        wrong = wrong_attempt(rng, hand, rule, target, formula, style)
+        if wrong is None or wrong in tried:
+            continue
+        if episode.step(wrong).correct:
+            return None
+        tried.add(wrong)
+    if len(tried) < failed:
         return None
     return {**example(uid, hand, rule, target, formula, style), "prompt": episode.messages}
 
@@ -271,15 +319,50 @@ def pretrain_targets(data: DataConfig, task: TaskConfig) -> list[int]:
     return targets
 
 
+def check_pretrain(task: TaskConfig, data: DataConfig) -> None:
+    """Refuse corpus settings an evaluation could never show: more wrong attempts than it allows."""
+    low, high = data.pretrain.failed_attempts
+    if not 1 <= low <= high <= task.max_attempts - 1:
+        raise ValueError(
+            f"data.pretrain.failed_attempts {[low, high]} must be a range within 1..{task.max_attempts - 1} "
+            f"(task.max_attempts {task.max_attempts} allows that many failures before the last attempt)"
+        )
+
+
+# Settings that decide which problems a pretraining corpus leaves out: the held-out multisets (drawn from
+# the seed's split of the target's solvable hands) and the target no ID or OOD rule is paired with.
+CORPUS_EXCLUSION_SETTINGS = ("seed", "data.id_unseen_share", "task.target")
+
+
+def corpus_conflicts(base_config: dict, config: dict) -> list[str]:
+    """The settings in which an experiment differs from the one a base was pretrained for, so that the
+    base's corpus may hold the experiment's evaluation problems: held-out hands it would test as unseen,
+    or the ID or OOD rule paired with its target. Empty where they agree; a setting the base's
+    provenance does not record is not compared."""
+
+    def get(section: dict, dotted: str):
+        for key in dotted.split("."):
+            section = section.get(key) if isinstance(section, dict) else None
+        return section
+
+    return [
+        f"{name} is {get(config, name)!r}, the base was pretrained for {get(base_config, name)!r}"
+        for name in CORPUS_EXCLUSION_SETTINGS
+        if get(base_config, name) is not None and get(config, name) != get(base_config, name)
+    ]
+
+
 def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list[dict]:
     """Puzzles under random face-card values and targets stated in the prompt.
 
     The model must read the rule to answer, which is the skill OOD evaluation probes. A share
-    (`data.pretrain.retry_share`) are two-attempt episodes (`retry_example`), so the model learns to use
-    the verifier's feedback; at share 0 the corpus is the same bytes as without them. The evaluation
+    (`data.pretrain.retry_share`) are episodes with `data.pretrain.failed_attempts` (a range) wrong
+    attempts before the answer (`retry_example`), so the model learns to use the verifier's feedback; at
+    share 0 the corpus is the same bytes as without them. The evaluation
     problems themselves never appear: no ID or OOD mapping is paired with the evaluation target, and
     no held-out (`id_unseen`) multiset is used at all.
     """
+    check_pretrain(task, data)
     rng = stage_rng(seed, "pretrain")
     split = split_multisets(seed, data.id_unseen_share, task.target)
     targets = pretrain_targets(data, task)
@@ -296,6 +379,8 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
         formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
         uid = f"pre-{len(corpus):07d}"
         retry = data.pretrain.retry_share and rng.random() < data.pretrain.retry_share  # no draw at share 0
-        record = retry and retry_example(uid, hand, rule, target, formula, task.style, rng)
+        record = retry and retry_example(
+            uid, hand, rule, target, formula, task.style, rng, rng.randint(*data.pretrain.failed_attempts)
+        )
         corpus.append(record or example(uid, hand, rule, target, formula, task.style))
     return corpus

@@ -67,6 +67,7 @@ class SftConfig:
     save_total_limit: int = 2
     logging_steps: int = 10
     max_length: int = 256
+    group_by_length: bool = False  # batches of similar length: less padding where lengths vary widely
     bf16: bool = False
     seed: int = 0
     completion_only_loss: bool = True
@@ -349,6 +350,7 @@ def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
         ddp_find_unused_parameters=False,  # every parameter gets a gradient; the search costs a graph walk
         dataloader_num_workers=0,
         dataloader_drop_last=False,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         max_length=cfg.max_length,
         completion_only_loss=cfg.completion_only_loss,
         assistant_only_loss=False,

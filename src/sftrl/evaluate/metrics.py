@@ -50,13 +50,17 @@ def compute_metrics(results: Sequence[EpisodeResult], z: float = 1.96) -> dict:
     turns = [turn for result in results for turn in result.turns]
     firsts = [result.turns[0] for result in results if result.turns]
     stated = [turn.numbers_follow_rule for turn in turns if turn.numbers_follow_rule is not None]
+    stated_first = [turn.numbers_follow_rule for turn in firsts if turn.numbers_follow_rule is not None]
+    solved = sum(r.success for r in results)
+    solved_first = sum(t.category == "correct" for t in firsts)
     n_turns = len(turns)
     n_episodes = len(results)
     return {
         "n_episodes": n_episodes,
         "n_attempts": n_turns,
-        "success": proportion(sum(r.success for r in results), n_episodes, z),
-        "first_attempt_success": proportion(sum(t.category == "correct" for t in firsts), n_episodes, z),
+        "success": proportion(solved, n_episodes, z),
+        "first_attempt_success": proportion(solved_first, n_episodes, z),
+        "success_after_failure": proportion(solved - solved_first, solved, z),
         "mean_attempts": n_turns / n_episodes if n_episodes else None,
         "mean_reward_per_attempt": sum(t.reward for t in turns) / n_turns if n_turns else None,
         "mean_reward_per_episode": (
@@ -66,13 +70,16 @@ def compute_metrics(results: Sequence[EpisodeResult], z: float = 1.96) -> dict:
         "verdicts_first_attempt": category_shares([t.category for t in firsts]),
         "format_error_rate": (sum(t.category in FORMAT_ERRORS for t in turns) / n_turns if n_turns else None),
         "rule_following": proportion(sum(stated), len(stated), z),
+        "rule_following_first": proportion(sum(stated_first), len(stated_first), z),
         "mean_reply_words": sum(len(t.reply.split()) for t in turns) / n_turns if n_turns else None,
         "ci": {"method": "wilson", "z": z},
         "definitions": {
             "success": "episodes with a correct attempt within max_attempts / episodes",
             "first_attempt_success": "episodes whose first attempt is correct / episodes",
             "format_error_rate": f"attempts with verdict in {list(FORMAT_ERRORS)} / all attempts",
+            "success_after_failure": "successful episodes whose first attempt failed / successful episodes",
             "rule_following": "answers whose stated card values follow the rule / answers that state values",
+            "rule_following_first": "first answers whose stated card values follow the rule / first answers that state values",
             "mean_reply_words": "whitespace-separated words per reply, over all attempts",
         },
     }
