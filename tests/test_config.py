@@ -24,6 +24,16 @@ def dry_run(root: Path, workdir: Path, config: dict) -> subprocess.CompletedProc
     )
 
 
+def refused_output(root: Path, workdir: Path, config: dict, edit) -> str:
+    """The dry run's output for the edited config, after checking it stopped before any job."""
+    config = copy.deepcopy(config)
+    edit(config)
+    result = dry_run(root, workdir, config)
+    assert result.returncode != 0
+    assert not (workdir / "results").exists()
+    return result.stdout + result.stderr
+
+
 def test_default_config_dry_runs(root, tmp_path, default_config):
     result = dry_run(root, tmp_path, default_config)
     assert result.returncode == 0, result.stderr
@@ -58,14 +68,9 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, edit, expected):
-    config = copy.deepcopy(default_config)
-    edit(config)
-    result = dry_run(root, tmp_path, config)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    output = refused_output(root, tmp_path, default_config, edit)
     assert "Error validating config file" in output
     assert expected in output
-    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize(
@@ -85,12 +90,7 @@ def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, e
     ids=["no-rl-from-end", "missing-rl-model", "sft-end-off-ladder", "hub-base"],
 )
 def test_restore_grid_naming_no_model_is_rejected(root, tmp_path, default_config, edit, expected):
-    config = copy.deepcopy(default_config)
-    edit(config)
-    result = dry_run(root, tmp_path, config)
-    assert result.returncode != 0
-    assert expected in result.stdout + result.stderr
-    assert not (tmp_path / "results").exists()
+    assert expected in refused_output(root, tmp_path, default_config, edit)
 
 
 @pytest.mark.parametrize(
@@ -106,12 +106,7 @@ def test_restore_grid_naming_no_model_is_rejected(root, tmp_path, default_config
 def test_embedded_base_that_saw_the_evaluation_problems_is_refused(root, tmp_path, default_config, edit, expected):
     """The embedded base left this experiment's evaluation problems out of its corpus; a config under
     which it would not have is refused before any job, naming the setting."""
-    config = copy.deepcopy(default_config)
-    edit(config)
-    result = dry_run(root, tmp_path, config)
-    assert result.returncode != 0
-    assert expected in result.stdout + result.stderr
-    assert not (tmp_path / "results").exists()
+    assert expected in refused_output(root, tmp_path, default_config, edit)
 
 
 def test_sections_parse_into_typed_configs(default_config):
