@@ -27,9 +27,15 @@ def job_resources(stage):
 
 
 def launch(stage, program=None):
-    """The command that starts a stage's script: python, or accelerate launch with one process per GPU."""
-    gpus = JOBS[stage].gpus
-    return cluster.launcher(gpus, (program or stage) in cluster.MULTI_PROCESS_STAGES)
+    """The command that starts a stage's script: python, or accelerate launch with one process per GPU
+    (or resources.{stage}.processes processes on the CPU)."""
+    job = JOBS[stage]
+    return cluster.launcher(
+        job.gpus,
+        (program or stage) in cluster.MULTI_PROCESS_STAGES,
+        cpu_processes=job.processes,
+        cpu_threads=job.cpus,
+    )
 
 
 def _run(command):

@@ -3,8 +3,9 @@ import json
 import shlex
 from pathlib import Path
 
-from sftrl.config import DataConfig, TaskConfig, from_dict, ladder_steps
-from sftrl.data import check_pretrain, corpus_conflicts
+from sftrl.cluster import set_package_root
+from sftrl.config import DataConfig, TaskConfig, check_schedule, from_dict, ladder_steps
+from sftrl.data import check_pretrain, check_supply, corpus_conflicts
 from sftrl.edits import num_decoder_layers
 from sftrl.restoration import kinds_in
 from sftrl.roles import (
@@ -39,11 +40,17 @@ SPECTRUM = RESULTS / "spectrum"
 SVD_CACHE = WORK / "svd"
 SCRIPTS = Path(workflow.basedir) / "scripts"
 EMBEDDED_BASE = Path(workflow.basedir) / "resources" / "tiny-base"
+set_package_root(workflow.basedir)
 
-check_pretrain(
-    from_dict(TaskConfig, config["task"], "task"),
-    from_dict(DataConfig, config["data"], "data"),
-)
+_task = from_dict(TaskConfig, config["task"], "task")
+_data = from_dict(DataConfig, config["data"], "data")
+check_pretrain(_task, _data)
+check_supply(config["seed"], _task, _data)
+for _section, _where in (
+    (config["sft"], "sft"),
+    (config["model"]["pretrain"], "model.pretrain"),
+):
+    check_schedule(_section["max_steps"], _section["schedule_steps"], _where)
 if config["model"]["source"] == "embedded":
     _conflicts = corpus_conflicts(
         json.loads((EMBEDDED_BASE / "provenance.json").read_text())["config"], config
@@ -112,6 +119,7 @@ RESTORE_PAIRS = restore_pairs(
     RL_MODELS,
     SFT_END,
     num_decoder_layers(base_model_config()),
+    base_model_config(),
 )
 RESTORE_GROUPS = {pair.group: pair for pair in RESTORE_PAIRS}
 RESTORE_KINDS = kinds_in(RESTORE_PAIRS)

@@ -56,6 +56,27 @@ def test_launcher_is_python_up_to_one_gpu_and_accelerate_beyond():
         cluster.launcher(2, multi_process=False)
 
 
+def test_cpu_processes_of_a_multi_process_stage():
+    job = cluster.JobResources.from_config(
+        {"gpus": 0, "processes": 2, "cpus": 3, "mem_mb": 1000, "runtime": 30}, "resources.sft"
+    )
+    assert (job.process_count, job.threads, job.cpus_per_gpu) == (2, 6, 0)
+    assert cluster.JobResources.from_config({"gpus": 0, "cpus": 3, "mem_mb": 1, "runtime": 1}, "x").processes == 1
+    command = cluster.launcher(0, cpu_processes=2, cpu_threads=3)
+    assert command.startswith("accelerate launch --multi_gpu")
+    assert "--num_processes 2" in command and command.endswith("--num_cpu_threads_per_process 3")
+    assert cluster.launcher(0, cpu_processes=1) == "python"
+    assert "--num_cpu_threads_per_process" not in cluster.launcher(4, cpu_processes=1)
+    section = {"cpus": 1, "mem_mb": 1, "runtime": 1}
+    with pytest.raises(ValueError, match="resources.sft.processes is for a job on the CPU"):
+        cluster.JobResources.from_config({**section, "gpus": 2, "processes": 2}, "resources.sft")
+    with pytest.raises(ValueError, match="resources.sft.processes must be a positive integer"):
+        cluster.JobResources.from_config({**section, "gpus": 0, "processes": 0}, "resources.sft")
+    with pytest.raises(ValueError, match="resources.rl.processes is 2, but ppo runs in one process"):
+        cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["ppo"])
+    cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["grpo"])
+
+
 def test_single_device_programs_refuse_several_gpus():
     cluster.check_single_device("rl", res(gpus=4), ["grpo"])
     cluster.check_single_device("rl", res(gpus=1), ["ppo", "grpo"])

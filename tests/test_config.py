@@ -109,6 +109,33 @@ def test_embedded_base_that_saw_the_evaluation_problems_is_refused(root, tmp_pat
     assert expected in refused_output(root, tmp_path, default_config, edit)
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["data"]["sft"].update(hands=1000),
+            "data.sft.hands = 1000: at most 989 can be had (distinct ID-solvable training multisets",
+        ),
+        (lambda c: c["data"]["rl"].update(prompts=20000), "data.rl.prompts = 20000: at most 16565"),
+        (lambda c: c["data"]["eval"].update(id_unseen=5000), "data.eval.id_unseen = 5000: at most 4111"),
+        (lambda c: c["data"]["eval"].update(ood=20000), "data.eval.ood = 20000: at most 14057"),
+        (
+            lambda c: c["sft"].update(schedule_steps=500),
+            "sft.schedule_steps (500) is below sft.max_steps (600), the last trained step",
+        ),
+        (
+            lambda c: c["restore"]["pairs"][0]["edits"][0].update(scope=["lm_head"]),
+            "restore.pairs[0].edits[0].scope: lm_head names no parameter of this model: its LM head is tied",
+        ),
+    ],
+    ids=["sft-hands", "rl-prompts", "id-unseen-episodes", "ood-episodes", "schedule-horizon", "tied-lm-head"],
+)
+def test_what_the_game_or_the_model_cannot_supply_is_refused(root, tmp_path, default_config, edit, expected):
+    """Counts beyond the game's distinct hands, a schedule shorter than training, a restoration scope
+    naming no parameter: stopped at the dry run, naming the key and the limit."""
+    assert expected in refused_output(root, tmp_path, default_config, edit)
+
+
 def test_sections_parse_into_typed_configs(default_config):
     task = from_dict(TaskConfig, default_config["task"], "task")
     data = from_dict(DataConfig, default_config["data"], "data")

@@ -188,9 +188,14 @@ def test_same_seed_same_sets_other_seed_other_sets(sets):
 
 
 def test_impossible_request_is_a_clear_error():
+    """Refused by check_supply before any job; a library caller who skips it still gets a clear error."""
     greedy = dataclasses.replace(SMALL, sft=SftDataConfig(hands=5000, solutions_per_hand=1))
-    with pytest.raises(ValueError, match="sft"):
-        data.build_datasets(7, TASK, greedy)
+    with pytest.raises(ValueError, match="data.sft.hands = 5000: at most"):
+        data.check_supply(7, TASK, greedy)
+    rng = data.stage_rng(7, "sft")
+    # keyed by the highest rank: 11 distinct keys exist (no solvable hand tops out at an ace or a 2)
+    with pytest.raises(ValueError, match="could only find 11 of 14 distinct hands for sft; ask for fewer"):
+        data.sample_hands(rng, cards.RULES["id"], 24, 14, lambda h: True, "sft", key=max, max_tries_per_hand=200)
 
 
 def test_script_writes_identical_bytes(tmp_path, root):
@@ -226,3 +231,37 @@ def test_script_writes_identical_bytes(tmp_path, root):
         "loss_ood.jsonl",
     }
     assert (tmp_path / "a" / "manifest.json").exists()
+
+
+def test_supply_is_exact_at_its_limit(monkeypatch):
+    """Each count the config can ask for is buildable at the limit `supply` names and refused one above
+    it, naming the key and the limit, before anything is built."""
+    config = dataclasses.replace(SMALL, sft=SftDataConfig(hands=40, solutions_per_hand=2, orders_per_solution=3))
+    limits = {key: limit for key, (limit, _) in data.supply(0, TASK, config).items()}
+    assert limits["data.sft.hands"] == len(data.split_multisets(0, config.id_unseen_share, TASK.target).train)
+    at_limit = dataclasses.replace(config, eval=dataclasses.replace(config.eval, id=limits["data.eval.id"]))
+    data.check_supply(0, TASK, at_limit)
+    sets = data.build_datasets(0, TASK, at_limit)
+    hands = [tuple(e["hand"]) for e in sets["eval_id"]]
+    assert len(set(hands)) == len(hands) == limits["data.eval.id"]
+    over = dataclasses.replace(config, eval=dataclasses.replace(config.eval, id=limits["data.eval.id"] + 1))
+    with pytest.raises(ValueError, match=rf"data.eval.id = {limits['data.eval.id'] + 1}: at most {limits['data.eval.id']}"):
+        data.check_supply(0, TASK, over)
+    with pytest.raises(ValueError, match="could only find"):  # what the datasets job would meet
+        data.build_datasets(0, TASK, over)
+    too_many = dataclasses.replace(config, sft=dataclasses.replace(config.sft, hands=limits["data.sft.hands"] + 1))
+    with pytest.raises(ValueError, match=rf"data.sft.hands = \d+: at most {limits['data.sft.hands']} .*set data.sft.hands to"):
+        data.check_supply(0, TASK, too_many)
+
+
+def test_orders_per_solution_writes_each_solution_in_distinct_orders():
+    one = data.build_datasets(0, TASK, SMALL)["sft"]
+    several = data.build_datasets(
+        0, TASK, dataclasses.replace(SMALL, sft=dataclasses.replace(SMALL.sft, orders_per_solution=4))
+    )["sft"]
+    by_solution = collections.defaultdict(list)
+    for e in several:
+        by_solution[tuple(sorted(e["hand"])), e["formula"]].append(tuple(e["hand"]))
+    assert all(len(orders) == len(set(orders)) == min(4, data.orders(key[0])) for key, orders in by_solution.items())
+    assert {tuple(sorted(e["hand"])) for e in one} == {multiset for multiset, _ in by_solution}  # same hands
+    assert len(several) > 2 * len(one)

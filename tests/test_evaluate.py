@@ -181,6 +181,33 @@ def test_a_key_whose_conversation_changed_starts_afresh(loaded, episodes):
     assert set(backend.prefixes) == {"other"}  # keys a call leaves out are forgotten
 
 
+@pytest.fixture(scope="module")
+def vision_loaded(tmp_path_factory, episodes, tiny_mllama):
+    """A Llama 3.2 Vision-like model read for text: its cross-attention layer is skipped on every step,
+    and must stay so when a turn reuses the cache of the last. Weights spread as in `model_dir`."""
+    tokenizer = build_tokenizer([reference_answer(r) for r in episodes] + ["fail ; value 23 not 24"])
+    model = tiny_mllama(tokenizer)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        model.model.language_model.embed_tokens.weight[tokenizer.eos_token_id] *= 3
+    path = tmp_path_factory.mktemp("model") / "mllama"
+    save_model(model, tokenizer, path)
+    return load_model(path, dtype="float32", device="cpu")
+
+
+def test_batched_equals_sequential_for_a_vision_language_model(vision_loaded, episodes):
+    model, tokenizer = vision_loaded
+    assert type(model).__name__ == "MllamaForConditionalGeneration"
+    batched = run_episodes(HFBackend(model, tokenizer, GREEDY), episodes[:6], TASK, progress=False)
+    sequential = run_episodes_sequential(HFBackend(model, tokenizer, GREEDY), episodes[:6], TASK, progress=False)
+    assert [r.to_record() for r in batched] == [r.to_record() for r in sequential]
+    assert max(r.attempts for r in batched) >= 2  # later turns reused the cache
+    assert len({t.reply for r in batched for t in r.turns}) > 5
+
+
 def test_reusable_leaves_a_token_to_encode():
     prefix = Prefix([1, 2, 3], [])
     assert reusable(None, [1, 2, 3, 4]) == 0
@@ -339,7 +366,7 @@ def test_compute_metrics_counts(episodes):
     assert (m["success_after_failure"]["k"], m["success_after_failure"]["n"]) == (1, 2)
 
 
-def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir, episodes_file):
+def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir, episodes_file, episodes):
     cfg = replace(GREEDY, max_new_tokens=12)
     metrics = evaluate_model(model_dir, episodes_file, TASK, cfg, tmp_path / "a", split="ood", progress=False)
     stored = io.read_json(tmp_path / "a" / "metrics.json")
@@ -364,9 +391,14 @@ def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir,
         "task",
         "provenance",
         "runtime",
+        "first_prompt",
     ):
         assert key in stored, key
     assert stored["split"] == "ood" and stored["n_episodes"] == 6
+    first = cards.messages(episodes[0]["hand"], cards.Rule(**episodes[0]["rule"]), 24, "compact")
+    assert stored["first_prompt"] == load_model(model_dir)[1].apply_chat_template(
+        first, tokenize=False, add_generation_prompt=True
+    )
     assert stored["decoding"] == asdict(cfg)
     assert {"git_commit", "packages", "seed"} <= set(stored["provenance"])
     for key in ("ci_low", "ci_high", "stderr"):

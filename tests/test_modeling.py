@@ -18,11 +18,13 @@ from sftrl.modeling import (
     build_tiny_model,
     build_tokenizer,
     check_model_dir,
+    freeze_beyond_text,
     is_hub_id,
     load_model,
     main,
     save_model,
 )
+from sftrl.weights import ModelWeights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,6 +144,44 @@ def test_save_load_round_trip_gives_identical_logits(model_dir, tokenizer, texts
     assert loaded_tokenizer.chat_template == tokenizer.chat_template
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
     assert model.generation_config.pad_token_id == tokenizer.pad_token_id
+
+
+@pytest.fixture(scope="module")
+def vision_model_dir(tmp_path_factory, tokenizer, tiny_mllama):
+    """A Llama 3.2 Vision-like checkpoint in bfloat16, as released (vision tower and all)."""
+    path = tmp_path_factory.mktemp("models") / "mllama"
+    model = tiny_mllama(tokenizer).to(torch.bfloat16)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_vision_language_checkpoint_loads_in_its_own_class_with_what_text_skips_frozen(vision_model_dir):
+    """AutoModelForCausalLM would give MllamaForCausalLM: no vision tower, other tensor names."""
+    model, _ = load_model(vision_model_dir, dtype="bfloat16")
+    assert type(model).__name__ == "MllamaForConditionalGeneration"
+    frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
+    assert frozen == set(freeze_beyond_text(model))
+    assert any(name.startswith("model.vision_model.") for name in frozen)
+    assert any(name.startswith("model.multi_modal_projector.") for name in frozen)
+    assert any(name.startswith("model.language_model.layers.1.cross_attn.") for name in frozen)
+    text_layers = ("model.language_model.layers.0.", "model.language_model.layers.2.")
+    assert not any(name.startswith(text_layers) for name in frozen)
+    assert not any("embed_tokens" in name or "lm_head" in name for name in frozen)
+
+
+def test_a_vision_language_checkpoint_is_saved_in_its_own_layout(vision_model_dir, tokenizer, tmp_path, texts):
+    """What a stage saves pairs tensor by tensor with the base (spectra, restoration), and loads back the same."""
+    model, loaded_tokenizer = load_model(vision_model_dir, dtype="bfloat16")
+    save_model(model, loaded_tokenizer, tmp_path / "saved")
+    base, saved = (ModelWeights(path) for path in (vision_model_dir, tmp_path / "saved"))
+    assert {n: i.shape for n, i in saved.infos.items()} == {n: i.shape for n, i in base.infos.items()}
+    assert "language_model.model.layers.0.self_attn.q_proj.weight" in saved.names
+    assert all(saved.get(name).equal(base.get(name)) for name in base.names)
+    reloaded, _ = load_model(tmp_path / "saved", dtype="bfloat16")
+    batch = loaded_tokenizer(texts[:2], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, model(**batch).logits)
 
 
 def test_plain_auto_tokenizer_reads_the_saved_tokenizer_unchanged(model_dir, texts):

@@ -13,10 +13,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# config.json of each model as far as the workflow reads it before any job runs (decoder layers)
+# config.json of each model as far as the workflow reads it before any job runs (decoder layers, tied
+# embeddings), with the values of the published checkpoints
 MODELS = {
-    "qwen2.5-7b": {"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28},
-    "llama3.2-11b-vision": {"model_type": "mllama", "text_config": {"hidden_size": 4096, "num_hidden_layers": 40}},
+    "qwen2.5-7b": {"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, "tie_word_embeddings": False},
+    "llama3.2-11b-vision": {
+        "model_type": "mllama",
+        "text_config": {"hidden_size": 4096, "num_hidden_layers": 40, "tie_word_embeddings": False},
+    },
 }
 
 
@@ -91,3 +95,29 @@ def test_missing_deepspeed_config_is_named(tmp_path):
     )
     assert result.returncode != 0
     assert "sft.deepspeed: no file configs/deepspeed/zero5.json" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("experiment", list(MODELS))
+def test_paper_experiment_builds_its_datasets(tmp_path, experiment):
+    """The first job a user queues: every count the config asks for is supplied, in the paper's volume."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MODELS[experiment]))
+    override = tmp_path / "model.yaml"
+    override.write_text(yaml.safe_dump({"model": {"source": str(model)}}))
+    config = yaml.safe_load((ROOT / "experiments" / f"{experiment}.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
+        + ["--cores", "1", "--until", "datasets", "--configfile", str(ROOT / "experiments" / f"{experiment}.yaml"), str(override)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = tmp_path / "work" / "results" / config["exp"] / "data"
+    lines = {path.stem: len(path.read_text().splitlines()) for path in data.glob("*.jsonl")}
+    asked = config["data"]
+    assert lines["rl_prompts"] == asked["rl"]["prompts"]
+    assert all(lines[f"eval_{split}"] == asked["eval"][split] for split in ("id", "id_unseen", "ood"))
+    # every training multiset, several orders and solutions each: more than 30 examples per multiset
+    assert lines["sft"] > 30 * asked["sft"]["hands"]

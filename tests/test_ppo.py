@@ -256,6 +256,26 @@ def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, sets):
     load_model(out)
 
 
+def test_ppo_trains_a_vision_language_model_on_text(tmp_path, tokenizer, sets, tiny_mllama):
+    """Llama 3.2 Vision's class: the value head reads the text decoder's width, and the exported policy keeps
+    the start's layout, vision tower and cross-attention layer untouched."""
+    from sftrl.weights import ModelWeights
+
+    start = tmp_path / "start"
+    save_model(tiny_mllama(tokenizer), tokenizer, start)
+    cfg = replace(FAST, updates=1, episodes_per_update=4, minibatch_size=4, ppo_epochs=1, max_new_tokens=8)
+    train_ppo(start, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log")
+    before, after = ModelWeights(start), ModelWeights(tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == [
+        "MllamaForConditionalGeneration"
+    ]
+    assert after.names == before.names
+    changed = {name for name in before.names if not before.get(name).equal(after.get(name))}
+    assert "language_model.model.layers.0.self_attn.q_proj.weight" in changed
+    assert not {name for name in changed if name.startswith(("vision_model.", "multi_modal_projector."))}
+    assert not {name for name in changed if name.startswith("language_model.model.layers.1.")}
+
+
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, sets, monkeypatch):
     prompts = sets["rl_prompts"]
     full = train_ppo(

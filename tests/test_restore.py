@@ -107,10 +107,11 @@ def test_spec_names_and_round_trip():
     assert EditSpec("layer", layers=0.25).name == "layer-first25pct"
     assert EditSpec("layer", layers="0.25:0.5").name == "layer-25to50pct"
     assert EditSpec("layer", layers=[0, 1, 2, 3, 5]).name == "layer-L0to3_5"
-    assert (
-        EditSpec("value", top=0.5, include_embeddings=True, include_lm_head=True).name
-        == "value-top50-tail0-emb-head"
-    )
+    authors = ["lm_head", "projections", "embeddings"]  # every matrix; any order names one edit
+    assert EditSpec("value", top=0.5, scope=authors).name == "value-top50-tail0-emb-head"
+    assert EditSpec("layer", layers=0.25, scope=authors).name == "layer-first25pct-nonorm-emb-head"
+    assert EditSpec("layer", layers=0.25, scope=["projections", "norms"]).name == "layer-first25pct"
+    assert EditSpec("direction", top=0.2, scope=["embeddings"]).name == "direction-top20-tail0-noproj-emb"
     patterned = EditSpec("direction", top=0.2, patterns=["*.q_proj.weight"])
     assert patterned.name.startswith("direction-top20-tail0-p") and "/" not in patterned.name
     assert EditSpec.from_dict(patterned.to_dict()) == patterned
@@ -130,6 +131,9 @@ def test_spec_names_and_round_trip():
         ({"kind": "layer", "layers": "0.5:0.25"}, "need 0 <= a < b <= 1"),
         ({"kind": "value", "layers": 0.5}, "layers apply to a layer reset"),
         ({"kind": "value", "top_k": 3}, r"unknown edit field\(s\) \['top_k'\]"),
+        ({"kind": "value", "top": 1, "scope": ["heads"]}, r"scope \['heads'\]: name one or more of projections"),
+        ({"kind": "value", "top": 1, "scope": []}, r"scope \[\]: name one or more"),
+        ({"kind": "direction", "top": 1, "scope": ["norms"]}, "norms are vectors"),
     ],
 )
 def test_bad_specs(kwargs, message):
@@ -213,16 +217,71 @@ def test_layer_reset_is_bit_exact(grid, pair):
         assert torch.equal(out[name].view(torch.int16), expected.view(torch.int16)), name
 
 
-def test_embeddings_and_lm_head(tmp_path, pair):
-    out = edit_grid(*pair, [EditSpec("triplet", top=1.0, include_lm_head=True)], tmp_path)[0]
+def changed(out, target):
+    """The tensors of an edited model that differ from T's."""
+    edited, original = tensors(out), tensors(target)
+    return {name for name in original if not torch.equal(edited[name], original[name])}
+
+
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory):
+    """S and T with an LM head of their own, and S's norm weights moved off their initial ones: every
+    scope family exists, and every tensor of S differs from T's."""
+    root = tmp_path_factory.mktemp("untied")
+    cfg = TinyModelConfig(**{**TINY.__dict__, "tie_word_embeddings": False})
+    source, target = make_model(root / "s", 3, cfg), make_model(root / "t", 4, cfg)
+    weights = tensors(source)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in weights.items():
+        if tensor.ndim == 1:
+            weights[name] = (tensor.float() + 0.1 * torch.randn(tensor.shape, generator=generator)).to(tensor.dtype)
+    save_file(weights, source / SINGLE_FILE, metadata={"format": "pt"})
+    assert not any(torch.equal(weights[n], t) for n, t in tensors(target).items())
+    return source, target
+
+
+SCOPES = {  # scope -> the tensors it edits, by a predicate on the name (layer resets: layers [1])
+    ("projections",): lambda n: n.endswith("_proj.weight"),
+    ("embeddings",): lambda n: n == EMBED,
+    ("lm_head",): lambda n: n == "lm_head.weight",
+    ("projections", "embeddings", "lm_head"): lambda n: n.endswith("_proj.weight") or n in (EMBED, "lm_head.weight"),
+}
+
+
+@pytest.mark.parametrize("scope", list(SCOPES), ids="+".join)
+def test_svd_edit_scope_touches_exactly_its_families(tmp_path, untied, scope):
+    out = edit_grid(*untied, [EditSpec("triplet", top=1.0, scope=scope)], tmp_path)[0]
+    assert changed(out, untied[1]) == {n for n in tensors(untied[1]) if SCOPES[scope](n)}
+    source = tensors(untied[0])
+    for name in changed(out, untied[1]):  # a full triplet swap is S again, up to bf16 rounding
+        edited = tensors(out)[name].float()
+        assert (edited - source[name].float()).norm() / source[name].float().norm() < 5e-3, name
+
+
+@pytest.mark.parametrize(
+    "scope, expected",
+    [
+        (None, lambda n: n.startswith("model.layers.1.")),  # every tensor of the layer
+        (("norms",), lambda n: n.startswith("model.layers.1.") and "norm" in n),
+        (("projections", "embeddings", "lm_head"), lambda n: (n.startswith("model.layers.1.") and n.endswith("_proj.weight")) or n in (EMBED, "lm_head.weight")),
+    ],
+    ids=["default", "norms", "authors"],
+)
+def test_layer_reset_scope_copies_exactly_its_families(tmp_path, untied, scope, expected):
+    out = edit_grid(*untied, [EditSpec("layer", layers=[1], scope=scope)], tmp_path)[0]
+    result, source = tensors(out), tensors(untied[0])
+    assert changed(out, untied[1]) == {n for n in result if expected(n)}
+    assert all(torch.equal(result[n], source[n]) for n in changed(out, untied[1]))  # S's bytes
+
+
+def test_tied_lm_head_is_refused_and_embeddings_edit_the_shared_matrix(tmp_path, pair):
+    with pytest.raises(EditError, match="scope lm_head selects no tensor .*tied to the input embedding"):
+        edit_grid(*pair, [EditSpec("triplet", top=1.0, scope=["lm_head"])], tmp_path / "head")
+    assert_nothing_written(tmp_path / "head")
+    out = edit_grid(*pair, [EditSpec("triplet", top=1.0, scope=["embeddings"])], tmp_path)[0]
     edited, source = ModelWeights(out).get(EMBED).float(), ModelWeights(pair[0]).get(EMBED).float()
-    assert (edited - source).norm() / source.norm() < 5e-3  # tied: the LM head is the embedding
-    untied = TinyModelConfig(**{**TINY.__dict__, "tie_word_embeddings": False})
-    s, t = make_model(tmp_path / "s", 3, untied), make_model(tmp_path / "t", 4, untied)
-    out = edit_grid(s, t, [EditSpec("layer", layers=[1], include_lm_head=True)], tmp_path / "untied")[0]
-    result, source, target = tensors(out), tensors(s), tensors(t)
-    assert torch.equal(result["lm_head.weight"], source["lm_head.weight"])
-    assert torch.equal(result[EMBED], target[EMBED])
+    assert (edited - source).norm() / source.norm() < 5e-3
+    assert changed(out, pair[1]) == {EMBED}
 
 
 def test_sharded_target_gives_same_edit(tmp_path, pair, grid):
@@ -262,11 +321,9 @@ def test_incompatible_models_leave_no_directory(tmp_path, pair):
         apply_edits(source, target, [GRID[0]], [target])
     with pytest.raises(Exception, match="'nothing' matches no tensor"):
         edit_grid(source, target, [EditSpec("value", top=1, patterns=["nothing"])], tmp_path / "out")
-    with pytest.raises(
-        EditError, match="patterns select 'model.embed_tokens.weight'; set include_embeddings"
-    ):
+    with pytest.raises(Exception, match="'embed' matches no tensor"):  # patterns narrow the layers' tensors
         edit_grid(source, target, [EditSpec("value", top=1, patterns=["embed"])], tmp_path / "out")
-    with pytest.raises(EditError, match="not a matrix"):
+    with pytest.raises(EditError, match="scope projections selects no tensor"):
         edit_grid(source, target, [EditSpec("value", top=1, patterns=["*norm*"])], tmp_path / "out")
     assert_nothing_written(tmp_path / "out")
 

@@ -402,3 +402,20 @@ def test_pretrain_builds_tokenizer_and_model_through_the_same_trainer(tmp_path, 
         assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
     assert sorted(log_rows(tmp_path / "log.jsonl")) == [1, 2, 4], "first step and every ladder step"
     assert io.read_json(tmp_path / "base" / "provenance.json")["config"]["data"] == {"id_unseen_share": 0.2}
+
+
+def test_schedule_horizon_beyond_the_last_step_stops_there_with_the_rate_still_high(tmp_path, base_dir, records):
+    """The paper's regime: a cosine laid out over many more steps than are trained. Training stops at
+    max_steps, exports that ladder step, and the learning rate there is the long schedule's, not zero."""
+    cfg = replace(FAST, max_steps=8, schedule_steps=80, save_every=8, warmup_ratio=0.1, logging_steps=1)
+    result = sft.train(
+        str(base_dir), None, records[:4] * 4, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
+        tmp_path / "log.jsonl",
+    )
+    assert result.global_step == 8 and (tmp_path / "sft-8").is_dir()
+    rates = {step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row}
+    assert max(rates) == 8
+    warmup = 8  # ceil(0.1 x 80): still warming up at the last trained step, where a cosine over 8 steps ends
+    assert rates[8] == pytest.approx(cfg.learning_rate * 7 / warmup, rel=1e-6)  # the 8th step's rate
+    with pytest.raises(ValueError, match=r"sft.schedule_steps \(7\) is below sft.max_steps \(8\)"):
+        replace(cfg, schedule_steps=7)

@@ -52,34 +52,57 @@ KNOWN_RESOURCES = SNAKEMAKE_RESOURCES | SLURM_RESOURCES
 MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", "grpo"})
 
 
+PACKAGE_ROOT_VARIABLE = "SFTRL_ROOT"
+
+
+def set_package_root(basedir: str | os.PathLike) -> None:
+    """Name the workflow's directory in the environment, where `--sdm conda` reads it: the pip section
+    of envs/sftrl.yaml installs the workflow's package from ${SFTRL_ROOT}, and conda inherits
+    Snakemake's environment when it makes the environment of a job."""
+    os.environ[PACKAGE_ROOT_VARIABLE] = str(basedir)
+
+
 @dataclass(frozen=True)
 class JobResources:
-    """What one job of a stage asks for. `cpus` counts per GPU when the job has GPUs, else per job."""
+    """What one job of a stage asks for. `cpus` counts per GPU when the job has GPUs, else per process;
+    `processes` is how many processes a multi-process stage runs on the CPU (gpus 0)."""
 
     gpus: int
     cpus: int
     mem_mb: int
     runtime: int  # minutes
+    processes: int = 1
 
     @classmethod
     def from_config(cls, section: Mapping, where: str) -> JobResources:
-        known = {"gpus", "cpus", "mem_mb", "runtime"}
+        required = {"gpus", "cpus", "mem_mb", "runtime"}
+        known = required | {"processes"}
         unknown = sorted(set(section) - known)
-        missing = sorted(known - set(section))
+        missing = sorted(required - set(section))
         if unknown or missing:
             problems = [f"unknown key(s) {unknown}"] * bool(unknown) + [f"missing key(s) {missing}"] * bool(missing)
             raise ValueError(f"{where}: {', '.join(problems)}; known: {sorted(known)}")
-        for key in ("cpus", "mem_mb", "runtime"):
-            if not isinstance(section[key], int) or section[key] < 1:
-                raise ValueError(f"{where}.{key} must be a positive integer, not {section[key]!r}")
+        for key in ("cpus", "mem_mb", "runtime", "processes"):
+            value = section.get(key, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{where}.{key} must be a positive integer, not {value!r}")
         if not isinstance(section["gpus"], int) or section["gpus"] < 0:
             raise ValueError(f"{where}.gpus must be an integer >= 0, not {section['gpus']!r}")
-        return cls(**{key: section[key] for key in sorted(known)})
+        if section["gpus"] and section.get("processes", 1) > 1:
+            raise ValueError(
+                f"{where}.processes is for a job on the CPU (gpus 0); with GPUs the job runs one process per GPU"
+            )
+        return cls(**{key: section[key] for key in sorted(known) if key in section})
+
+    @property
+    def process_count(self) -> int:
+        """Processes the job's script runs in: one per GPU, or `processes` on the CPU."""
+        return self.gpus or self.processes
 
     @property
     def threads(self) -> int:
         """Snakemake threads of the job: every core it is given."""
-        return self.cpus * max(1, self.gpus)
+        return self.cpus * self.process_count
 
     @property
     def cpus_per_gpu(self) -> int:
@@ -99,19 +122,22 @@ def stage_resources(section: Mapping) -> dict[str, JobResources]:
     return {stage: JobResources.from_config(values, f"resources.{stage}") for stage, values in section.items()}
 
 
-def launcher(gpus: int, multi_process: bool = True) -> str:
-    """The command that starts a training script: `python` on a CPU or one GPU, `accelerate launch` with one
-    process per GPU otherwise (DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the
-    trainer inside each process). The port is chosen free by accelerate, so jobs sharing a node do not
-    collide."""
-    if gpus <= 1:
+def launcher(gpus: int, multi_process: bool = True, cpu_processes: int = 1, cpu_threads: int = 1) -> str:
+    """The command that starts a training script: `python` for one process, `accelerate launch` with one
+    process per GPU, or with `cpu_processes` processes of `cpu_threads` threads each on a machine without
+    GPUs (accelerate's torchrun launcher, `--multi_gpu`, serves both; the trainer runs on gloo on a CPU).
+    DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the trainer inside each process.
+    The port is chosen free by accelerate, so jobs sharing a node do not collide."""
+    processes = gpus or cpu_processes
+    if processes <= 1:
         return "python"
     if not multi_process:
-        raise ValueError("a single-process stage cannot be launched on several GPUs")
-    return (
+        raise ValueError("a single-process stage cannot be launched in several processes")
+    command = (
         "accelerate launch --multi_gpu --num_machines 1 --machine_rank 0"
-        f" --num_processes {gpus} --main_process_port 0 --mixed_precision no --dynamo_backend no"
+        f" --num_processes {processes} --main_process_port 0 --mixed_precision no --dynamo_backend no"
     )
+    return command if gpus else f"{command} --num_cpu_threads_per_process {cpu_threads}"
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -146,12 +172,18 @@ def check_rule_names(overwrite_resources: Mapping[str, object], rules: Iterable[
 
 
 def check_single_device(stage: str, resources: JobResources, programs: Iterable[str]) -> None:
-    """A job whose program runs on one device (PPO, evaluation) cannot use several GPUs."""
+    """A job whose program runs on one device in one process (PPO, evaluation) cannot use several GPUs
+    or CPU processes."""
     single = [p for p in programs if p not in MULTI_PROCESS_STAGES]
-    if resources.gpus > 1 and single:
+    if single and resources.gpus > 1:
         raise ValueError(
             f"resources.{stage}.gpus is {resources.gpus}, but {', '.join(single)} runs on one device: "
             f"set resources.{stage}.gpus to 0 or 1"
+        )
+    if single and resources.processes > 1:
+        raise ValueError(
+            f"resources.{stage}.processes is {resources.processes}, but {', '.join(single)} runs in one "
+            f"process: leave resources.{stage}.processes out or set it to 1"
         )
 
 

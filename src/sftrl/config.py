@@ -63,6 +63,7 @@ class TaskConfig:
 class SftDataConfig:
     hands: int = 300
     solutions_per_hand: int = 3
+    orders_per_solution: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,13 @@ def ladder_steps(max_steps: int, save_every: int, extra_steps: list[int] | tuple
     if outside:
         raise ValueError(f"sft.extra_steps {outside} lie outside the ladder 1..{max_steps}")
     return sorted({*range(save_every, max_steps + 1, save_every), *extra_steps, max_steps})
+
+
+def check_schedule(max_steps: int, schedule_steps: int | None, where: str = "sft") -> None:
+    """The learning-rate schedule may span more steps than are trained (the paper's cosine spans one
+    epoch, its ladder stops long before), never fewer: the last steps would run past the schedule."""
+    if schedule_steps is not None and schedule_steps < max_steps:
+        raise ValueError(
+            f"{where}.schedule_steps ({schedule_steps}) is below {where}.max_steps ({max_steps}), the last "
+            f"trained step: set it to {max_steps} or more, or null for a schedule that ends at max_steps"
+        )

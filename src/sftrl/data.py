@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -229,29 +231,66 @@ def episode_record(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: in
     }
 
 
+def orders(ms: Multiset) -> int:
+    """How many distinct card orders a rank multiset has: 24 for four different ranks, 1 for four alike."""
+    return math.factorial(len(ms)) // math.prod(math.factorial(c) for c in Counter(ms).values())
+
+
+def distinct_orders(rng: random.Random, ms: Multiset, k: int) -> list[tuple[int, ...]]:
+    """min(k, orders) distinct random card orders of a multiset (one shuffle each while new ones come)."""
+    drawn: list[tuple[int, ...]] = []
+    while len(drawn) < min(k, orders(ms)):
+        hand = list(ms)
+        rng.shuffle(hand)
+        if tuple(hand) not in drawn:
+            drawn.append(tuple(hand))
+    return drawn
+
+
+@dataclass(frozen=True)
+class SftDraw:
+    """The SFT set before it is rendered: its multisets and its (card order, solution) examples."""
+
+    multisets: list[Multiset]
+    examples: list[tuple[tuple[int, ...], str]]
+
+    @property
+    def ordered(self) -> set[tuple[int, ...]]:
+        return {hand for hand, _ in self.examples}
+
+
+def draw_sft(seed: int, task: TaskConfig, data: DataConfig, split: HandSplit) -> SftDraw:
+    """`data.sft.hands` training multisets, up to `solutions_per_hand` solutions each, every solution in
+    up to `orders_per_solution` distinct card orders."""
+    rng = stage_rng(seed, "sft")
+    id_rule = cards.RULES["id"]
+    hands = sample_hands(
+        rng, id_rule, task.target, data.sft.hands, lambda h: multiset(h) in split.train, "sft", key=multiset
+    )
+    multisets = [multiset(h) for h in hands]
+    examples = []
+    for ms in multisets:
+        formulas = pick_solutions(
+            rng, cards.solutions(ms, id_rule, task.target), data.sft.solutions_per_hand, task.style
+        )
+        for formula in formulas:
+            examples += [(hand, formula) for hand in distinct_orders(rng, ms, data.sft.orders_per_solution)]
+    return SftDraw(multisets, examples)
+
+
 def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, list[dict]]:
     """All sets of one experiment except the pretraining corpus, keyed by file stem."""
     target, style = task.target, task.style
     id_rule, ood_rule = cards.RULES["id"], cards.RULES["ood"]
     split = split_multisets(seed, data.id_unseen_share, target)
 
-    rng = stage_rng(seed, "sft")
-    sft_hands = sample_hands(
-        rng, id_rule, target, data.sft.hands, lambda h: multiset(h) in split.train, "sft", key=multiset
-    )
-    sft_multisets = [multiset(h) for h in sft_hands]
-
-    sft: list[dict] = []
-    for ms in sft_multisets:
-        formulas = pick_solutions(
-            rng, cards.solutions(ms, id_rule, target), data.sft.solutions_per_hand, style
-        )
-        for formula in formulas:
-            hand = list(ms)
-            rng.shuffle(hand)
-            sft.append(example(f"sft-{len(sft):06d}", tuple(hand), id_rule, target, formula, style))
-    sft_ordered = {tuple(e["hand"]) for e in sft}
-    sft_seen = set(sft_multisets)
+    draw = draw_sft(seed, task, data, split)
+    sft = [
+        example(f"sft-{i:06d}", hand, id_rule, target, formula, style)
+        for i, (hand, formula) in enumerate(draw.examples)
+    ]
+    sft_ordered = draw.ordered
+    sft_seen = set(draw.multisets)
 
     episodes = {
         "id": sample_hands(
@@ -309,6 +348,55 @@ def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, l
         for i, h in enumerate(rl_hands)
     ]
     return sets
+
+
+def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int, str]]:
+    """The largest value of each dataset count the game can supply, the other settings given, with what
+    bounds it. Hands are finite (989 training multisets of 24 in the default split), and a count beyond them
+    would stop the datasets job after queueing. Exact: it counts the card orders of the multisets each
+    set draws from, and for `id` episodes the orders the SFT set leaves unused, as drawn.
+    """
+    target = task.target
+    split = split_multisets(seed, data.id_unseen_share, target)
+    limits = {"data.sft.hands": (len(split.train), "distinct ID-solvable training multisets")}
+    if data.sft.hands <= len(split.train):
+        draw = draw_sft(seed, task, data, split)
+        limits["data.eval.id"] = (
+            sum(orders(ms) for ms in draw.multisets) - len(draw.ordered),
+            "card orders of the SFT multisets that no SFT example uses",
+        )
+    limits["data.eval.id_unseen"] = (
+        sum(orders(ms) for ms in split.held_out), "card orders of the held-out ID-solvable multisets"
+    )
+    ood = cards.RULES["ood"]
+    limits["data.eval.ood"] = (
+        sum(
+            orders(ms)
+            for ms in itertools.combinations_with_replacement(range(1, 14), 4)
+            if max(ms) >= 11 and cards.is_solvable(ms, ood, target)
+        ),
+        "OOD-solvable card orders holding a face card",
+    )
+    limits["data.eval.loss_examples"] = (
+        min(data.eval.id_unseen, data.eval.ood), "the episodes of data.eval.id_unseen and data.eval.ood"
+    )
+    limits["data.rl.prompts"] = (
+        sum(orders(ms) for ms in split.train) - data.eval.id,
+        "card orders of the training multisets, less the data.eval.id episodes",
+    )
+    return limits
+
+
+def check_supply(seed: int, task: TaskConfig, data: DataConfig) -> None:
+    """Refuse a count the game cannot supply, naming the key and its largest feasible value."""
+    for key, (limit, what) in supply(seed, task, data).items():
+        section, name = key.split(".")[1:]
+        asked = getattr(getattr(data, section), name)
+        if asked > limit:
+            raise ValueError(
+                f"{key} = {asked}: at most {limit} can be had ({what}; seed {seed}, task.target {task.target}, "
+                f"data.id_unseen_share {data.id_unseen_share}); set {key} to {limit} or less"
+            )
 
 
 def pretrain_targets(data: DataConfig, task: TaskConfig) -> list[int]:

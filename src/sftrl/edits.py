@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 
 KINDS = ("triplet", "direction", "value", "layer")
 SVD_KINDS = ("triplet", "direction", "value")
+# Parameter families an edit can touch (its `scope`), with the short label they add to an edit's name:
+# projections: every matrix of a decoder layer (attention, cross-attention, MLP);
+# norms: the vectors of a decoder layer (norm weights; biases and gates where the model has them);
+# embeddings: the input embedding; lm_head: the output projection (absent where tied to the embedding).
+SCOPE_FAMILIES = {"projections": "proj", "norms": "norm", "embeddings": "emb", "lm_head": "head"}
+# Without a scope: SVD edits touch the projections; a layer reset copies every tensor of its layers.
+DEFAULT_SCOPE = {"svd": ("projections",), "layer": ("projections", "norms")}
 
 
 class EditError(ValueError):
@@ -37,10 +44,9 @@ class EditSpec:
     layers (layer kind): a float f in (0, 1] for the first f of the decoder layers, a string "a:b" of
     fractions for the layers in [a·L, b·L) (quarters: "0:0.25", "0.25:0.5", ...), or a list of indices.
     Fractions of L layers round half up: 0.25 of 28 is layers 0-6, "0.25:0.5" of 40 is layers 10-19.
-    patterns: which tensors are edited (default: the decoder projections for SVD kinds, every tensor of
-    the chosen layers for a layer reset, which patterns then narrow).
-    include_embeddings, include_lm_head: also edit the input embedding / LM head. When the config ties
-    them they are one matrix, which either flag edits.
+    scope: the parameter families edited (SCOPE_FAMILIES; default DEFAULT_SCOPE). The authors' edits
+    take every matrix: ("projections", "embeddings", "lm_head"), for layer resets too.
+    patterns: narrow the decoder-layer tensors of the scope to the names they match.
     """
 
     kind: str
@@ -48,8 +54,7 @@ class EditSpec:
     tail: float = 0.0
     layers: float | str | tuple[int, ...] | None = None
     patterns: tuple[str, ...] | None = None
-    include_embeddings: bool = False
-    include_lm_head: bool = False
+    scope: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -64,6 +69,8 @@ class EditSpec:
             object.__setattr__(
                 self, "patterns", (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
             )
+        if self.scope is not None:
+            object.__setattr__(self, "scope", self._checked_scope())
         if self.kind == "layer":
             if self.top or self.tail:
                 raise EditError("top/tail apply to SVD edits, not to a layer reset")
@@ -79,9 +86,23 @@ class EditSpec:
             raise EditError(f"unknown edit field(s) {unknown}; expected {sorted(known)}")
         return cls(**data)
 
+    def _checked_scope(self) -> tuple[str, ...]:
+        scope = (self.scope,) if isinstance(self.scope, str) else tuple(self.scope)
+        unknown = sorted(set(scope) - set(SCOPE_FAMILIES))
+        if unknown or not scope:
+            raise EditError(f"scope {list(scope)!r}: name one or more of {', '.join(SCOPE_FAMILIES)}")
+        if self.kind in SVD_KINDS and "norms" in scope:
+            raise EditError("scope norms: norms are vectors, and a singular value decomposition needs matrices")
+        return tuple(family for family in SCOPE_FAMILIES if family in scope)  # one order, one name
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The parameter families this edit touches."""
+        return self.scope or DEFAULT_SCOPE["layer" if self.kind == "layer" else "svd"]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("layers", "patterns"):
+        for key in ("layers", "patterns", "scope"):
             if isinstance(data[key], tuple):
                 data[key] = list(data[key])
         return data
@@ -93,10 +114,12 @@ class EditSpec:
             base = f"layer-{self._layers_label()}"
         else:
             base = f"{self.kind}-top{_percent(self.top)}-tail{_percent(self.tail)}"
-        if self.include_embeddings:
-            base += "-emb"
-        if self.include_lm_head:
-            base += "-head"
+        default = DEFAULT_SCOPE["layer" if self.kind == "layer" else "svd"]
+        for family, label in SCOPE_FAMILIES.items():
+            if family in self.families and family not in default:
+                base += f"-{label}"
+            elif family in default and family not in self.families:
+                base += f"-no{label}"
         if self.patterns:
             base += "-p" + hashlib.sha256(json.dumps(list(self.patterns)).encode()).hexdigest()[:8]
         return base
@@ -187,6 +210,25 @@ def parse_edits(items: Iterable[Mapping[str, Any]], where: str = "edits") -> lis
     return specs
 
 
+def tied_embeddings(model_config: Mapping[str, Any]) -> bool:
+    """Whether config.json ties the LM head to the embedding (Hugging Face's default when unset)."""
+    text = model_config.get("text_config") or {}
+    return bool(model_config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
+
+
+def check_scope(specs: Iterable[EditSpec], model_config: Mapping[str, Any] | None, where: str) -> None:
+    """Refuse, before any job, a scope family the model has no parameter of: an LM head tied to the
+    input embedding is that one matrix (config.json's tie_word_embeddings), edited as `embeddings`."""
+    if not model_config:
+        return
+    for position, spec in enumerate(specs):
+        if tied_embeddings(model_config) and "lm_head" in spec.families:
+            raise EditError(
+                f"{where}[{position}].scope: lm_head names no parameter of this model: its LM head is tied to "
+                "the input embedding (tie_word_embeddings), so scope embeddings edits that one matrix"
+            )
+
+
 def num_decoder_layers(model_config: Mapping[str, Any] | None) -> int | None:
     """Decoder layers of a Hugging Face config.json (a vision-language model's text tower), or None."""
     if not model_config:
@@ -205,19 +247,14 @@ def dedupe_layer_edits(
 
     Returns the kept specs, in order, and {dropped name: kept name}. With `num_layers` None (a model
     whose config is not on disk yet) nothing is dropped. Two resets count as the same when they
-    select the same layers and the same patterns and flags.
+    select the same layers, patterns and scope.
     """
     kept: list[EditSpec] = []
     dropped: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     for spec in specs:
         if spec.kind == "layer" and num_layers is not None:
-            key = (
-                tuple(spec.layer_indices(num_layers)),
-                spec.patterns,
-                spec.include_embeddings,
-                spec.include_lm_head,
-            )
+            key = (tuple(spec.layer_indices(num_layers)), spec.patterns, spec.families)
             if key in seen:
                 dropped[spec.name] = seen[key]
                 continue

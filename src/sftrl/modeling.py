@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
@@ -162,22 +164,96 @@ def is_hub_id(name: str) -> bool:
     )
 
 
+def _mllama_beyond_text(config) -> tuple[str, ...]:
+    """Llama 3.2 Vision: the vision tower, its projector, and the cross-attention decoder layers, which
+    a conversation without images skips."""
+    layers = config.get_text_config(decoder=True).cross_attention_layers
+    return (
+        "model.vision_model.",
+        "model.multi_modal_projector.",
+        *(f"model.language_model.layers.{i}." for i in layers),
+    )
+
+
+# Vision-language checkpoints the study runs on text. Loaded as AutoModelForCausalLM they would become a
+# text-only class that drops the vision weights and names its tensors otherwise (Mllama: MllamaForCausalLM),
+# so SFT and RL would write a layout the base does not have, and spectra and restoration could not pair a
+# checkpoint with the base. They load in their own class, so every stage reads and writes the base's
+# layout; each entry names the parameters (by prefix) that text never reaches.
+TEXT_USE_OF_VISION_MODELS = {"mllama": _mllama_beyond_text}
+
+
+def freeze_beyond_text(model: PreTrainedModel) -> list[str]:
+    """Stop gradients to the parameters a text-only forward never uses, and return their names.
+
+    They get no gradient anyway; frozen, they stay out of the optimizer (no Adam state, no ZeRO partition)
+    and out of DDP's gradient bookkeeping, and every checkpoint keeps the base's values for them.
+    """
+    beyond = TEXT_USE_OF_VISION_MODELS.get(model.config.model_type)
+    if beyond is None:
+        return []
+    prefixes = beyond(model.config)
+    frozen = []
+    for name, param in model.named_parameters():
+        if name.startswith(prefixes):
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def _join_zero3_world() -> None:
+    """Under DeepSpeed ZeRO-3 the weights are partitioned while they load, over the world size that
+    DeepSpeed's own communication layer reports. On GPUs the trainer's arguments have set that layer up;
+    on CPU processes they set up torch.distributed (gloo) alone, and ZeRO-3 would count one process and
+    refuse the batch size. DeepSpeed joins the existing process group here (a no-op where it has)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        deepspeed.init_distributed()
+
+
+def _keep_used_renamings(model: PreTrainedModel) -> None:
+    """Save under the tensor names the checkpoint was loaded from.
+
+    `save_pretrained` reverts the renamings that loading applied to the checkpoint's names. The ordinary
+    loading path keeps only the renamings that matched a name; the ZeRO-3 path keeps every one registered
+    for the class, and reverting the unused ones too turns Llama 3.2 Vision's `language_model.model.layers.`
+    into `language_model.model.model.layers.`: a layout no other stage has. Keep the matched ones only.
+    """
+    renamings = getattr(model, "_weight_conversions", None)
+    if renamings:
+        model._weight_conversions = [renaming for renaming in renamings if renaming.was_used()]
+
+
 def load_model(
     path: str | os.PathLike,
     dtype: str = "float32",
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal LM and its tokenizer, ready for batched generation (pad token set, left padding)."""
+    """A causal LM and its tokenizer, ready for batched generation (pad token set, left padding).
+
+    A vision-language checkpoint (TEXT_USE_OF_VISION_MODELS) loads in its own class, the vision weights
+    frozen, so that what a stage saves has the layout of what it loaded.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     source = str(path)
     if not is_hub_id(source):
         source = str(check_model_dir(Path(source).expanduser()))
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, device_map=device
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    _join_zero3_world()
+    auto = AutoModelForImageTextToText if config.model_type in TEXT_USE_OF_VISION_MODELS else AutoModelForCausalLM
+    model = auto.from_pretrained(
+        source, config=config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, device_map=device
     )
+    _keep_used_renamings(model)
+    freeze_beyond_text(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

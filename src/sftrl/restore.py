@@ -14,8 +14,9 @@ fractions of the rank), an SVD edit replaces the rank-one components i ∈ I of 
     value:     (u', σ', v') = (u^t, σ^s, v^t)
 
 Writing the edit as an update of T (rather than re-multiplying all factors) leaves the untouched
-components exactly as T had them. A layer reset copies all of S's tensors of the chosen decoder layers
-(bit for bit when S and T share a dtype). Unedited tensors are T's bytes, unchanged.
+components exactly as T had them. A layer reset copies S's tensors of the chosen decoder layers (bit for
+bit when S and T share a dtype): all of them by default, those of its scope when it names one (the
+embedding and LM head are then copied whole). Unedited tensors are T's bytes, unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from sftrl.io import atomic_path
 from sftrl.provenance import provenance
 from sftrl.weights import (
     DECODER_LAYER,
-    DEFAULT_PATTERNS,
     DTYPES,
     EMBEDDINGS,
     INDEX_FILE,
@@ -79,30 +79,26 @@ def decoder_layer_count(weights: ModelWeights) -> int:
 
 
 def _edited_names(spec: EditSpec, weights: ModelWeights, names: list[str], tied: bool) -> set[str]:
-    """The tensors of T (among the ones written) that `spec` edits."""
-    if spec.kind == "layer":
-        layers = set(spec.layer_indices(decoder_layer_count(weights)))
-        in_layers = [n for n in names if (m := DECODER_LAYER.match(n)) and int(m.group(1)) in layers]
-        chosen = set(select(in_layers, spec.patterns) if spec.patterns else in_layers)
-    else:
-        chosen = set(select(names, spec.patterns or DEFAULT_PATTERNS))
-    for regex, flag in ((EMBEDDINGS, "include_embeddings"), (LM_HEAD, "include_lm_head")):
-        hit = next((n for n in sorted(chosen) if regex.match(n)), None)
-        if hit and not getattr(spec, flag):
-            raise EditError(f"{spec.name}: patterns select {hit!r}; set {flag} to edit it")
-    wanted = [(EMBEDDINGS, spec.include_embeddings or (tied and spec.include_lm_head), "embedding")]
-    if not tied:
-        wanted.append((LM_HEAD, spec.include_lm_head, "LM head"))
-    for regex, on, label in wanted:
-        if on:
-            found = [n for n in names if regex.match(n)]
-            if not found:
-                raise EditError(f"{spec.name}: {weights.path} has no {label} tensor ({regex.pattern})")
-            chosen.update(found)
-    if spec.kind in SVD_KINDS:
-        for name in chosen:
-            if len(weights.info(name).shape) != 2:
-                raise EditError(f"{spec.name}: tensor {name!r} is not a matrix; SVD edits need 2-D weights")
+    """The tensors of T (among the ones written) that `spec` edits: its scope's families, the decoder
+    layers' tensors narrowed by its patterns and, for a layer reset, to its layers."""
+    layers = set(spec.layer_indices(decoder_layer_count(weights))) if spec.kind == "layer" else None
+    in_layers = [
+        n for n in names if (m := DECODER_LAYER.match(n)) and (layers is None or int(m.group(1)) in layers)
+    ]
+    if spec.patterns:
+        in_layers = select(in_layers, spec.patterns)
+    families = {
+        "projections": [n for n in in_layers if len(weights.info(n).shape) == 2],
+        "norms": [n for n in in_layers if len(weights.info(n).shape) < 2],
+        "embeddings": [n for n in names if EMBEDDINGS.match(n)],
+        "lm_head": [] if tied else [n for n in names if LM_HEAD.match(n)],
+    }
+    chosen: set[str] = set()
+    for family in spec.families:
+        if not families[family]:
+            why = " (tied to the input embedding: scope embeddings edits it)" if family == "lm_head" and tied else ""
+            raise EditError(f"{spec.name}: scope {family} selects no tensor of {weights.path}{why}")
+        chosen.update(families[family])
     return chosen
 
 

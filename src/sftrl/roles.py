@@ -27,7 +27,7 @@ from typing import Any
 
 from sftrl import io, peak
 from sftrl.curves import RL_MODEL_RE, ood_halves, ood_peak
-from sftrl.edits import EditError, EditSpec, dedupe_layer_edits, parse_edits
+from sftrl.edits import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
 GROUP_ROLES = ("rl", "rl_from_end")
@@ -190,12 +190,14 @@ def restore_pairs(
     rl_models: Sequence[str],
     sft_end: str,
     num_layers: int | None = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> list[RestorePair]:
     """The restoration grid of the config (`restore.pairs`), with group roles expanded into models.
 
     Each entry is {source, target, edits}. Errors name the entry: an unknown role, a group that names no
     model, a source equal to its target, a pair given twice, a bad edit. Layer resets that copy the same
-    layers of a `num_layers`-layer model are kept once (the first in the list).
+    layers of a `num_layers`-layer model are kept once (the first in the list). With the base's
+    `model_config` (config.json), a scope that names no parameter of the model is refused.
     """
     result: list[RestorePair] = []
     seen: dict[tuple[str, str], int] = {}
@@ -210,6 +212,7 @@ def restore_pairs(
         except RoleError as error:
             raise RoleError(f"{where}: {error}") from None
         specs = parse_edits(entry["edits"], f"{where}.edits")
+        check_scope(specs, model_config, f"{where}.edits")
         try:
             specs, _ = dedupe_layer_edits(specs, num_layers)
         except EditError as error:

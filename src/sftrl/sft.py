@@ -28,7 +28,7 @@ from trl import SFTConfig, SFTTrainer
 
 from sftrl import cards, data, io
 from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
-from sftrl.config import from_dict
+from sftrl.config import check_schedule, from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, check_model_dir, load_model
 from sftrl.provenance import provenance as make_provenance
@@ -42,7 +42,7 @@ EVAL_LOSS_RE = re.compile(r"^eval_(.+)_loss$")
 TRL_EVAL_METRICS = {"eval_entropy", "eval_mean_token_accuracy", "eval_num_tokens"}
 # Files of a trainer checkpoint that belong to the trainer, not to the model directory.
 TRAINER_FILES = re.compile(
-    r"^(optimizer|scheduler|scaler|rng_state|trainer_state|training_args|README|latest|zero_to_fp32)"
+    r"^(optimizer|scheduler|scaler|rng_state|trainer_state|training_args|README|latest|zero_to_fp32|zero_to_torch)"
     rf"|^{re.escape(COMPLETE_MARKER)}$"
 )
 
@@ -61,7 +61,8 @@ class SftConfig:
     max_grad_norm: float = 1.0
     per_device_batch_size: int = 32
     gradient_accumulation_steps: int = 1
-    max_steps: int = 400
+    max_steps: int = 400  # the last trained step, the ladder's end
+    schedule_steps: int | None = None  # the learning-rate schedule's horizon; None: max_steps
     save_every: int = 50
     extra_steps: tuple[int, ...] = (10, 25)
     save_total_limit: int = 2
@@ -84,6 +85,12 @@ class SftConfig:
         for name in ("max_steps", "save_every", "per_device_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sft.{name} must be at least 1, not {getattr(self, name)}")
+        check_schedule(self.max_steps, self.schedule_steps)
+
+    @property
+    def horizon(self) -> int:
+        """The steps the warm-up and decay are laid out over: what the trainer is told is max_steps."""
+        return self.schedule_steps or self.max_steps
 
 
 # Pretraining the tiny base: the same trainer, a longer and hotter schedule, one exported model.
@@ -313,6 +320,18 @@ class LadderCallback(TrainerCallback):
             check_model_dir(tmp)
 
 
+class StopCallback(TrainerCallback):
+    """Ends training at the last trained step when the schedule's horizon lies beyond it."""
+
+    def __init__(self, last_step: int):
+        self.last_step = last_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.last_step:
+            control.should_training_stop = True
+        return control
+
+
 class LogCallback(TrainerCallback):
     """Rewrites the training log at every logging event, so it can be read while training runs."""
 
@@ -329,7 +348,7 @@ def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
     """TRL arguments with every value that matters stated; evaluation and saving are driven by the ladder."""
     return SFTConfig(
         output_dir=str(work_dir),
-        max_steps=cfg.max_steps,
+        max_steps=cfg.horizon,  # StopCallback ends the run at cfg.max_steps
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -433,6 +452,7 @@ def train(
         callbacks=[
             LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance),
             LogCallback(Path(log_path)),
+            StopCallback(cfg.max_steps),
         ],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -42,6 +42,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sftrl.edits import tied_embeddings
 from sftrl.io import atomic_path
 
 SINGLE_FILE = "model.safetensors"
@@ -144,8 +145,7 @@ class ModelWeights:
 
     def tied_embeddings(self) -> bool:
         """Whether the LM head shares the embedding matrix (Hugging Face's default when unset)."""
-        text = self.config.get("text_config") or {}
-        return bool(self.config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
+        return tied_embeddings(self.config)
 
 
 def layer_and_module(name: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ from sftrl.evaluate.engine import (
     EpisodeResult,
     EvalConfig,
     Turn,
+    first_conversation,
     run_episodes,
     run_episodes_sequential,
 )
@@ -136,11 +137,14 @@ def _evaluate_set(backend, model_dir, split, episodes_path, records, task, cfg, 
 
     out_dir = Path(out_dir)
     io.write_jsonl(out_dir / "samples.jsonl", (result.to_record() for result in results))
+    render = getattr(backend, "render", None)
     metrics = {
         "split": split,
         "model": str(model_dir),
         "episodes_file": str(episodes_path),
         "n_items": len(records) // cfg.samples,
+        # what the model read on the first turn of the first episode: the prompt in its chat template
+        "first_prompt": render(first_conversation(records[0], task)) if render and records else None,
         **compute_metrics(results),
         "decoding": asdict(cfg),
         "task": asdict(task),

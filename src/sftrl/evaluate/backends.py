@@ -86,11 +86,13 @@ class HFBackend:
         self.prefixes = prefixes
         return replies
 
+    def render(self, conversation: list[dict]) -> str:
+        """The text the model reads for a conversation: the checkpoint's chat template, generation prompt
+        included (tokenized as is, without adding special tokens: the template holds them)."""
+        return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
     def _texts(self, conversations: list[list[dict]]) -> list[str]:
-        return [
-            self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-            for conversation in conversations
-        ]
+        return [self.render(conversation) for conversation in conversations]
 
     def _continue_chunk(self, texts: list[str], keys: list[str], prefixes: dict[str, Prefix]) -> list[str]:
         prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -148,6 +150,10 @@ class VLLMBackend:
         # No per-request seed: it would make the `samples` copies of one prompt sample identical tokens.
         self.params = vllm.SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         self.tokens_generated = 0
+
+    def render(self, conversation: list[dict]) -> str:
+        """The text the model reads for a conversation: `LLM.chat` applies the checkpoint's chat template."""
+        return self.llm.get_tokenizer().apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
     def generate(self, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]:
         """vLLM finds shared prefixes itself (`enable_prefix_caching`), so `keys` are not needed."""

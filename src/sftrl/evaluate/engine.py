@@ -72,7 +72,8 @@ class Backend(Protocol):
 
     `keys` name each conversation across calls (one per episode), so a backend may keep per-conversation
     state such as a KV cache; it may ignore them. A backend may also count `tokens_generated` (an int
-    attribute); progress lines then show tokens/s.
+    attribute); progress lines then show tokens/s. A backend that has a `render(conversation)` method
+    (the text the model reads) has its first prompt recorded in metrics.json.
     """
 
     def generate(self, conversations: list[list[dict]], keys: list[str] | None = None) -> list[str]: ...
@@ -145,6 +146,11 @@ def _start(record: dict, task: TaskConfig) -> tuple[cards.Episode, EpisodeResult
         system=system,
     )
     return episode, result
+
+
+def first_conversation(record: dict, task: TaskConfig) -> list[dict]:
+    """The conversation of an eval-set record's first turn."""
+    return _conversation(_start(record, task)[0])
 
 
 def _conversation(episode: cards.Episode) -> list[dict]:

@@ -57,10 +57,11 @@ AttentionMaskInterface.register(GROUPED_SDPA, sdpa_mask)
 
 @dataclass
 class Prefix:
-    """The tokens one row has been through and their per-layer (key, value), each [heads, tokens, dim]."""
+    """The tokens one row has been through and their per-layer (key, value), each [heads, tokens, dim]
+    (None for a layer that text skips)."""
 
     tokens: list[int]
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    kv: list[tuple[torch.Tensor, torch.Tensor] | None]
 
 
 def reusable(prefix: Prefix | None, tokens: Sequence[int]) -> int:
@@ -168,13 +169,21 @@ class IncrementalDecoder:
     def _cache(
         self, prefixes: Sequence[Prefix | None], reuse: Sequence[int], cached: int, capacity: int
     ) -> Cache:
-        """Each row's reused keys and values right-aligned in the first `cached` of `capacity` slots."""
+        """Each row's reused keys and values right-aligned in the first `cached` of `capacity` slots.
+
+        A layer that text skips (a vision-language model's cross-attention layer, which attends to image
+        states only) gets an empty layer that stays empty: a filled one would tell the model that image
+        states are cached, and it would attend to them."""
         config = self.model.config.get_text_config(decoder=True)
         heads = config.num_key_value_heads
         dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         dtype = next(self.model.parameters()).dtype
+        skipped = set(getattr(config, "cross_attention_layers", None) or ())
         layers = []
         for layer in range(config.num_hidden_layers):
+            if layer in skipped:
+                layers.append(DynamicLayer())
+                continue
             keys = torch.zeros((len(prefixes), heads, capacity, dim), dtype=dtype, device=self.model.device)
             values = torch.zeros_like(keys)
             for i, (prefix, r) in enumerate(zip(prefixes, reuse)):
@@ -185,12 +194,19 @@ class IncrementalDecoder:
         return Cache(layers=layers)
 
     @staticmethod
-    def _extract(cache: DynamicCache, mask: torch.Tensor, b: int, tokens: list[int]) -> Prefix:
-        """Row b's keys and values at its real (unmasked) positions: exactly the tokens it has been fed."""
+    def _extract(cache: Cache, mask: torch.Tensor, b: int, tokens: list[int]) -> Prefix:
+        """Row b's keys and values at its real (unmasked) positions: exactly the tokens it has been fed
+        (None for a layer that text skips)."""
         real = mask[b].bool()
-        kv = [(layer.keys[b][:, real].clone(), layer.values[b][:, real].clone()) for layer in cache.layers]
-        if kv[0][0].shape[1] != len(tokens):
-            raise RuntimeError(f"cache holds {kv[0][0].shape[1]} positions for {len(tokens)} tokens")
+        kv = [
+            (layer.keys[b][:, real].clone(), layer.values[b][:, real].clone())
+            if isinstance(layer, BufferedLayer)
+            else None
+            for layer in cache.layers
+        ]
+        held = next(entry[0].shape[1] for entry in kv if entry is not None)
+        if held != len(tokens):
+            raise RuntimeError(f"cache holds {held} positions for {len(tokens)} tokens")
         return Prefix(tokens, kv)
 
 

@@ -196,7 +196,9 @@ class PpoTrainer:
         self.model.eval()  # no dropout: the ratio must be exactly 1 before the first step
         self.device = model.device
         torch.manual_seed(cfg.seed)
-        self.value_head = ValueHead(model.config.hidden_size).to(self.device)
+        # the decoder's width (a vision-language config keeps it in its text config)
+        hidden_size = model.config.get_text_config(decoder=True).hidden_size
+        self.value_head = ValueHead(hidden_size).to(self.device)
         self.reference = reference
         self.parameters = [p for p in model.parameters() if p.requires_grad] + list(
             self.value_head.parameters()
