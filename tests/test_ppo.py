@@ -34,6 +34,7 @@ from sftrl.rl.ppo import (
     train_ppo,
 )
 from sftrl.rl.rollout import Turn, score, thought_weights
+from sftrl.trainer_args import master_dtype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -381,3 +382,41 @@ def test_inputs_are_checked_before_any_work(tmp_path, start_dir, sets):
     done = subprocess.run([*script, "--algorithm", "ppo"], capture_output=True, text=True)
     assert done.returncode == 2 and "missing" in done.stderr and "does not exist" in done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, sets):
+    """At the paper's lr (1e-6) an update of bf16 weights rounds away (a weight near 0.02 has a rounding
+    step near 1e-4); with float32 masters under bf16 autocast the update is the float32 one. Same start,
+    same rollout: only the precision differs."""
+    half = tmp_path / "bf16"
+    model, tokenizer = load_model(start_dir)
+    model.to(torch.bfloat16).save_pretrained(half)
+    tokenizer.save_pretrained(half)
+    cfg = replace(FAST, learning_rate=1e-6, ppo_epochs=1, updates=1, save_every=1)
+
+    def trainer(weights: str, compute):
+        model, tokenizer = load_model(half, weights)
+        return PpoTrainer(model, tokenizer, cfg, TASK, sets["rl_prompts"], compute_dtype=compute)
+
+    full = trainer("float32", None)
+    turns = full.rollout().turns
+
+    def update(run: PpoTrainer) -> torch.Tensor:
+        before = {name: p.detach().float().clone() for name, p in run.model.named_parameters()}
+        run.optimise(turns, run.score_buffer(turns))
+        return torch.cat([(p.detach().float() - before[n]).flatten() for n, p in run.model.named_parameters()])
+
+    reference = update(full)
+    mixed = update(trainer(master_dtype("bfloat16"), torch.bfloat16))
+    plain_bf16 = update(trainer("bfloat16", None))
+    moved = reference != 0
+    assert moved.float().mean() > 0.5
+    assert (mixed[moved].sign() == reference[moved].sign()).float().mean() > 0.9
+    assert mixed.norm().item() == pytest.approx(reference.norm().item(), rel=0.1)
+    assert (plain_bf16 != 0).float().mean() < 0.01  # what training the bf16 weights themselves does
+
+    result = train_ppo(half, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log",
+                       dtype="bfloat16")
+    assert result.updates == 1
+    assert load_model(tmp_path / "out", "auto")[0].dtype == torch.bfloat16  # exported as the model came
+    assert load_model(tmp_path / "work" / "checkpoint-1" / "model", "auto")[0].dtype == torch.float32  # masters

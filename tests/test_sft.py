@@ -419,3 +419,23 @@ def test_schedule_horizon_beyond_the_last_step_stops_there_with_the_rate_still_h
     assert rates[8] == pytest.approx(cfg.learning_rate * 7 / warmup, rel=1e-6)  # the 8th step's rate
     with pytest.raises(ValueError, match=r"sft.schedule_steps \(7\) is below sft.max_steps \(8\)"):
         replace(cfg, schedule_steps=7)
+
+
+def test_bf16_model_trains_float32_masters_and_writes_a_bf16_ladder(tmp_path, base_dir, records):
+    """Without DeepSpeed a bf16 model is trained as float32 master weights under bf16 autocast (an update
+    far below bf16 resolution is kept), and its ladder written in bf16, as the model came."""
+    half = tmp_path / "bf16"
+    model, tokenizer = load_model(base_dir)
+    save_model(model.to(torch.bfloat16), tokenizer, half)
+    cfg = replace(FAST, learning_rate=1e-6, max_steps=2, save_every=2, bf16=True)
+    sft.train(str(half), None, records[:4] * 2, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
+              tmp_path / "log.jsonl", dtype="bfloat16")
+    masters = load_file(tmp_path / "work" / "checkpoint-2" / "model.safetensors")
+    ladder = load_file(tmp_path / "sft-2" / "model.safetensors")
+    start = load_file(half / "model.safetensors")
+    assert {t.dtype for t in masters.values()} == {torch.float32}
+    assert {t.dtype for t in ladder.values()} == {torch.bfloat16}
+    moved = [name for name, t in masters.items() if not torch.equal(t, start[name].float())]
+    assert len(moved) == len(masters)  # every tensor took its 1e-6 steps in float32
+    assert json.loads((tmp_path / "sft-2" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert load_model(tmp_path / "sft-2", "auto")[0].dtype == torch.bfloat16

@@ -11,12 +11,15 @@ the word-level tokenizer below; for `llama` it loads tokenizer.json as saved.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoConfig,
@@ -124,6 +127,23 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, s
     model = LlamaForCausalLM(config)
     model.generation_config = generation_config(tokenizer)
     return model
+
+
+def cast_weights(directory: str | os.PathLike, dtype: str) -> None:
+    """Rewrite a model directory's floating-point tensors in `dtype`, its config.json saying so: a
+    checkpoint trained as float32 master weights, written as the half-precision model it came as."""
+    directory = Path(directory)
+    target = DTYPES[dtype]
+    for file in sorted(directory.glob("*.safetensors")):
+        with safe_open(file, "pt") as handle:
+            metadata = handle.metadata()
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        cast = {name: t.to(target) if t.is_floating_point() else t for name, t in tensors.items()}
+        save_file(cast, file, metadata=metadata)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = dtype
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:

@@ -30,9 +30,16 @@ from sftrl import cards, data, io
 from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
 from sftrl.config import check_schedule, from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
-from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, check_model_dir, load_model
+from sftrl.modeling import (
+    TinyModelConfig,
+    build_tiny_model,
+    build_tokenizer,
+    cast_weights,
+    check_model_dir,
+    load_model,
+)
 from sftrl.provenance import provenance as make_provenance
-from sftrl.trainer_args import optimiser_args
+from sftrl.trainer_args import master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +287,10 @@ class LadderCallback(TrainerCallback):
         run: str,
         evaluate: bool,
         provenance: dict | None,
+        export_dtype: str | None = None,
     ):
         self.steps = set(steps)
+        self.export_dtype = export_dtype  # ladder directories in this dtype (trained as float32 masters)
         self.ladder_dir_for_step = ladder_dir_for_step
         self.work_dir = work_dir
         self.run = run
@@ -316,6 +325,8 @@ class LadderCallback(TrainerCallback):
             for item in checkpoint.iterdir():
                 if item.is_file() and not TRAINER_FILES.match(item.name):
                     shutil.copy2(item, tmp / item.name)
+            if self.export_dtype:
+                cast_weights(tmp, self.export_dtype)
             io.write_json(tmp / "provenance.json", {**self.provenance, "step": step, "fingerprint": self.run})
             check_model_dir(tmp)
 
@@ -436,12 +447,13 @@ def train(
         log.info("resuming from %s", resume)
 
     args = trainer_config(cfg, work_dir)
+    export_dtype = None
     if isinstance(model, (str, os.PathLike)):
-        if dtype != "float32" and not cfg.deepspeed:
-            log.warning(
-                "training %s weights without DeepSpeed: no float32 master copy, small updates are lost", dtype
-            )
-        model, tokenizer = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
+        # DeepSpeed keeps float32 master weights of a bf16 model itself; without it they are the model's own
+        # weights (`master_dtype`), cfg.bf16 the compute dtype, and the ladder is written in `dtype`.
+        weights = dtype if cfg.deepspeed else master_dtype(dtype)
+        export_dtype = dtype if weights != dtype else None
+        model, tokenizer = load_model(model, dtype=weights, trust_remote_code=trust_remote_code)
     eval_sets = {name: prompt_completion_dataset(records) for name, records in eval_records.items()}
     trainer = SFTTrainer(
         model=model,
@@ -450,7 +462,7 @@ def train(
         eval_dataset=eval_sets or None,
         processing_class=tokenizer,
         callbacks=[
-            LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance),
+            LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance, export_dtype),
             LogCallback(Path(log_path)),
             StopCallback(cfg.max_steps),
         ],

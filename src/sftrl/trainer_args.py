@@ -29,3 +29,16 @@ def optimiser_args(cfg) -> dict:
         "fp16": False,
         "use_cpu": not torch.cuda.is_available(),
     }
+
+
+HALF_PRECISION = ("bfloat16", "float16")
+
+
+def master_dtype(dtype: str) -> str:
+    """The dtype a trainer holds the weights it updates in, for a model configured in `dtype`.
+
+    A bf16 weight near 0.02 has a rounding step near 1e-4, so an update of lr 1e-6 rounds away: trained
+    weights stay float32 (the master copy, with float32 optimizer states), the half-precision dtype is
+    the compute dtype (autocast) and the dtype the trained model is exported in.
+    """
+    return "float32" if dtype in HALF_PRECISION else dtype

@@ -30,7 +30,7 @@ from sftrl.config import TaskConfig, from_dict
 from sftrl.modeling import check_model_dir, load_model
 from sftrl.rl import check_prompts
 from sftrl.rl.ppo import export
-from sftrl.trainer_args import optimiser_args
+from sftrl.trainer_args import master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +260,14 @@ def train_grpo(
         log.info("training already complete in %s", resume)
         if main_process:
             write_log(log_path, io.read_json(resume / "trainer_state.json")["log_history"])
-            model, tokenizer = load_model(resume, dtype, trust_remote_code=trust_remote_code)
-            export(model, tokenizer, out_dir, provenance)
+            model, tokenizer = load_model(resume, master_dtype(dtype), trust_remote_code=trust_remote_code)
+            export(model, tokenizer, out_dir, provenance, dtype)
         return GrpoResult(cfg.max_steps, resume, run)
     if resume is not None:
         log.info("resuming from %s", resume)
 
-    model, tokenizer = load_model(start, dtype, trust_remote_code=trust_remote_code)
+    # float32 master weights for a half-precision model (`master_dtype`); `bf16` is the compute dtype
+    model, tokenizer = load_model(start, master_dtype(dtype), trust_remote_code=trust_remote_code)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward_function(task)],
@@ -278,5 +279,5 @@ def train_grpo(
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
         write_log(log_path, trainer.state.log_history)
-        export(trainer.model, tokenizer, out_dir, provenance)
+        export(trainer.model, tokenizer, out_dir, provenance, dtype)
     return GrpoResult(trainer.state.global_step, resume, run)

@@ -35,10 +35,11 @@ from transformers import get_scheduler
 
 from sftrl import io
 from sftrl.config import TaskConfig, from_dict
-from sftrl.modeling import check_model_dir, load_model
+from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.checkpoints import checkpoints, discard_unusable, last_complete, mark_complete, model_dir_identity
 from sftrl.rl import check_prompts
 from sftrl.rl.rollout import Rollout, Turn, play, score
+from sftrl.trainer_args import master_dtype
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,19 @@ class PpoTrainer:
     """Policy, value head, optimizer and schedule of one run, with its update and checkpoint steps."""
 
     def __init__(
-        self, model, tokenizer, cfg: PpoConfig, task: TaskConfig, prompts: Sequence[dict], reference=None
+        self,
+        model,
+        tokenizer,
+        cfg: PpoConfig,
+        task: TaskConfig,
+        prompts: Sequence[dict],
+        reference=None,
+        compute_dtype: torch.dtype | None = None,
     ):
+        """`compute_dtype` (e.g. bfloat16): forward passes under autocast to it, while the weights, their
+        gradients and the optimizer states stay in the model's own (float32) dtype."""
         self.model, self.tokenizer, self.cfg, self.task, self.prompts = model, tokenizer, cfg, task, prompts
+        self.compute_dtype = compute_dtype
         self.model.eval()  # no dropout: the ratio must be exactly 1 before the first step
         self.device = model.device
         torch.manual_seed(cfg.seed)
@@ -218,12 +229,23 @@ class PpoTrainer:
 
     # --- one update -------------------------------------------------------------------------------
 
+    def autocast(self):
+        """Mixed precision: matrix products in the compute dtype, weights and reductions in float32."""
+        return torch.autocast(
+            self.device.type, dtype=self.compute_dtype or torch.float32, enabled=self.compute_dtype is not None
+        )
+
     def rollout(self) -> Rollout:
         cfg = self.cfg
         records = [
             self.prompts[i]
             for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
         ]
+        with self.autocast():
+            return self._play(records)
+
+    def _play(self, records: list[dict]) -> Rollout:
+        cfg = self.cfg
         return play(
             self.model,
             self.tokenizer,
@@ -238,8 +260,9 @@ class PpoTrainer:
         )
 
     def forward(self, turns: Sequence[Turn]):
-        scored = score(self.model, turns, self.tokenizer.pad_token_id, self.cfg.temperature)
-        return scored, self.value_head(scored.state_hidden)
+        with self.autocast():
+            scored = score(self.model, turns, self.tokenizer.pad_token_id, self.cfg.temperature)
+            return scored, self.value_head(scored.state_hidden).float()
 
     @torch.no_grad()
     def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor]:
@@ -401,8 +424,11 @@ def rotate(work_dir: Path, keep: int) -> None:
         shutil.rmtree(path)
 
 
-def export(model, tokenizer, out_dir: str | os.PathLike, provenance: dict | None) -> None:
-    """The final policy as a plain Hugging Face directory (no value head), with provenance.json, atomically."""
+def export(model, tokenizer, out_dir: str | os.PathLike, provenance: dict | None, dtype: str = "auto") -> None:
+    """The final policy as a plain Hugging Face directory (no value head), with provenance.json, atomically;
+    in `dtype` (the model's configured one, which float32 master weights were trained for), or as it is."""
+    if dtype != "auto":
+        model.to(DTYPES[dtype])  # training is over
     with io.atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -427,7 +453,8 @@ def train_ppo(
     """PPO from `start_model_dir`; resumes from the last complete checkpoint of the same run in `work_dir`.
 
     `log_path` (JSONL, one row per update) is rewritten after every update. The final policy goes to
-    `out_dir` as a Hugging Face directory.
+    `out_dir` as a Hugging Face directory, in `dtype`. A half-precision `dtype` trains float32 master
+    weights under autocast to it (`master_dtype`); checkpoints keep the masters, so a resume is exact.
     """
     check_prompts(prompts, task)
     start = check_model_dir(start_model_dir)
@@ -437,11 +464,13 @@ def train_ppo(
     resume = last_complete(work_dir, run)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    model, tokenizer = load_model(resume / "model" if resume else start, dtype, device, trust_remote_code)
+    master = master_dtype(dtype)
+    model, tokenizer = load_model(resume / "model" if resume else start, master, device, trust_remote_code)
     reference = None
-    if cfg.kl_coef > 0:
+    if cfg.kl_coef > 0:  # never trained: in the model's own dtype
         reference = load_model(start, dtype, device, trust_remote_code)[0].eval().requires_grad_(False)
-    trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference)
+    compute = DTYPES[dtype] if master != dtype else None
+    trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference, compute)
     if resume:
         trainer.load(resume)
         log.info("resuming from %s (update %d of %d)", resume, trainer.update, cfg.updates)
@@ -460,7 +489,7 @@ def train_ppo(
             trainer.save(work_dir / f"checkpoint-{trainer.update}", run)
             rotate(work_dir, cfg.save_total_limit)
     io.write_jsonl(log_path, trainer.log)
-    export(model, tokenizer, out_dir, provenance)
+    export(model, tokenizer, out_dir, provenance, dtype)
     return PpoResult(trainer.update, resume, run, trainer.log)
 
 
