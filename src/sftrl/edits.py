@@ -96,9 +96,13 @@ class EditSpec:
         return tuple(family for family in SCOPE_FAMILIES if family in scope)  # one order, one name
 
     @property
+    def default_families(self) -> tuple[str, ...]:
+        return DEFAULT_SCOPE["layer" if self.kind == "layer" else "svd"]
+
+    @property
     def families(self) -> tuple[str, ...]:
         """The parameter families this edit touches."""
-        return self.scope or DEFAULT_SCOPE["layer" if self.kind == "layer" else "svd"]
+        return self.scope or self.default_families
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -114,7 +118,7 @@ class EditSpec:
             base = f"layer-{self._layers_label()}"
         else:
             base = f"{self.kind}-top{_percent(self.top)}-tail{_percent(self.tail)}"
-        default = DEFAULT_SCOPE["layer" if self.kind == "layer" else "svd"]
+        default = self.default_families
         for family, label in SCOPE_FAMILIES.items():
             if family in self.families and family not in default:
                 base += f"-{label}"
