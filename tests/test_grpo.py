@@ -110,3 +110,23 @@ def test_grpo_learns_saves_and_resumes(tmp_path, start_dir, sets):
 
     done = train_grpo(start_dir, prompts, SINGLE, cfg, tmp_path / "out3", work, tmp_path / "log")
     assert done.resumed_from == work / "checkpoint-40" and (tmp_path / "out3" / "config.json").is_file()
+
+
+def test_bf16_model_trains_float32_masters_and_is_exported_in_bf16(tmp_path, start_dir, sets):
+    """A bf16 start is trained as float32 master weights (checkpoints keep them, every tensor takes its
+    small step) and the policy is written back in bf16."""
+    import torch
+    from safetensors.torch import load_file
+
+    half = tmp_path / "bf16"
+    model, tokenizer = load_model(start_dir)
+    model.to(torch.bfloat16).save_pretrained(half)
+    tokenizer.save_pretrained(half)
+    cfg = replace(FAST, learning_rate=1e-6, max_steps=1, save_every=1, per_device_train_batch_size=16)
+    train_grpo(half, sets["rl_prompts"], SINGLE, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log",
+               dtype="bfloat16")
+    masters = load_file(tmp_path / "work" / "checkpoint-1" / "model.safetensors")
+    start = load_file(half / "model.safetensors")
+    assert {t.dtype for t in masters.values()} == {torch.float32}
+    assert all(not torch.equal(t, start[name].float()) for name, t in masters.items())
+    assert load_model(tmp_path / "out", "auto")[0].dtype == torch.bfloat16
