@@ -22,13 +22,16 @@ if config["model"]["source"] == "embedded":
 
 elif config["model"]["source"] == "tiny":
 
+    localrules:
+        built_base,
+
     rule pretrain_base:
         """Pretrain the tiny base on puzzles with random face values and targets stated in the prompt."""
         input:
             corpus=DATA / "pretrain.jsonl",
             texts=[DATA / f"eval_{split}.jsonl" for split in EVAL_SPLITS],
         output:
-            directory(MODELS / "base"),
+            directory(round_model(0)),
         log:
             LOGS / "base" / "pretrain_base.log",
         benchmark:
@@ -52,3 +55,82 @@ elif config["model"]["source"] == "tiny":
             "{params.launch} {params.script} --config {params.cfg:q} --corpus {input.corpus}"
             " --extra-texts {input.texts} --out {output} --work-dir {params.work}"
             " --log {params.history} > {log} 2>&1"
+
+    rule selfplay:
+        """Self-play round r: the model of round r-1 plays pretraining-style hands to the end, greedily."""
+        input:
+            model=lambda wc: round_model(int(wc.round) - 1),
+        output:
+            DATA / "selfplay-{round}.jsonl",
+        log:
+            LOGS / "base" / "selfplay-{round}.log",
+        benchmark:
+            BENCH / "base" / "selfplay-{round}.tsv"
+        wildcard_constraints:
+            round=r"[1-9]\d*",
+        conda:
+            "../envs/sftrl.yaml"
+        threads: job_resources("evaluate").threads
+        resources:
+            gpu=job_resources("evaluate").gpus,
+            cpus_per_gpu=job_resources("evaluate").cpus_per_gpu,
+            tasks=1,
+            mem_mb=job_resources("evaluate").mem_mb_for,
+            runtime=job_resources("evaluate").runtime_for,
+        params:
+            script=SCRIPTS / "selfplay.py",
+            cfg=refine_config_json(),
+        shell:
+            "python {params.script} play --config {params.cfg:q} --model {input.model}"
+            " --round {wildcards.round} --played {output} > {log} 2>&1"
+
+    rule refine_base:
+        """Self-play round r: train the model of round r-1 on its own failed attempts, each with the
+        verifier's feedback, then a right answer, mixed with replay of the pretraining corpus.
+        """
+        input:
+            model=lambda wc: round_model(int(wc.round) - 1),
+            played=DATA / "selfplay-{round}.jsonl",
+            corpus=DATA / "pretrain.jsonl",
+        output:
+            directory(MODELS / "refined-{round}"),
+        log:
+            LOGS / "base" / "refine_base-{round}.log",
+        benchmark:
+            BENCH / "base" / "refine_base-{round}.tsv"
+        wildcard_constraints:
+            round=r"[1-9]\d*",
+        conda:
+            "../envs/sftrl.yaml"
+        threads: job_resources("pretrain").threads
+        resources:
+            gpu=job_resources("pretrain").gpus,
+            cpus_per_gpu=job_resources("pretrain").cpus_per_gpu,
+            tasks=1,
+            mem_mb=job_resources("pretrain").mem_mb_for,
+            runtime=job_resources("pretrain").runtime_for,
+        params:
+            launch=launch("pretrain"),
+            script=SCRIPTS / "selfplay.py",
+            cfg=refine_config_json(),
+            work=lambda wc: WORK / f"refine-{wc.round}",
+            history=lambda wc: LOGS / "base" / f"refine_history-{wc.round}.jsonl",
+        shell:
+            "{params.launch} {params.script} refine --config {params.cfg:q} --model {input.model}"
+            " --round {wildcards.round} --played {input.played} --corpus {input.corpus} --out {output}"
+            " --work-dir {params.work} --log {params.history} > {log} 2>&1"
+
+    rule built_base:
+        """The base: the model of the last self-play round (model.refine.rounds; 0: the pretrained one)."""
+        input:
+            round_model(config["model"]["refine"]["rounds"]),
+        output:
+            directory(MODELS / "base"),
+        log:
+            LOGS / "base" / "built_base.log",
+        benchmark:
+            BENCH / "base" / "built_base.tsv"
+        conda:
+            "../envs/sftrl.yaml"
+        shell:
+            "python -m sftrl.modeling check {input} > {log} 2>&1 && cp -r {input} {output}"

@@ -148,10 +148,34 @@ def pretrain_config_json():
     them, so a later experiment can tell whether the base has seen its evaluation problems.
     """
     corpus = {key: config["data"][key] for key in ("id_unseen_share", "pretrain")}
+    model = {key: value for key, value in config["model"].items() if key != "refine"}
     return json.dumps(
-        {**{name: config[name] for name in ("seed", "task", "model")}, "data": corpus},
+        {
+            **{name: config[name] for name in ("seed", "task")},
+            "model": model,
+            "data": corpus,
+        },
         sort_keys=True,
     )
+
+
+def refine_config_json():
+    """What a self-play round depends on: the pretraining's settings, `model.refine` but the number of
+    rounds (a round does not depend on how many follow it), and the decoding of its play (`eval`)."""
+    refine = {k: v for k, v in config["model"]["refine"].items() if k != "rounds"}
+    return json.dumps(
+        {
+            **json.loads(pretrain_config_json()),
+            "model": {**config["model"], "refine": refine},
+            "eval": config["eval"],
+        },
+        sort_keys=True,
+    )
+
+
+def round_model(round_):
+    """The tiny base after a self-play round (model.source tiny): round 0 is the pretrained model."""
+    return MODELS / ("pretrained" if round_ == 0 else f"refined-{round_}")
 
 
 def model_ref(name):

@@ -11,21 +11,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sftrl.config import TaskConfig, from_dict, load_json_arg
-from sftrl.evaluate import SPLITS, EvalConfig, check_inputs, evaluate_splits
+from sftrl.evaluate import SPLITS, check_inputs, eval_config, evaluate_splits
 
 log = logging.getLogger("sftrl.evaluate")
 SECTIONS = {"seed", "task", "model", "eval"}
-
-
-def eval_config(cfg: dict) -> EvalConfig:
-    """The `eval` section; seed, dtype and remote-code trust default to the experiment's and the model's."""
-    section = dict(cfg.get("eval") or {})
-    section.setdefault("seed", cfg["seed"])
-    model = cfg.get("model") or {}
-    for key in ("dtype", "trust_remote_code"):
-        if key in model:
-            section.setdefault(key, model[key])
-    return from_dict(EvalConfig, section, "eval")
 
 
 def main() -> None:

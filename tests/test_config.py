@@ -40,6 +40,42 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
     assert "datasets" in result.stdout
 
 
+@pytest.mark.parametrize("rounds", [0, 2])
+def test_a_pretrained_base_is_refined_by_its_self_play_rounds(root, tmp_path, default_config, rounds):
+    """source tiny: pretraining, then each round plays the model before it and trains on its failures."""
+    config = copy.deepcopy(default_config)
+    config["model"]["source"] = "tiny"
+    config["model"]["refine"]["rounds"] = rounds
+    result = dry_run(root, tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    jobs = dict(line.split() for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip())
+    assert jobs["pretrain_base"] == "1" and jobs["built_base"] == "1"
+    assert jobs.get("selfplay", "0") == jobs.get("refine_base", "0") == str(rounds)
+    last = "pretrained" if rounds == 0 else f"refined-{rounds}"
+    assert f"input: results/tiny/models/{last}\n    output: results/tiny/models/base" in result.stdout
+
+
+def test_another_self_play_round_leaves_the_earlier_rounds_as_they_are(root, tmp_path, default_config):
+    """Round 1's commands are the same bytes whether one or two rounds follow pretraining, so adding a
+    round reruns nothing that was made (Snakemake reruns a job whose parameters changed)."""
+
+    def round_one_commands(rounds):
+        config = copy.deepcopy(default_config)
+        config["model"]["source"] = "tiny"
+        config["model"]["refine"]["rounds"] = rounds
+        cfg = tmp_path / f"rounds{rounds}.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            [*SNAKEMAKE, "-n", "-p", "-s", str(root / "Snakefile"), "-d", str(tmp_path), "--configfile", str(cfg)],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return sorted(line for line in result.stdout.splitlines() if "selfplay.py" in line and "--round 1 " in line)
+
+    one, two = round_one_commands(1), round_one_commands(2)
+    assert len(one) == 2 and one == two  # play and refine
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -53,6 +89,8 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
         (lambda c: c["restore"]["pairs"][0]["edits"][0].update(top=1.5), "'top'"),
         (lambda c: c["restore"]["pairs"][0]["edits"][0].update(kind="rotate"), "'rotate'"),
         (lambda c: c.update(protect_checkpoints="yes"), "'protect_checkpoints'"),
+        (lambda c: c["model"]["refine"]["train"].update(learning_rat=1e-3), "learning_rat"),
+        (lambda c: c["model"]["refine"].update(replay_share=1.0), "'replay_share'"),
     ],
     ids=[
         "typo-nested",
@@ -65,6 +103,8 @@ def test_default_config_dry_runs(root, tmp_path, default_config):
         "edit-fraction",
         "edit-kind",
         "protect-flag",
+        "refine-train-typo",
+        "replay-share",
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, edit, expected):

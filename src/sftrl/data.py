@@ -14,7 +14,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -440,6 +440,28 @@ def corpus_conflicts(base_config: dict, config: dict) -> list[str]:
     ]
 
 
+def corpus_problems(
+    rng: random.Random, seed: int, task: TaskConfig, data: DataConfig
+) -> Iterator[tuple[tuple[int, ...], cards.Rule, int]]:
+    """Endless solvable (hand, rule, target) problems of the pretraining kind: random face-card values
+    and targets; never an ID or OOD rule with the evaluation target, never a held-out multiset.
+
+    A generator, so a caller may draw from `rng` between problems and keep one stream of draws.
+    """
+    split = split_multisets(seed, data.id_unseen_share, task.target)
+    targets = pretrain_targets(data, task)
+    evaluation_rules = {cards.RULES["id"].values(range(11, 14)), cards.RULES["ood"].values(range(11, 14))}
+    while True:
+        rule = cards.Rule.random(rng)
+        target = rng.choice(targets)
+        if target == task.target and rule.values(range(11, 14)) in evaluation_rules:
+            continue
+        hand = tuple(cards.deal(rng, rule, target, require_face=False))
+        if multiset(hand) in split.held_out:
+            continue
+        yield hand, rule, target
+
+
 def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list[dict]:
     """Puzzles under random face-card values and targets stated in the prompt.
 
@@ -452,18 +474,10 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
     """
     check_pretrain(task, data)
     rng = stage_rng(seed, "pretrain")
-    split = split_multisets(seed, data.id_unseen_share, task.target)
-    targets = pretrain_targets(data, task)
-    evaluation_rules = {cards.RULES["id"].values(range(11, 14)), cards.RULES["ood"].values(range(11, 14))}
     corpus = []
-    while len(corpus) < data.pretrain.examples:
-        rule = cards.Rule.random(rng)
-        target = rng.choice(targets)
-        if target == task.target and rule.values(range(11, 14)) in evaluation_rules:
-            continue
-        hand = tuple(cards.deal(rng, rule, target, require_face=False))
-        if multiset(hand) in split.held_out:
-            continue
+    for hand, rule, target in corpus_problems(rng, seed, task, data):
+        if len(corpus) == data.pretrain.examples:
+            break
         formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
         uid = f"pre-{len(corpus):07d}"
         retry = data.pretrain.retry_share and rng.random() < data.pretrain.retry_share  # no draw at share 0

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sftrl import io
-from sftrl.config import TaskConfig
+from sftrl.config import TaskConfig, from_dict
 from sftrl.evaluate.engine import (
     Backend,
     EpisodeResult,
@@ -35,6 +35,7 @@ __all__ = [
     "check_inputs",
     "check_split",
     "compute_metrics",
+    "eval_config",
     "evaluate_model",
     "evaluate_splits",
     "load_episodes",
@@ -42,6 +43,17 @@ __all__ = [
     "run_episodes_sequential",
     "wilson_interval",
 ]
+
+
+def eval_config(cfg: dict) -> EvalConfig:
+    """The `eval` section; seed, dtype and remote-code trust default to the experiment's and the model's."""
+    section = dict(cfg.get("eval") or {})
+    section.setdefault("seed", cfg["seed"])
+    model = cfg.get("model") or {}
+    for key in ("dtype", "trust_remote_code"):
+        if key in model:
+            section.setdefault(key, model[key])
+    return from_dict(EvalConfig, section, "eval")
 
 
 def check_split(split: str | None) -> None:
