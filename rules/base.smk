@@ -6,7 +6,7 @@ if config["model"]["source"] == "embedded":
         embedded_base,
 
     rule embedded_base:
-        """Copy the tiny base model that ships in resources/ (pretrained by rule pretrain_base)."""
+        """Copy the tiny base model that ships in resources/ (built by rules pretrain_base, selfplay, refine_base)."""
         input:
             EMBEDDED_BASE,
         output:

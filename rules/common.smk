@@ -161,7 +161,8 @@ def pretrain_config_json():
 
 def refine_config_json():
     """What a self-play round depends on: the pretraining's settings, `model.refine` but the number of
-    rounds (a round does not depend on how many follow it), and the decoding of its play (`eval`)."""
+    rounds (a round does not depend on how many follow it), and the decoding of its play (`eval`).
+    """
     refine = {k: v for k, v in config["model"]["refine"].items() if k != "rounds"}
     return json.dumps(
         {
