@@ -23,21 +23,25 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from sftrl import data, io
 from sftrl.config import DataConfig, EvalDataConfig, RlDataConfig, SftDataConfig, TaskConfig
 from sftrl.evaluate.backends import make_backend
 from sftrl.evaluate.engine import EvalConfig, run_episodes
-from sftrl.modeling import build_tokenizer, cast_weights, generation_config, save_model
+from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, cast_weights, save_model
 from sftrl.rl.ppo import PpoConfig, train_ppo
 from sftrl.sft import SftConfig, train, vocabulary_texts
 from sftrl.weights import thin_svd
 
-QWEN_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                intermediate_size=4864, vocab_size=151936)
-SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             intermediate_size=128, vocab_size=None)
+# Llama layout with Qwen2's q/k/v biases, so the word-level tokenizer loads as it is
+QWEN_05B = TinyModelConfig(
+    hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864,
+    max_position_embeddings=2048, rope_theta=1e6, attention_bias=True, vocab_size=151936,
+)
+SMALL = TinyModelConfig(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+    attention_bias=True,
+)
 TASK = TaskConfig(target=24, style="compact")
 SETS = DataConfig(
     sft=SftDataConfig(hands=200, solutions_per_hand=2),
@@ -73,26 +77,10 @@ class Check:
             self.figure(f"{name} peak memory", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
-def random_model(shapes: dict, records: list[dict], path: Path, seed: int) -> int:
+def random_model(shapes: TinyModelConfig, records: list[dict], path: Path, seed: int) -> int:
     """The random model in bf16 at `path`; returns its parameter count."""
     tokenizer = build_tokenizer(list(vocabulary_texts(records, TASK.style)))
-    config = LlamaConfig(
-        **{**shapes, "vocab_size": shapes["vocab_size"] or len(tokenizer)},
-        max_position_embeddings=2048,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-        rms_norm_eps=1e-6,
-        attention_bias=True,  # Qwen2's q/k/v biases
-        mlp_bias=False,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=True,
-        dtype="float32",
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = generation_config(tokenizer)
+    model = build_tiny_model(tokenizer, shapes, seed)
     save_model(model, tokenizer, path)
     cast_weights(path, "bfloat16")
     return sum(p.numel() for p in model.parameters())

@@ -100,12 +100,16 @@ class TinyModelConfig:
     max_position_embeddings: int = 512
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
+    attention_bias: bool = False  # True: q/k/v biases, as Qwen2 has
+    vocab_size: int | None = None  # None: the tokenizer's size; larger: rows no token reaches (a real model's shape)
 
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, seed: int) -> LlamaForCausalLM:
     """A freshly initialised Llama causal LM sized to `tokenizer`; the same seed gives the same weights."""
+    if cfg.vocab_size is not None and cfg.vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {cfg.vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=cfg.vocab_size or len(tokenizer),
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_hidden_layers,
         num_attention_heads=cfg.num_attention_heads,
@@ -114,7 +118,7 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, s
         max_position_embeddings=cfg.max_position_embeddings,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         rms_norm_eps=1e-6,
-        attention_bias=False,
+        attention_bias=cfg.attention_bias,
         mlp_bias=False,
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=None,

@@ -242,22 +242,18 @@ class PpoTrainer:
             for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
         ]
         with self.autocast():
-            return self._play(records)
-
-    def _play(self, records: list[dict]) -> Rollout:
-        cfg = self.cfg
-        return play(
-            self.model,
-            self.tokenizer,
-            records,
-            self.task,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            generation_batch_size=cfg.generation_batch_size,
-            thought_weight=cfg.thought_weight,
-            seed=(cfg.seed, self.update),
-        )
+            return play(
+                self.model,
+                self.tokenizer,
+                records,
+                self.task,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                generation_batch_size=cfg.generation_batch_size,
+                thought_weight=cfg.thought_weight,
+                seed=(cfg.seed, self.update),
+            )
 
     def forward(self, turns: Sequence[Turn]):
         with self.autocast():
