@@ -3,7 +3,7 @@
 import shutil
 import subprocess
 
-from sftrl import cluster
+from sftrl import cluster, ds_config
 
 JOBS = cluster.stage_resources(config["resources"])
 cluster.check_single_device("evaluate", JOBS["evaluate"], ["evaluation"])
@@ -16,10 +16,13 @@ cluster.check_resource_names(
 for _section, _key in (
     (config["sft"], "sft"),
     (config["model"]["pretrain"], "model.pretrain"),
+    (config["rl"]["ppo"], "rl.ppo"),
 ):
     _section["deepspeed"] = cluster.resolve_config_file(
         _section["deepspeed"], workflow.basedir, f"{_key}.deepspeed"
     )
+if "ppo" in RL_ALGORITHMS and config["rl"]["ppo"]["deepspeed"]:
+    ds_config.check_for_ppo(config["rl"]["ppo"]["deepspeed"], config["model"]["dtype"])
 
 
 def job_resources(stage):

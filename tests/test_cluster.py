@@ -72,16 +72,14 @@ def test_cpu_processes_of_a_multi_process_stage():
         cluster.JobResources.from_config({**section, "gpus": 2, "processes": 2}, "resources.sft")
     with pytest.raises(ValueError, match="resources.sft.processes must be a positive integer"):
         cluster.JobResources.from_config({**section, "gpus": 0, "processes": 0}, "resources.sft")
-    with pytest.raises(ValueError, match="resources.rl.processes is 2, but ppo runs in one process"):
-        cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["ppo"])
-    cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["grpo"])
+    with pytest.raises(ValueError, match="resources.evaluate.processes is 2, but evaluation runs in one process"):
+        cluster.check_single_device("evaluate", cluster.JobResources(0, 1, 1, 1, processes=2), ["evaluation"])
+    cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["ppo", "grpo"])
 
 
 def test_single_device_programs_refuse_several_gpus():
-    cluster.check_single_device("rl", res(gpus=4), ["grpo"])
-    cluster.check_single_device("rl", res(gpus=1), ["ppo", "grpo"])
-    with pytest.raises(ValueError, match="resources.rl.gpus is 4, but ppo runs on one device"):
-        cluster.check_single_device("rl", res(gpus=4), ["ppo", "grpo"])
+    cluster.check_single_device("rl", res(gpus=4), ["ppo", "grpo"])  # both train data-parallel
+    cluster.check_single_device("evaluate", res(gpus=1), ["evaluation"])
     with pytest.raises(ValueError, match="resources.evaluate.gpus"):
         cluster.check_single_device("evaluate", res(gpus=2), ["evaluation"])
 

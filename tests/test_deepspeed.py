@@ -1,4 +1,4 @@
-"""The DeepSpeed configs in configs/deepspeed/ as the SFT trainer reads them, validated by DeepSpeed's own
+"""The DeepSpeed configs in configs/deepspeed/ as the SFT trainer and PPO read them, validated by DeepSpeed's own
 config classes (no GPU: DeepSpeed validates a config without building an engine)."""
 
 import copy
@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("deepspeed")
 from deepspeed.runtime.config import DeepSpeedConfig  # noqa: E402
 
+from sftrl.ds_config import check_for_ppo, resolve_for_ppo  # noqa: E402
+from sftrl.rl.ppo import PpoConfig  # noqa: E402
 from sftrl.sft import SftConfig, trainer_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +90,45 @@ def test_deepspeed_rejects_a_misspelt_key(tmp_path):
     config["zero_optimization"]["stage3_gather_16bit_weights_on_save"] = True
     with pytest.raises(Exception, match="stage3_gather_16bit_weights_on_save"):
         DeepSpeedConfig(config)
+
+
+# --- as PPO runs them (sftrl.ds_config) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem.startswith("zero2")], ids=lambda p: p.stem)
+def test_ppo_resolves_zero2_as_deepspeed_accepts(path):
+    """Every "auto" filled from rl.ppo: the batch is one minibatch per process (PPO marks the accumulation
+    boundary itself), clipping is PPO's, the reduce bucket the model's hidden size squared."""
+    cfg = PpoConfig(learning_rate=1e-6, minibatch_size=2, gradient_accumulation_steps=128, max_grad_norm=0.01)
+    config = resolve_for_ppo(path, cfg, "bfloat16", processes=4, hidden_size=3584)
+    assert autos(config) == []
+    assert config["optimizer"]["params"]["lr"] == 1e-6 and config["gradient_clipping"] == 0.01
+    assert config["bf16"]["enabled"] is True and config["fp16"]["enabled"] is False
+    assert config["zero_optimization"]["reduce_bucket_size"] == 3584 * 3584
+    assert config["train_batch_size"] == 2 * 4 and config["gradient_accumulation_steps"] == 1
+    single = resolve_for_ppo(path, cfg, "float32", processes=1, hidden_size=64)
+    assert single["bf16"]["enabled"] is False
+    ds = DeepSpeedConfig(single)  # DeepSpeed checks the batch arithmetic against its world size: 1 here
+    assert ds.zero_optimization_stage == 2 and ds.gradient_accumulation_steps == 1
+    assert ds.train_micro_batch_size_per_gpu == 2 and ds.train_batch_size == 2
+
+
+def test_ppo_refuses_what_it_cannot_run_under(tmp_path):
+    zero2 = json.loads((ROOT / "configs" / "deepspeed" / "zero2.json").read_text())
+
+    def written(config: dict) -> Path:
+        path = tmp_path / "ds.json"
+        path.write_text(json.dumps(config))
+        return path
+
+    with pytest.raises(ValueError, match="ZeRO stage 3 partitions the weights"):
+        check_for_ppo(ROOT / "configs" / "deepspeed" / "zero3_offload.json", "bfloat16")
+    with pytest.raises(ValueError, match="float16 needs loss scaling"):
+        check_for_ppo(written(zero2), "float16")
+    with pytest.raises(ValueError, match="has a scheduler"):
+        check_for_ppo(written({**zero2, "scheduler": {"type": "WarmupLR"}}), "bfloat16")
+    with pytest.raises(ValueError, match=r"\['gradient_clipping'\] are set from rl.ppo"):
+        check_for_ppo(written({**zero2, "gradient_clipping": 1.0}), "bfloat16")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read it as JSON"):
+        check_for_ppo(tmp_path / "broken.json", "bfloat16")

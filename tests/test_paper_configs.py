@@ -75,17 +75,25 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
     assert f"configs/deepspeed/{deepspeed}.json" in sft[0]
     assert re.search(r"resources: .*gpu=4", result.stdout)  # the sft job asks SLURM for 4 GPUs
     ppo = [line for line in commands if "scripts/rl.py" in line]
-    assert len(ppo) == 80 and all(line.startswith("python ") for line in ppo)  # PPO runs on one device
+    assert len(ppo) == 80
+    assert all(line.startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
+               and "configs/deepspeed/zero2_offload.json" in line for line in ppo)  # as the authors ran PPO
 
 
-def test_missing_deepspeed_config_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"sft": {"deepspeed": "configs/deepspeed/zero5.json"}}, "sft.deepspeed: no file configs/deepspeed/zero5.json"),
+        ({"rl": {"ppo": {"deepspeed": "configs/deepspeed/zero3.json"}}}, "ZeRO stage 3 partitions the weights"),
+    ],
+    ids=["missing", "ppo-zero3"],
+)
+def test_bad_deepspeed_config_is_named_at_the_dry_run(tmp_path, section, message):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps(MODELS["qwen2.5-7b"]))
     override = tmp_path / "over.yaml"
-    override.write_text(
-        yaml.safe_dump({"model": {"source": str(model)}, "sft": {"deepspeed": "configs/deepspeed/zero5.json"}})
-    )
+    override.write_text(yaml.safe_dump({"model": {"source": str(model)}, **section}))
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
         + ["--configfile", str(ROOT / "experiments" / "qwen2.5-7b.yaml"), str(override)],
@@ -94,7 +102,7 @@ def test_missing_deepspeed_config_is_named(tmp_path):
         timeout=600,
     )
     assert result.returncode != 0
-    assert "sft.deepspeed: no file configs/deepspeed/zero5.json" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("experiment", list(MODELS))

@@ -1,16 +1,18 @@
-"""PPO: GAE, the value head, thought weighting, learning from a weak SFT checkpoint, resume after a kill."""
+"""PPO: GAE, the value head, thought weighting, learning from a weak SFT checkpoint, resume after a kill,
+two processes against one."""
 
 import json
 import random
+import shutil
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from sftrl import io
+from sftrl import cluster, io
 from sftrl.config import (
     DataConfig,
     EvalDataConfig,
@@ -420,3 +422,57 @@ def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, sets):
     assert result.updates == 1
     assert load_model(tmp_path / "out", "auto")[0].dtype == torch.bfloat16  # exported as the model came
     assert load_model(tmp_path / "work" / "checkpoint-1" / "model", "auto")[0].dtype == torch.float32  # masters
+
+
+# --- several processes ---------------------------------------------------------------------------
+
+# Two groups of episodes, two scoring minibatches per turn set: each process has its share of every stage.
+SPLIT = replace(FAST, updates=2, episodes_per_update=8, generation_batch_size=4, minibatch_size=4, save_every=1)
+
+
+def launch_two(tmp_path: Path, start: Path, prompts: Path, name: str) -> subprocess.CompletedProcess:
+    """scripts/rl.py under the workflow's own launcher: two processes on the CPU (gloo), one thread each."""
+    config = {"seed": 0, "task": asdict(TASK), "rl": {"ppo": {k: v for k, v in asdict(SPLIT).items() if k != "seed"}}}
+    command = cluster.launcher(0, cpu_processes=2, cpu_threads=1).split() + [
+        str(ROOT / "scripts" / "rl.py"),
+        *("--config", json.dumps(config), "--algorithm", "ppo", "--seed", "0", "--start", str(start)),
+        *("--prompts", str(prompts), "--out", str(tmp_path / name / "out")),
+        *("--work-dir", str(tmp_path / "work"), "--log", str(tmp_path / name / "log")),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_two_processes_train_as_one_process_with_twice_the_accumulation(tmp_path, start_dir, sets):
+    """PPO under `accelerate launch --num_processes 2`: the rollout, its scores and every update equal one
+    process's with gradient_accumulation_steps x 2 (the documented batch split) up to the order of float
+    sums; killed after its first checkpoint, the two-process run resumes and ends as it did uninterrupted."""
+    prompts = tmp_path / "rl_prompts.jsonl"
+    io.write_jsonl(prompts, sets["rl_prompts"])
+    two = launch_two(tmp_path, start_dir, prompts, "two")
+    one = train_ppo(start_dir, sets["rl_prompts"], TASK, replace(SPLIT, gradient_accumulation_steps=2),
+                    tmp_path / "one" / "out", tmp_path / "one" / "work", tmp_path / "one" / "log")
+    two_log = io.read_jsonl(tmp_path / "two" / "log")
+    assert len(two_log) == 2 and "resuming" not in two.stderr
+    for mine, theirs in zip(without_timing(two_log), without_timing(one.log)):
+        for key in ("turns", "generated_tokens", "episode_reward", "success_rate", "mean_turns", "lr"):
+            assert mine[key] == theirs[key], key  # the same episodes, replies and rewards
+        for key in ("policy_loss", "value_loss", "approx_kl", "grad_norm"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+    two_model, one_model = load_model(tmp_path / "two" / "out")[0], load_model(tmp_path / "one" / "out")[0].state_dict()
+    start = load_model(start_dir)[0].state_dict()
+    moved = 0
+    for name, weight in two_model.state_dict().items():
+        assert torch.allclose(weight, one_model[name], atol=1e-5), name
+        moved += not torch.equal(weight, start[name])
+    assert moved > len(start) // 2, "the updates changed the weights"
+
+    # Killed during update 2, after the checkpoint of update 1, with a half-written checkpoint 2.
+    shutil.rmtree(tmp_path / "work" / "checkpoint-2")
+    (tmp_path / "work" / ".checkpoint-2.abc.tmp").mkdir()
+    again = launch_two(tmp_path, start_dir, prompts, "again")
+    assert "resuming from" in again.stderr and "(update 1 of 2)" in again.stderr
+    assert without_timing(io.read_jsonl(tmp_path / "again" / "log")) == without_timing(two_log)
+    resumed = load_model(tmp_path / "again" / "out")[0].state_dict()
+    assert all(torch.equal(weight, resumed[name]) for name, weight in two_model.state_dict().items())

@@ -399,10 +399,16 @@ def test_paper_answers_are_parsed(rehearsal):
 
 
 def test_rl_restoration_and_claims(rehearsal):
-    """PPO ran its updates; every edit of the grid was made and evaluated; the claims were judged."""
+    """PPO ran its updates in two processes under DeepSpeed (each wrote its ZeRO optimizer shard); every
+    edit of the grid was made and evaluated; the claims were judged."""
     results = rehearsal.results
+    ppo = rehearsal.config["rl"]["ppo"]
     rl = io.read_jsonl(results / "rl" / "rl-ppo-from2-s0" / "history.jsonl")
-    assert len(rl) == rehearsal.config["rl"]["ppo"]["updates"]
+    assert len(rl) == ppo["updates"]
+    assert rehearsal.config["resources"]["rl"]["processes"] == 2 and ppo["deepspeed"]
+    checkpoint = results / "work" / "rl" / "rl-ppo-from2-s0" / f"checkpoint-{ppo['updates']}"
+    shards = {p.name for p in checkpoint.glob("deepspeed/*optim_states.pt")}
+    assert any("rank_0" in name for name in shards) and any("rank_1" in name for name in shards)
     with open(results / "tables" / "restoration.csv") as handle:
         rows = list(csv.DictReader(handle))
     pairs = rehearsal.config["restore"]["pairs"]

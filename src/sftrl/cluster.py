@@ -48,8 +48,9 @@ SLURM_RESOURCES = frozenset(
 )
 KNOWN_RESOURCES = SNAKEMAKE_RESOURCES | SLURM_RESOURCES
 
-# Stages whose scripts run one process per GPU under `accelerate launch` (TRL/transformers trainers).
-MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", "grpo"})
+# Stages whose scripts run one process per GPU under `accelerate launch` (the transformers/TRL trainers,
+# and PPO's own data-parallel trainer).
+MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", "grpo", "ppo"})
 
 
 PACKAGE_ROOT_VARIABLE = "SFTRL_ROOT"
@@ -172,8 +173,8 @@ def check_rule_names(overwrite_resources: Mapping[str, object], rules: Iterable[
 
 
 def check_single_device(stage: str, resources: JobResources, programs: Iterable[str]) -> None:
-    """A job whose program runs on one device in one process (PPO, evaluation) cannot use several GPUs
-    or CPU processes."""
+    """A job whose program runs on one device in one process (evaluation) cannot use several GPUs or CPU
+    processes."""
     single = [p for p in programs if p not in MULTI_PROCESS_STAGES]
     if single and resources.gpus > 1:
         raise ValueError(

@@ -8,17 +8,21 @@ formula, see `rollout.thought_weights`) weighted by `thought_weight`. Each updat
 across the turns of each episode, and optimises the clipped surrogate plus a clipped value loss for
 `ppo_epochs` passes over shuffled minibatches.
 
-Runs on one device (CPU or one GPU). Every random draw is seeded from (seed, update, ...), and a checkpoint
-holds policy, value head, optimizer, scheduler and the log, so a run killed after a checkpoint resumes and
-writes the same log as an uninterrupted one (on CPU). Checkpoints are `work_dir/checkpoint-{update}`,
+Runs in one process, or data-parallel in several under `accelerate launch` (one per GPU, or gloo on a CPU;
+DDP, or DeepSpeed ZeRO-2 when `deepspeed` names a config; see `sftrl.rl.parallel` for the split, which keeps
+a W-process run equal to one process with W times the accumulation). Every random draw is seeded from
+(seed, update, ...), and a checkpoint holds policy, value head, optimizer, scheduler and the log, so a run
+killed after a checkpoint resumes and writes the same log as an uninterrupted one (on CPU). Checkpoints are `work_dir/checkpoint-{update}`,
 written atomically and marked complete (see `sftrl.rl`); the policy in each is a plain Hugging Face
 directory (`checkpoint-{update}/model`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
 import os
 import random
 import shutil
@@ -31,13 +35,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import get_scheduler
+from transformers import AutoConfig, get_scheduler
 
 from sftrl import io
 from sftrl.config import TaskConfig, from_dict
 from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.checkpoints import checkpoints, discard_unusable, last_complete, mark_complete, model_dir_identity
 from sftrl.rl import check_prompts
+from sftrl.ds_config import resolve_for_ppo
+from sftrl.rl.parallel import Processes, launched_processes, to_cpu
 from sftrl.rl.rollout import Rollout, Turn, play, score
 from sftrl.trainer_args import master_dtype
 
@@ -64,8 +70,9 @@ class PpoConfig:
     weight_decay: float = 0.0
     updates: int = 8  # paper: 100 (Llama), 300 (Qwen)
     episodes_per_update: int = 16  # paper: 4 GPUs x 128 (Llama), 4 x 32 (Qwen) env steps (turns)
-    minibatch_size: int = 16
-    gradient_accumulation_steps: int = 1  # paper 128
+    minibatch_size: int = 16  # per process
+    gradient_accumulation_steps: int = 1  # paper 128; per process: an optimizer step takes this x processes
+    # minibatches
     ppo_epochs: int = 2  # paper 4
     clip_range: float = 0.2  # paper 0.1 (per-reply ratios of a tiny model move fast; 0.1 clips most)
     value_clip_range: float = 0.2
@@ -76,11 +83,12 @@ class PpoConfig:
     temperature: float = 1.0  # paper 0.2
     top_p: float = 1.0
     max_new_tokens: int = 40  # paper 512
-    generation_batch_size: int = 64
+    generation_batch_size: int = 64  # episodes played together; the groups are shared out among processes
     kl_coef: float = 0.0  # paper: no KL penalty, no reference model
     thought_weight: float = 0.5
     save_every: int = 4
     save_total_limit: int = 2
+    deepspeed: str | None = None  # a ZeRO-2 JSON (configs/deepspeed/): DeepSpeed trains, as the paper under accelerate
     seed: int = 0
 
     def __post_init__(self):
@@ -133,6 +141,20 @@ class ValueHead(nn.Module):
         return self.net(hidden).squeeze(-1)
 
 
+class ActorCritic(nn.Module):
+    """The policy and its value head as one module, so that a data-parallel wrapper (DDP, a DeepSpeed
+    engine) sees one forward pass and averages every gradient."""
+
+    def __init__(self, policy, value_head: ValueHead):
+        super().__init__()
+        self.policy, self.value_head = policy, value_head
+
+    def forward(self, turns: Sequence[Turn], pad_id: int, temperature: float):
+        scored = score(self.policy, turns, pad_id, temperature)
+        head_dtype = next(self.value_head.parameters()).dtype  # bf16 under DeepSpeed
+        return scored, self.value_head(scored.state_hidden.to(head_dtype)).float()
+
+
 def compute_gae(
     rewards: Sequence[float], values: Sequence[float], dones: Sequence[bool], gamma: float, lam: float
 ) -> list[float]:
@@ -159,9 +181,19 @@ def normalise(advantages: torch.Tensor) -> torch.Tensor:
     return centred / std if std > 1e-8 else centred
 
 
-def fingerprint(cfg: PpoConfig, task: TaskConfig, prompts: Sequence[dict], start: str) -> str:
-    """Identity of a run: what a checkpoint must share with the run that resumes from it."""
-    digest = hashlib.sha256(io.dumps({"ppo": asdict(cfg), "task": asdict(task), "start": start}).encode())
+def fingerprint(
+    cfg: PpoConfig,
+    task: TaskConfig,
+    prompts: Sequence[dict],
+    start: str,
+    processes: int = 1,
+    deepspeed: dict | None = None,
+) -> str:
+    """Identity of a run: what a checkpoint must share with the run that resumes from it (the number of
+    processes too: it sets the batch of an optimizer step; the DeepSpeed config by content, not path)."""
+    settings = {**asdict(cfg), "deepspeed": deepspeed}
+    what = {"ppo": settings, "task": asdict(task), "start": start, "processes": processes}
+    digest = hashlib.sha256(io.dumps(what).encode())
     for record in prompts:
         digest.update(io.dumps([record["hand"], record["rule"], record.get("target")]).encode())
     return digest.hexdigest()[:16]
@@ -188,7 +220,12 @@ class PpoResult:
 
 
 class PpoTrainer:
-    """Policy, value head, optimizer and schedule of one run, with its update and checkpoint steps."""
+    """Policy, value head, optimizer and schedule of one run, with its update and checkpoint steps.
+
+    With an `accelerator` (several processes, or DeepSpeed) the policy and value head train as one wrapped
+    module (`engine`: DDP or a DeepSpeed engine); `model` and `value_head` stay the plain modules, used to
+    generate, score without gradients and save.
+    """
 
     def __init__(
         self,
@@ -199,28 +236,44 @@ class PpoTrainer:
         prompts: Sequence[dict],
         reference=None,
         compute_dtype: torch.dtype | None = None,
+        accelerator=None,
     ):
         """`compute_dtype` (e.g. bfloat16): forward passes under autocast to it, while the weights, their
-        gradients and the optimizer states stay in the model's own (float32) dtype."""
+        gradients and the optimizer states stay in the model's own (float32) dtype. Under DeepSpeed the
+        model comes in its compute dtype and DeepSpeed keeps the float32 masters."""
         self.model, self.tokenizer, self.cfg, self.task, self.prompts = model, tokenizer, cfg, task, prompts
         self.compute_dtype = compute_dtype
+        self.processes = Processes.current()
+        self.deepspeed = accelerator is not None and accelerator.state.deepspeed_plugin is not None
         self.model.eval()  # no dropout: the ratio must be exactly 1 before the first step
         self.device = model.device
         torch.manual_seed(cfg.seed)
         # the decoder's width (a vision-language config keeps it in its text config)
         hidden_size = model.config.get_text_config(decoder=True).hidden_size
         self.value_head = ValueHead(hidden_size).to(self.device)
+        self.actor_critic = ActorCritic(model, self.value_head)
         self.reference = reference
         self.parameters = [p for p in model.parameters() if p.requires_grad] + list(
             self.value_head.parameters()
         )
-        self.optimizer = torch.optim.AdamW(
-            self.parameters,
+        adam = dict(
             lr=cfg.learning_rate,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
             eps=cfg.adam_epsilon,
             weight_decay=cfg.weight_decay,
         )
+        if self.deepspeed and "optimizer" in accelerator.state.deepspeed_plugin.deepspeed_config:
+            from accelerate.utils import DummyOptim  # DeepSpeed builds the optimizer its config names
+
+            self.engine, self.optimizer = accelerator.prepare(self.actor_critic, DummyOptim(self.parameters, **adam))
+        else:
+            self.optimizer = torch.optim.AdamW(self.parameters, **adam)
+            if self.deepspeed:
+                self.engine, self.optimizer = accelerator.prepare(self.actor_critic, self.optimizer)
+            elif accelerator is not None:
+                self.engine = accelerator.prepare_model(self.actor_critic)  # DDP
+            else:
+                self.engine = self.actor_critic
         self.scheduler = get_scheduler(
             cfg.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
         )
@@ -236,43 +289,56 @@ class PpoTrainer:
         )
 
     def rollout(self) -> Rollout:
+        """The update's episodes in groups of `generation_batch_size`, each process playing its share of the
+        groups; every process gets the whole rollout, in group order."""
         cfg = self.cfg
         records = [
             self.prompts[i]
             for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
         ]
+        size = cfg.generation_batch_size
+        groups = [records[begin : begin + size] for begin in range(0, len(records), size)]
+        mine = {}
         with self.autocast():
-            return play(
-                self.model,
-                self.tokenizer,
-                records,
-                self.task,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens,
-                generation_batch_size=cfg.generation_batch_size,
-                thought_weight=cfg.thought_weight,
-                seed=(cfg.seed, self.update),
-            )
+            for g in self.processes.mine(len(groups)):
+                mine[g] = play(
+                    self.model,
+                    self.tokenizer,
+                    groups[g],
+                    self.task,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    max_new_tokens=cfg.max_new_tokens,
+                    thought_weight=cfg.thought_weight,
+                    seed=(cfg.seed, self.update),
+                    group=g,
+                )
+        played = {g: rollout for part in self.processes.gather(mine) for g, rollout in part.items()}
+        return Rollout.concat([played[g] for g in range(len(groups))])
 
-    def forward(self, turns: Sequence[Turn]):
+    def forward(self, turns: Sequence[Turn], module=None):
+        """Scored replies and values of `turns`, through the wrapped module (with gradients) or `module`."""
         with self.autocast():
-            scored = score(self.model, turns, self.tokenizer.pad_token_id, self.cfg.temperature)
-            return scored, self.value_head(scored.state_hidden).float()
+            return (module or self.engine)(turns, self.tokenizer.pad_token_id, self.cfg.temperature)
 
     @torch.no_grad()
     def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor]:
-        """Old log-probs and values of the rollout, advantages and returns (GAE across each episode's turns)."""
-        old_logps, values, ref_logps = [], [], []
-        for begin in range(0, len(turns), self.cfg.minibatch_size):
-            batch = turns[begin : begin + self.cfg.minibatch_size]
-            scored, value = self.forward(batch)
-            old_logps.append(scored.logps)
-            values.append(value)
+        """Old log-probs and values of the rollout, advantages and returns (GAE across each episode's turns).
+
+        Scored in minibatches, minibatch k by process k mod the number of processes; all get every result."""
+        size = self.cfg.minibatch_size
+        mine = {}
+        for k in self.processes.mine(math.ceil(len(turns) / size)):
+            batch = turns[k * size : (k + 1) * size]
+            scored, value = self.forward(batch, self.actor_critic)
+            ref_logps = []
             if self.reference is not None:
                 ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
-                ref_logps += [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask)]
-        values = torch.cat(values)
+                ref_logps = [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask)]
+            mine[k] = (scored.logps.cpu(), value.cpu(), to_cpu(ref_logps))
+        scored_by = {k: part for parts in self.processes.gather(mine) for k, part in parts.items()}
+        ordered = [scored_by[k] for k in sorted(scored_by)]
+        values = torch.cat([value for _, value, _ in ordered]).to(self.device)
         advantages = compute_gae(
             [t.reward for t in turns],
             values.tolist(),
@@ -282,11 +348,11 @@ class PpoTrainer:
         )
         advantages = torch.tensor(advantages, device=self.device)
         return {
-            "old_logps": torch.cat(old_logps),
+            "old_logps": torch.cat([logps for logps, _, _ in ordered]).to(self.device),
             "values": values,
             "returns": advantages + values,
             "advantages": normalise(advantages),
-            "ref_logps": ref_logps,
+            "ref_logps": [row.to(self.device) for _, _, rows in ordered for row in rows],
         }
 
     def loss(self, turns: Sequence[Turn], buffer: dict, index: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -321,8 +387,34 @@ class PpoTrainer:
             stats["kl_to_start"] = kl.sum().item()
         return total.sum(), stats
 
+    def accumulating(self, last: bool):
+        """Gradients of a minibatch that is not the step's last stay local (DDP syncs on the last one)."""
+        if last or self.deepspeed or self.processes.count == 1:
+            return contextlib.nullcontext()
+        return self.engine.no_sync()
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        if self.deepspeed:
+            self.engine.set_gradient_accumulation_boundary(last)  # PPO's steps are not DeepSpeed's count
+            self.engine.backward(loss)
+            self.engine.step()  # a no-op before the boundary
+        else:
+            loss.backward()
+
+    def step_optimizer(self) -> float:
+        """Clip and step (DeepSpeed did both at the boundary); the gradient norm before clipping."""
+        if self.deepspeed:
+            return float(self.engine.get_global_grad_norm() or 0.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm).item()
+        self.optimizer.step()
+        return norm
+
     def optimise(self, turns: list[Turn], buffer: dict) -> dict:
+        """`ppo_epochs` passes over the buffer in seeded random minibatches. An optimizer step takes
+        `gradient_accumulation_steps` minibatches per process, minibatch i of the step by process i mod W;
+        a process left without one runs a zero-weight pass, so every process syncs as often."""
         cfg = self.cfg
+        count = self.processes.count
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + self.update)
         sums: dict[str, float] = {}
         grad_norms = []
@@ -330,19 +422,30 @@ class PpoTrainer:
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(turns), generator=generator)
             minibatches = list(order.split(cfg.minibatch_size))
-            for group_start in range(0, len(minibatches), cfg.gradient_accumulation_steps):
-                group = minibatches[group_start : group_start + cfg.gradient_accumulation_steps]
+            per_step = cfg.gradient_accumulation_steps * count
+            for group_start in range(0, len(minibatches), per_step):
+                group = minibatches[group_start : group_start + per_step]
                 size = sum(len(m) for m in group)
-                self.optimizer.zero_grad(set_to_none=True)
-                for index in group:
-                    loss, stats = self.loss(turns, buffer, index.to(self.device))
-                    (loss / size).backward()
+                mine = group[self.processes.rank :: count]
+                passes = math.ceil(len(group) / count)
+                if not self.deepspeed:
+                    self.optimizer.zero_grad(set_to_none=True)
+                for j in range(passes):
+                    index, weight = (mine[j], 1) if j < len(mine) else (group[0], 0)
+                    last = j == passes - 1
+                    with self.accumulating(last):
+                        loss, stats = self.loss(turns, buffer, index.to(self.device))
+                        # DDP and DeepSpeed average over processes: x count makes it the step's sum / size
+                        self.backward(loss * (weight * count) / size, last)
                     for key, value in stats.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                grad_norms.append(torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm).item())
-                self.optimizer.step()
+                        sums[key] = sums.get(key, 0.0) + weight * value
+                grad_norms.append(self.step_optimizer())
                 seen += size
-        stats = {key: value / seen for key, value in sums.items()}
+        totals: dict[str, float] = {}
+        for part in self.processes.gather(sums):
+            for key, value in part.items():
+                totals[key] = totals.get(key, 0.0) + value
+        stats = {key: value / seen for key, value in totals.items()}
         stats["grad_norm"] = statistics.fmean(grad_norms)
         return stats
 
@@ -385,28 +488,43 @@ class PpoTrainer:
     # --- checkpoints ------------------------------------------------------------------------------
 
     def save(self, path: Path, run: str) -> None:
-        """Everything a resume needs, under its final name only when complete (marker written last)."""
-        with io.atomic_path(path) as tmp:
-            tmp.mkdir()
-            self.model.save_pretrained(tmp / "model", safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp / "model")
-            save_file(self.value_head.state_dict(), tmp / "value_head.safetensors")
-            torch.save(
-                {
-                    "optimizer": self.optimizer.state_dict(),
+        """Everything a resume needs, under its final name only when complete (marker written last). The
+        main process writes the model, value head and state; under DeepSpeed every process writes its
+        partition of the optimizer (`deepspeed/`)."""
+        main = self.processes.main
+        with io.atomic_path(path) if main else contextlib.nullcontext() as tmp:
+            tmp = Path(self.processes.broadcast(str(tmp) if main else None))
+            if main:
+                tmp.mkdir()
+            self.processes.barrier()
+            if self.deepspeed:
+                self.engine.save_checkpoint(str(tmp), tag="deepspeed")
+            if main:
+                self.model.save_pretrained(tmp / "model", safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / "model")
+                save_file(self.value_head.state_dict(), tmp / "value_head.safetensors")
+                state = {
                     "scheduler": self.scheduler.state_dict(),
                     "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
-                },
-                tmp / "trainer_state.pt",
-            )
-            io.write_json(tmp / "state.json", {"update": self.update, "log": self.log})
-            mark_complete(tmp, self.update, run)
+                }
+                if not self.deepspeed:
+                    state["optimizer"] = self.optimizer.state_dict()
+                torch.save(state, tmp / "trainer_state.pt")
+                io.write_json(tmp / "state.json", {"update": self.update, "log": self.log})
+            self.processes.barrier()
+            if main:
+                mark_complete(tmp, self.update, run)
+        self.processes.barrier()
 
     def load(self, path: Path) -> None:
         """Restore a checkpoint written by `save` into a trainer built on that checkpoint's policy."""
-        self.value_head.load_state_dict(load_file(path / "value_head.safetensors", device=str(self.device)))
+        if self.deepspeed:  # weights, value head and the float32 optimizer partitions
+            self.engine.load_checkpoint(str(path), tag="deepspeed", load_lr_scheduler_states=False)
+        else:
+            self.value_head.load_state_dict(load_file(path / "value_head.safetensors", device=str(self.device)))
         state = torch.load(path / "trainer_state.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not self.deepspeed:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(state["rng"]["python"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -455,24 +573,38 @@ def train_ppo(
     check_prompts(prompts, task)
     start = check_model_dir(start_model_dir)
     work_dir = Path(work_dir)
-    run = fingerprint(cfg, task, prompts, model_dir_identity(start))
-    discard_unusable(work_dir, run)
+    count = launched_processes()
+    deepspeed = None
+    if cfg.deepspeed:
+        hidden = AutoConfig.from_pretrained(start, trust_remote_code=trust_remote_code)
+        hidden_size = hidden.get_text_config(decoder=True).hidden_size
+        deepspeed = resolve_for_ppo(cfg.deepspeed, cfg, dtype, count, hidden_size)
+    accelerator = distributed(deepspeed, device) if count > 1 or deepspeed else None
+    processes = Processes.current()
+    run = fingerprint(cfg, task, prompts, model_dir_identity(start), processes.count, deepspeed)
+    if processes.main:
+        discard_unusable(work_dir, run)
+    processes.barrier()
     resume = last_complete(work_dir, run)
+    if accelerator is not None:
+        device = str(accelerator.device)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    master = master_dtype(dtype)
-    model, tokenizer = load_model(resume / "model" if resume else start, master, device, trust_remote_code)
+    # DeepSpeed keeps float32 masters itself; otherwise the trainer does (`master_dtype`) under autocast.
+    weights = dtype if deepspeed else master_dtype(dtype)
+    model, tokenizer = load_model(resume / "model" if resume else start, weights, device, trust_remote_code)
     reference = None
     if cfg.kl_coef > 0:  # never trained: in the model's own dtype
         reference = load_model(start, dtype, device, trust_remote_code)[0].eval().requires_grad_(False)
-    compute = DTYPES[dtype] if master != dtype else None
-    trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference, compute)
+    compute = DTYPES[dtype] if weights != dtype else None
+    trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference, compute, accelerator)
     if resume:
         trainer.load(resume)
         log.info("resuming from %s (update %d of %d)", resume, trainer.update, cfg.updates)
     while trainer.update < cfg.updates:
         row = trainer.step()
-        io.write_jsonl(log_path, trainer.log)
+        if processes.main:
+            io.write_jsonl(log_path, trainer.log)
         log.info(
             "update %d/%d: episode reward %.3f, success %.3f, %.1f s",
             row["update"],
@@ -483,10 +615,26 @@ def train_ppo(
         )
         if trainer.update % cfg.save_every == 0 or trainer.update == cfg.updates:
             trainer.save(work_dir / f"checkpoint-{trainer.update}", run)
-            rotate(work_dir, cfg.save_total_limit)
-    io.write_jsonl(log_path, trainer.log)
-    export(model, tokenizer, out_dir, provenance, dtype)
+            if processes.main:
+                rotate(work_dir, cfg.save_total_limit)
+    if processes.main:
+        io.write_jsonl(log_path, trainer.log)
+        export(model, tokenizer, out_dir, provenance, dtype)
+    processes.barrier()
     return PpoResult(trainer.update, resume, run, trainer.log)
+
+
+def distributed(deepspeed: dict | None, device: str | None):
+    """The accelerator of a run in several processes (DDP; gloo on a CPU) or under DeepSpeed."""
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs
+
+    if deepspeed is not None:
+        return Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=deepspeed), mixed_precision="no")
+    # buffers (rotary frequencies) are not trained: no broadcast, so processes may score different counts
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    cpu = device == "cpu" or not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, mixed_precision="no", kwargs_handlers=[ddp])
 
 
 def settings(section: dict, seed: int) -> PpoConfig:

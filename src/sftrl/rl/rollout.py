@@ -2,7 +2,7 @@
 that scores them.
 
 The evaluator returns text; PPO needs the exact prompt and reply token ids of each turn, so that the update
-recomputes log-probabilities of the very tokens that were sampled. All live episodes advance one turn per
+recomputes log-probabilities of the very tokens that were sampled. All live episodes of a group advance one turn per
 batched `generate` call (left padding, KV cache), as in `sftrl.evaluate`.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -70,6 +70,20 @@ class Rollout:
     successes: list[bool] = field(default_factory=list)
     attempts: list[int] = field(default_factory=list)
     generated_tokens: int = 0
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rollout]) -> Rollout:
+        """The rollouts of consecutive groups as one, episodes numbered across them."""
+        whole, offset = cls(), 0
+        for part in parts:
+            whole.turns += [replace(t, episode=t.episode + offset) for t in part.turns]
+            whole.episode_rewards += part.episode_rewards
+            whole.first_rewards += part.first_rewards
+            whole.successes += part.successes
+            whole.attempts += part.attempts
+            whole.generated_tokens += part.generated_tokens
+            offset += len(part.episode_rewards)
+        return whole
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -140,11 +154,15 @@ def play(
     temperature: float,
     top_p: float,
     max_new_tokens: int,
-    generation_batch_size: int,
     thought_weight: float,
     seed: tuple,
+    group: int = 0,
 ) -> Rollout:
-    """Play one episode per record to the end; all live episodes take one turn per batched generate."""
+    """Play one episode per record to the end, all live episodes in one batched generate per turn.
+
+    The records are one group of an update's episodes (at most `generation_batch_size`); turn t of group
+    g samples with a seed drawn from (`seed`, t, g), so a group plays the same wherever it is played.
+    """
     rewards = cards.Rewards(**asdict(task.rewards))
     episodes = [
         cards.Episode(
@@ -164,17 +182,15 @@ def play(
     turn = 0
     while live:
         states = [prompt_ids(tokenizer, episodes[i].messages) for i in live]
-        replies: list[list[int]] = []
-        for chunk, begin in enumerate(range(0, len(live), generation_batch_size)):
-            replies += generate(
-                model,
-                tokenizer,
-                states[begin : begin + generation_batch_size],
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
-                seed=derived_seed(*seed, turn, chunk),
-            )
+        replies = generate(
+            model,
+            tokenizer,
+            states,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=derived_seed(*seed, turn, group),
+        )
         for i, state, reply in zip(live, states, replies):
             verdict = episodes[i].step(tokenizer.decode(reply, skip_special_tokens=True))
             per_episode[i].append(
