@@ -4,10 +4,11 @@
 A random model with Qwen2.5-0.5B's shapes (hidden 896, 24 layers, 14 heads, 2 KV heads, MLP 4864, q/k/v
 biases, vocabulary 151,936; the Llama layout, so the word-level tokenizer loads as it is), stored in bf16
 as the paper's models are, goes through the workflow's own functions:
-  1. bf16 SFT steps (`sft.train`: float32 masters under bf16 autocast): seconds per step, peak memory,
-     the loss must fall;
-  2. one PPO update with float32 masters (`train_ppo`, dtype bfloat16) at lr 1e-6: peak memory, and the
-     share of weights it moved (plain bf16 weights would round almost every such update away);
+  1. bf16 SFT steps (`sft.train`: float32 masters under bf16 autocast): seconds per step, peak memory
+     against the memory plan's estimate (`sftrl.capacity`), the loss must fall;
+  2. one PPO update with float32 masters (`train_ppo`, dtype bfloat16) at lr 1e-6: peak memory against
+     the plan, and the share of weights it moved (plain bf16 weights would round almost every such
+     update away);
   3. greedy evaluation through the HF backend, and through vLLM where it is installed: the same replies;
   4. SVD on the GPU against scipy's on the CPU: singular values and reconstruction.
 Prints each figure; exits 1 on a mismatch. `--small --device cpu` runs the same checks on a tiny model
@@ -16,15 +17,17 @@ Prints each figure; exits 1 on a mismatch. `--small --device cpu` runs the same 
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from sftrl import data, io
+from sftrl import capacity, data, io
 from sftrl.config import DataConfig, EvalDataConfig, RlDataConfig, SftDataConfig, TaskConfig
 from sftrl.evaluate.backends import make_backend
 from sftrl.evaluate.engine import EvalConfig, run_episodes
@@ -65,8 +68,12 @@ class Check:
             self.failures.append(what)
 
     @contextlib.contextmanager
-    def peak(self, name: str):
-        """Peak GPU memory allocated inside the block (CUDA only)."""
+    def peak(self, name: str, planned: dict[str, float]):
+        """Peak GPU memory allocated inside the block (CUDA only), against the memory plan's terms
+        (sftrl.capacity; its CUDA context is not allocated memory, so it is left out)."""
+        plan = sum(gib for term, gib in planned.items() if term != "context")
+        self.figure(f"{name} planned memory", f"{plan:.2f} GiB (" + ", ".join(
+            f"{term} {gib:.2f}" for term, gib in planned.items() if term != "context") + ")")
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize()
@@ -74,7 +81,8 @@ class Check:
         yield
         if cuda:
             torch.cuda.synchronize()
-            self.figure(f"{name} peak memory", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+            measured = torch.cuda.max_memory_allocated() / 2**30
+            self.figure(f"{name} peak memory", f"{measured:.2f} GiB; measured / planned = {measured / plan:.2f}")
 
 
 def random_model(shapes: TinyModelConfig, records: list[dict], path: Path, seed: int) -> int:
@@ -86,11 +94,17 @@ def random_model(shapes: TinyModelConfig, records: list[dict], path: Path, seed:
     return sum(p.numel() for p in model.parameters())
 
 
+def shape_of(model: Path) -> capacity.ModelShape:
+    return capacity.ModelShape.from_config(json.loads((model / "config.json").read_text()))
+
+
 def check_sft(check: Check, base: Path, records: list[dict], work: Path, steps: int, batch: int, lr: float) -> Path:
     cfg = SftConfig(learning_rate=lr, warmup_ratio=0.0, per_device_batch_size=batch, max_steps=steps,
                     save_every=steps, extra_steps=(), logging_steps=1, max_length=128, bf16=True)
+    tokens = capacity.sft_tokens({"task": asdict(TASK), "sft": {"max_length": cfg.max_length}})
+    planned = capacity.training_gib(shape_of(base), "bfloat16", capacity.Training(), batch, tokens)
     start = time.perf_counter()
-    with check.peak("bf16 SFT"):
+    with check.peak("bf16 SFT", planned):
         train(str(base), None, records, {}, cfg, work / "sft-work", lambda s: work / "sft" if s == steps else None,
               work / "sft.jsonl", dtype="bfloat16")
     seconds = time.perf_counter() - start
@@ -106,7 +120,10 @@ def check_sft(check: Check, base: Path, records: list[dict], work: Path, steps: 
 def check_ppo(check: Check, start: Path, prompts: list[dict], work: Path) -> None:
     cfg = PpoConfig(learning_rate=1e-6, updates=1, episodes_per_update=8, minibatch_size=8, ppo_epochs=1,
                     max_new_tokens=32, generation_batch_size=8, save_every=1, seed=0)
-    with check.peak("PPO update (fp32 masters)"):
+    tokens = capacity.text_tokens({"task": asdict(TASK)}, cfg.max_new_tokens)
+    planned = capacity.ppo_gib(shape_of(start), "bfloat16", capacity.Training(), cfg.minibatch_size,
+                               cfg.generation_batch_size, tokens)
+    with check.peak("PPO update (fp32 masters)", planned):
         train_ppo(start, prompts, TASK, cfg, work / "ppo", work / "ppo-work", work / "ppo.jsonl",
                   dtype="bfloat16", device=str(check.device))
     # the export is bf16 again; the checkpoint keeps the float32 masters the update moved

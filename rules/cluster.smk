@@ -1,9 +1,11 @@
 # What each job asks of the machine or the SLURM cluster (config `resources`, sftrl.cluster), how the
 # training scripts are launched on their GPUs, and the checks made before any job is submitted.
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
-from sftrl import cluster, ds_config
+from sftrl import capacity, cluster, ds_config
 
 JOBS = cluster.stage_resources(config["resources"])
 cluster.check_single_device("evaluate", JOBS["evaluate"], ["evaluation"])
@@ -23,6 +25,37 @@ for _section, _key in (
     )
 if "ppo" in RL_ALGORITHMS and config["rl"]["ppo"]["deepspeed"]:
     ds_config.check_for_ppo(config["rl"]["ppo"]["deepspeed"], config["model"]["dtype"])
+
+
+def capacity_plan():
+    """Memory per GPU job and disk for the outputs (sftrl.capacity), from the base model's config.json;
+    None where that is not on disk or not a Llama-layout decoder the plan knows (then GPU memory budgets
+    cannot be checked, and saying so is an error)."""
+    try:
+        shape = capacity.ModelShape.from_config(base_model_config() or {})
+    except ValueError as err:
+        budgets = [s for s, r in config["resources"].items() if r.get("gpu_mem_gb") and r["gpus"]]
+        if budgets:
+            raise ValueError(f"resources {budgets} name gpu_mem_gb, but {err}") from err
+        return None
+    read = lambda path: json.loads(Path(path).read_text())
+    memory = capacity.memory_plan(config, shape, read, RL_ALGORITHMS)
+    counts = {
+        "ladder": len(SFT_MODELS),
+        "rl": len(RL_MODELS),
+        "edits": len(EDIT_MODELS),
+        "analysed": 1 + len(SFT_MODELS) + len(RL_MODELS),
+    }
+    disk = capacity.disk_plan(config, shape, counts)
+    return memory, disk
+
+
+CAPACITY = capacity_plan()
+if CAPACITY:
+    if workflow.is_main_process:  # before any job; not again in each cluster job
+        print(capacity.render(*CAPACITY))
+    capacity.check_memory(CAPACITY[0])
+    capacity.check_disk(CAPACITY[1], config["plan"].get("disk_budget_gb"))
 
 
 def job_resources(stage):

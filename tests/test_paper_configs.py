@@ -15,11 +15,36 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # config.json of each model as far as the workflow reads it before any job runs (decoder layers, tied
 # embeddings), with the values of the published checkpoints
+# The config.json fields of the two models that the workflow reads (their published values).
 MODELS = {
-    "qwen2.5-7b": {"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, "tie_word_embeddings": False},
+    "qwen2.5-7b": {
+        "model_type": "qwen2",
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "tie_word_embeddings": False,
+    },
     "llama3.2-11b-vision": {
         "model_type": "mllama",
-        "text_config": {"hidden_size": 4096, "num_hidden_layers": 40, "tie_word_embeddings": False},
+        "text_config": {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 128256,
+            "tie_word_embeddings": False,
+        },
+        "vision_config": {
+            "hidden_size": 1280,
+            "intermediate_size": 5120,
+            "num_hidden_layers": 32,
+            "num_global_layers": 8,
+            "vision_output_dim": 7680,
+        },
     },
 }
 
@@ -76,6 +101,8 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
     assert re.search(r"resources: .*gpu=4", result.stdout)  # the sft job asks SLURM for 4 GPUs
     ppo = [line for line in commands if "scripts/rl.py" in line]
     assert len(ppo) == 80
+    plan = result.stdout[result.stdout.index("Memory plan") :]
+    assert re.search(r"^  rl +4 +\d+\.\d +80  PPO update", plan, re.MULTILINE), plan[:600]
     assert all(line.startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
                and "configs/deepspeed/zero2_offload.json" in line for line in ppo)  # as the authors ran PPO
 
@@ -85,10 +112,15 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
     [
         ({"sft": {"deepspeed": "configs/deepspeed/zero5.json"}}, "sft.deepspeed: no file configs/deepspeed/zero5.json"),
         ({"rl": {"ppo": {"deepspeed": "configs/deepspeed/zero3.json"}}}, "ZeRO stage 3 partitions the weights"),
+        (
+            {"rl": {"ppo": {"deepspeed": None}}, "resources": {"rl": {"gpus": 1, "cpus": 8, "mem_mb": 1, "runtime": 1, "gpu_mem_gb": 80}}},
+            "more than resources.rl.gpu_mem_gb = 80",
+        ),
     ],
-    ids=["missing", "ppo-zero3"],
+    ids=["missing", "ppo-zero3", "ppo-on-one-gpu"],
 )
-def test_bad_deepspeed_config_is_named_at_the_dry_run(tmp_path, section, message):
+def test_bad_parallel_settings_are_named_at_the_dry_run(tmp_path, section, message):
+    """A missing DeepSpeed file, ZeRO-3 for PPO, 7B PPO on one 80 GB GPU: refused before any job."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps(MODELS["qwen2.5-7b"]))

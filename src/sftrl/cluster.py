@@ -73,11 +73,12 @@ class JobResources:
     mem_mb: int
     runtime: int  # minutes
     processes: int = 1
+    gpu_mem_gb: float | None = None  # memory of one of its GPUs, for the memory plan (sftrl.capacity)
 
     @classmethod
     def from_config(cls, section: Mapping, where: str) -> JobResources:
         required = {"gpus", "cpus", "mem_mb", "runtime"}
-        known = required | {"processes"}
+        known = required | {"processes", "gpu_mem_gb"}
         unknown = sorted(set(section) - known)
         missing = sorted(required - set(section))
         if unknown or missing:
@@ -87,6 +88,9 @@ class JobResources:
             value = section.get(key, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{where}.{key} must be a positive integer, not {value!r}")
+        memory = section.get("gpu_mem_gb")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 0):
+            raise ValueError(f"{where}.gpu_mem_gb must be a positive number of GiB, not {memory!r}")
         if not isinstance(section["gpus"], int) or section["gpus"] < 0:
             raise ValueError(f"{where}.gpus must be an integer >= 0, not {section['gpus']!r}")
         if section["gpus"] and section.get("processes", 1) > 1:

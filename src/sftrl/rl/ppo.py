@@ -12,9 +12,9 @@ Runs in one process, or data-parallel in several under `accelerate launch` (one 
 DDP, or DeepSpeed ZeRO-2 when `deepspeed` names a config; see `sftrl.rl.parallel` for the split, which keeps
 a W-process run equal to one process with W times the accumulation). Every random draw is seeded from
 (seed, update, ...), and a checkpoint holds policy, value head, optimizer, scheduler and the log, so a run
-killed after a checkpoint resumes and writes the same log as an uninterrupted one (on CPU). Checkpoints are `work_dir/checkpoint-{update}`,
-written atomically and marked complete (see `sftrl.rl`); the policy in each is a plain Hugging Face
-directory (`checkpoint-{update}/model`).
+killed after a checkpoint resumes and writes the same log as an uninterrupted one (on CPU). Checkpoints are
+`work_dir/checkpoint-{update}`, written atomically and marked complete (see `sftrl.rl`); the policy in each
+is a plain Hugging Face directory (`checkpoint-{update}/model`).
 """
 
 from __future__ import annotations
@@ -71,8 +71,7 @@ class PpoConfig:
     updates: int = 8  # paper: 100 (Llama), 300 (Qwen)
     episodes_per_update: int = 16  # paper: 4 GPUs x 128 (Llama), 4 x 32 (Qwen) env steps (turns)
     minibatch_size: int = 16  # per process
-    gradient_accumulation_steps: int = 1  # paper 128; per process: an optimizer step takes this x processes
-    # minibatches
+    gradient_accumulation_steps: int = 1  # paper 128; per process (a step takes this x processes minibatches)
     ppo_epochs: int = 2  # paper 4
     clip_range: float = 0.2  # paper 0.1 (per-reply ratios of a tiny model move fast; 0.1 clips most)
     value_clip_range: float = 0.2
