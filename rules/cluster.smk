@@ -34,7 +34,11 @@ def capacity_plan():
     try:
         shape = capacity.ModelShape.from_config(base_model_config() or {})
     except ValueError as err:
-        budgets = [s for s, r in config["resources"].items() if r.get("gpu_mem_gb") and r["gpus"]]
+        budgets = [
+            s
+            for s, r in config["resources"].items()
+            if r.get("gpu_mem_gb") and r["gpus"]
+        ]
         if budgets:
             raise ValueError(f"resources {budgets} name gpu_mem_gb, but {err}") from err
         return None
