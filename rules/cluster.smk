@@ -27,6 +27,17 @@ if "ppo" in RL_ALGORITHMS and config["rl"]["ppo"]["deepspeed"]:
     ds_config.check_for_ppo(config["rl"]["ppo"]["deepspeed"], config["model"]["dtype"])
 
 
+def rl_runs_at_once():
+    """The most RL runs Snakemake lets run together: bounded by --jobs and by a --resources gpu=N limit
+    where they are given; otherwise every configured run."""
+    bounds = [len(RL_MODELS), workflow.nodes]
+    gpus = getattr(workflow.global_resources.get("gpu"), "value", None)
+    per_run = config["resources"]["rl"]["gpus"]
+    if gpus is not None and per_run:
+        bounds.append(gpus // per_run)
+    return min(b for b in bounds if b is not None)
+
+
 def capacity_plan():
     """Memory per GPU job and disk for the outputs (sftrl.capacity), from the base model's config.json;
     None where that is not on disk or not a Llama-layout decoder the plan knows (then GPU memory budgets
@@ -49,6 +60,7 @@ def capacity_plan():
         "rl": len(RL_MODELS),
         "edits": len(EDIT_MODELS),
         "analysed": 1 + len(SFT_MODELS) + len(RL_MODELS),
+        "in_flight": rl_runs_at_once(),
     }
     disk = capacity.disk_plan(config, shape, counts)
     return memory, disk

@@ -90,8 +90,17 @@ HUB_PREFIX = "hf:"
 
 
 def kept(path):
-    """An expensive output (an SFT or RL model): protected when the config asks for it."""
+    """An SFT ladder model: what every later stage starts from; protected when the config asks for it."""
     return protected(path) if config["protect_checkpoints"] else path
+
+
+def droppable(path, protect=True):
+    """An RL or edited model: with keep_models: ladder it is temporary, deleted by Snakemake once its
+    evaluations, spectra and edits are done (not before the checkpoints that may add readers of it,
+    such as the roles); otherwise kept like the ladder (RL models) or plain (edits)."""
+    if config["keep_models"] == "ladder":
+        return temp(path)
+    return kept(path) if protect else path
 
 
 off_ladder = sorted(set(RL_FROM_STEPS) - set(SFT_STEPS))

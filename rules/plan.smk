@@ -62,7 +62,7 @@ if RESTORE_PLAN:
             source=lambda wc: model_dir(role_model("sft_peak")),
             target=model_dir(SFT_END),
         output:
-            directory(MODELS / PLAN_EDIT_MODEL),
+            droppable(directory(MODELS / PLAN_EDIT_MODEL), protect=False),
         log:
             LOGS / "plan" / "restore_plan.log",
         benchmark:

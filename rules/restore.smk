@@ -8,7 +8,7 @@ rule restore:
         source=lambda wc: model_dir(role_model(wc.source)),
         target=lambda wc: model_dir(role_model(wc.target)),
     output:
-        directory(MODELS / "edits" / "{source}__{target}"),
+        droppable(directory(MODELS / "edits" / "{source}__{target}"), protect=False),
     log:
         LOGS / "restore" / "{source}__{target}.log",
     benchmark:

@@ -4,7 +4,7 @@ rule rl:
         start=MODELS / "sft-{step}",
         prompts=DATA / "rl_prompts.jsonl",
     output:
-        model=kept(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
+        model=droppable(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
         history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",
     log:
         LOGS / "rl" / "rl-{algo}-from{step}-s{seed}.log",
@@ -24,10 +24,11 @@ rule rl:
         script=SCRIPTS / "rl.py",
         cfg=lambda wc: rl_config_json(wc.algo),
         work=lambda wc: WORK / "rl" / f"rl-{wc.algo}-from{wc.step}-s{wc.seed}",
+        discard=("--discard-checkpoints" if config["keep_models"] == "ladder" else ""),
     shell:
         "{params.launch} {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
         " --start {input.start} --prompts {input.prompts} --out {output.model} --work-dir {params.work}"
-        " --log {output.history} > {log} 2>&1"
+        " --log {output.history} {params.discard} > {log} 2>&1"
 
 
 localrules:

@@ -34,6 +34,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path, help="final model directory")
     parser.add_argument("--work-dir", required=True, type=Path, help="resumable checkpoints")
     parser.add_argument("--log", required=True, type=Path, help="training log (JSONL, one row per update)")
+    parser.add_argument(
+        "--discard-checkpoints",
+        action="store_true",
+        help="remove --work-dir once the model is written (a finished run is not resumed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -56,6 +61,8 @@ def main() -> None:
     resolved = {**cfg, "rl": {**cfg.get("rl", {}), args.algorithm: asdict(inputs.cfg)}}
     record = {**provenance(resolved, args.seed), "algorithm": args.algorithm, "start": str(args.start)}
     rl.run_rl(inputs, args.out, args.work_dir, args.log, provenance=record)
+    if args.discard_checkpoints:
+        rl.discard_checkpoints(args.work_dir)
 
 
 if __name__ == "__main__":

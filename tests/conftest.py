@@ -1,12 +1,22 @@
 """Shared fixtures: the repository root and the default config."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Each of the two test workers computes on one thread: two workers with two threads each on two
+    cores wait for each other (jobs that a test starts keep their own thread counts)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,7 @@ def test_paper_configs_fit_and_ppo_on_one_gpu_does_not(experiment):
 
 def test_disk_plan_and_budget():
     config = paper_config("qwen2.5-7b")
-    counts = {"ladder": 80, "rl": 80, "edits": 20, "analysed": 161}
+    counts = {"ladder": 80, "rl": 80, "edits": 20, "analysed": 161, "in_flight": 4}
     plan = capacity.disk_plan(config, SHAPE, counts)
     assert {kind: round(gib * GIB) for kind, gib in plan.items()} == {
         "ladder": 80 * 2000,
@@ -132,7 +132,21 @@ def test_disk_plan_and_budget():
         "svd_cache": 0,
     }
     capacity.check_disk(plan, budget=None)
-    with pytest.raises(ValueError, match=r"rl_checkpoints.*more than plan.disk_budget_gb = 0.001: start RL"):
+    with pytest.raises(ValueError, match=r"rl_checkpoints.*more than plan.disk_budget_gb = 0.001: keep only"):
         capacity.check_disk(plan, budget=0.001)
     real = capacity.disk_plan(config, ModelShape.from_config(MODELS["qwen2.5-7b"]), counts)
     assert real["ladder"] == pytest.approx(80 * 7.62e9 * 2 / GIB, rel=0.01)  # 80 bf16 checkpoints: 1.1 TiB
+
+
+def test_keeping_only_the_ladder_holds_the_rl_runs_in_flight():
+    """keep_models: ladder deletes an RL run's checkpoints when it ends and its model once analysed: the
+    disk holds those of the runs in flight (Snakemake's job limit), the ladder and edits as before."""
+    counts = {"ladder": 80, "rl": 80, "edits": 20, "analysed": 161, "in_flight": 4}
+    everything = capacity.disk_plan(paper_config("qwen2.5-7b"), SHAPE, counts)
+    ladder = capacity.disk_plan(paper_config("qwen2.5-7b", keep_models="ladder"), SHAPE, counts)
+    assert ladder["rl_models"] == pytest.approx(everything["rl_models"] * 4 / 80)
+    assert ladder["rl_checkpoints"] == pytest.approx(everything["rl_checkpoints"] * 4 / 80)
+    for kind in ("ladder", "edited_models", "sft_checkpoints", "svd_cache"):
+        assert ladder[kind] == everything[kind]
+    few_runs = capacity.disk_plan(paper_config("qwen2.5-7b", keep_models="ladder"), SHAPE, {**counts, "rl": 2})
+    assert few_runs["rl_models"] == pytest.approx(everything["rl_models"] * 2 / 80)

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -364,6 +365,21 @@ def test_compute_metrics_counts(episodes):
     # Of the first answers only episode 1's follows the rule; episode 0 is the one success after a failure.
     assert (m["rule_following_first"]["k"], m["rule_following_first"]["n"]) == (1, 2)
     assert (m["success_after_failure"]["k"], m["success_after_failure"]["n"]) == (1, 2)
+
+
+def test_metrics_keep_the_evaluated_models_records(tmp_path, model_dir, episodes_file):
+    """An edited or RL model may be deleted once evaluated (keep_models: ladder): its records stay."""
+    model = shutil.copytree(model_dir, tmp_path / "edited")
+    io.write_json(model / "edit.json", {"name": "direction-top20-tail0", "kind": "direction"})
+    io.write_json(model / "provenance.json", {"seed": 3})
+    cfg = replace(GREEDY, max_new_tokens=4)
+    metrics = evaluate_model(model, episodes_file, TASK, cfg, tmp_path / "out", split="ood", progress=False)
+    shutil.rmtree(model)
+    stored = io.read_json(tmp_path / "out" / "metrics.json")
+    assert stored["model_records"] == metrics["model_records"] == {
+        "provenance.json": {"seed": 3},
+        "edit.json": {"name": "direction-top20-tail0", "kind": "direction"},
+    }
 
 
 def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir, episodes_file, episodes):

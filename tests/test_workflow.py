@@ -115,8 +115,8 @@ def test_restoration_grid_is_evaluated(ci_run):
             assert row["recovery_pct"] == ""
         else:
             assert float(row["recovery_pct"]) == pytest.approx(100 * (success - target) / (source - target))
-        record = json.loads((ci_run / "models" / row["model"] / "edit.json").read_text())
-        assert record["name"] == row["edit"]
+        metrics = json.loads((ci_run / "eval" / row["model"] / row["split"] / "metrics.json").read_text())
+        assert metrics["model_records"]["edit.json"]["name"] == row["edit"]
         assert (ci_run / "eval" / row["model"] / row["split"] / "samples.jsonl").exists()
     for kind in ("direction", "value", "layer"):
         assert (ci_run / "figures" / f"restoration_{kind}.png").stat().st_size > 10_000
@@ -163,6 +163,18 @@ def test_html_report_gathers_every_stage(ci_run, tmp_path):
     text = html.read_text()
     for item in ("Claims", "Plans", "Spectral analysis", "Restoration", "claims.md", "restoration_recovery.png"):
         assert item in text
+
+
+def test_only_the_ladder_stays(ci_run):
+    """ci.yaml keeps only the ladder: RL and edited models are gone once evaluated, analysed and edited,
+    each RL run's checkpoints once it ended; their results and records remain (and nothing reruns)."""
+    models = {p.name for p in (ci_run / "models").iterdir()}
+    assert models == {"base", "sft-5", "sft-10", "sft-20"}
+    assert not (ci_run / "work" / "rl").exists() or not any((ci_run / "work" / "rl").iterdir())
+    for run in ("rl-ppo-from10-s0", "rl-grpo-from10-s0"):
+        metrics = json.loads((ci_run / "eval" / run / "ood" / "metrics.json").read_text())
+        assert metrics["model_records"]["provenance.json"]["algorithm"] == run.split("-")[1]
+    assert (ci_run / "work" / "sft").is_dir()  # the ladder's run stays resumable
 
 
 def test_second_run_has_nothing_to_do(ci_run):

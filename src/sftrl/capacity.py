@@ -272,22 +272,26 @@ REMEDY = {
 
 
 def disk_plan(config: Mapping, shape: ModelShape, counts: Mapping[str, int]) -> dict[str, float]:
-    """GiB the experiment's outputs take, by kind: `counts` holds the ladder, RL and edited models and the
-    models whose SVDs the spectral analysis caches. Resumable checkpoints stay in the work directory after
-    their run: `save_total_limit` of them per run, each with its weights and optimizer states."""
+    """GiB the experiment's outputs take at most, by kind: `counts` holds the ladder, RL and edited models,
+    the models whose SVDs the spectral analysis caches, and the RL runs that may be in flight at once
+    (`in_flight`, Snakemake's job limit). Resumable checkpoints stay in the work directory after their run:
+    `save_total_limit` of them per run, each with its weights and optimizer states; with keep_models:
+    ladder they go once the run's model is written, and an RL model once it is evaluated and analysed, so
+    only the runs in flight hold either."""
     w = BYTES[config["model"]["dtype"]]
     model = shape.params * w
     sft, ppo = config["sft"], config["rl"]["ppo"]
+    rl_held = min(counts["rl"], counts["in_flight"]) if config["keep_models"] == "ladder" else counts["rl"]
 
     def checkpoint(deepspeed: str | None) -> float:  # masters (or 16-bit weights) and optimizer states
         return shape.params * (w + 12) if deepspeed else shape.params * 4 + shape.trained * 8
 
     plan = {
         "ladder": counts["ladder"] * model,
-        "rl_models": counts["rl"] * model,
+        "rl_models": rl_held * model,
         "edited_models": counts["edits"] * model,
         "sft_checkpoints": sft.get("save_total_limit", 2) * checkpoint(sft["deepspeed"]),
-        "rl_checkpoints": counts["rl"] * ppo.get("save_total_limit", 2) * checkpoint(ppo["deepspeed"]),
+        "rl_checkpoints": rl_held * ppo.get("save_total_limit", 2) * checkpoint(ppo["deepspeed"]),
         # U, S and V^T of every matrix in float32: about 3x the model's 16-bit size
         "svd_cache": counts["analysed"] * shape.params * 6 if config["spectrum"]["svd_cache"] else 0,
     }
@@ -300,8 +304,10 @@ def check_disk(plan: Mapping[str, float], budget: float | None) -> None:
         parts = ", ".join(f"{kind} {gib:,.0f}" for kind, gib in plan.items() if gib)
         raise ValueError(
             f"the experiment's outputs take about {total:,.0f} GiB ({parts}), more than plan.disk_budget_gb = "
-            f"{budget:g}: start RL from fewer checkpoints (rl.from_steps), keep fewer checkpoints "
-            "(save_total_limit), switch off spectrum.svd_cache, or raise the budget"
+            f"{budget:g}: keep only the ladder (keep_models: ladder, with --jobs or --resources gpu=N bounding "
+            "the RL runs at once), start RL from fewer checkpoints "
+            "(rl.from_steps), keep fewer checkpoints (save_total_limit), switch off spectrum.svd_cache, or "
+            "raise the budget"
         )
 
 

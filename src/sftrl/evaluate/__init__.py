@@ -113,6 +113,16 @@ def evaluate_model(
     return metrics
 
 
+MODEL_RECORDS = ("provenance.json", "edit.json")  # what a model directory says of how it was made
+
+
+def model_records(model_dir: str | Path) -> dict:
+    """The evaluated model's own records, so a result keeps them after a temporary model is deleted
+    (keep_models: ladder); none for a hub id."""
+    paths = [Path(model_dir) / name for name in MODEL_RECORDS]
+    return {path.name: io.read_json(path) for path in paths if path.is_file()}
+
+
 def evaluate_splits(
     model_dir: str | Path,
     sets: list[tuple[str | None, str | Path, str | Path]],
@@ -166,6 +176,7 @@ def _evaluate_set(backend, model_dir, split, episodes_path, records, task, cfg, 
             "generated_tokens_per_s": tokens / wall if tokens is not None and wall > 0 else None,
         },
         "provenance": provenance(config or {"task": asdict(task), "eval": asdict(cfg)}, cfg.seed),
+        "model_records": model_records(model_dir),
     }
     io.write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from sftrl.modeling import check_model_dir
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("ppo", "grpo")
+
+
 def check_prompts(prompts: list[dict], task) -> None:
     """RL prompt records (`data/rl_prompts.jsonl`) fit for `task`, or a ValueError naming the first bad one."""
     if not prompts:
@@ -110,3 +113,11 @@ def run_rl(
         dtype=inputs.dtype,
         trust_remote_code=inputs.trust_remote_code,
     )
+
+
+def discard_checkpoints(work_dir: str | os.PathLike) -> None:
+    """Remove a finished run's resumable checkpoints (the main process, once its model is written): a
+    finished run is never resumed, and at the paper's scale they are most of the experiment's disk."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        log.info("removed the resumable checkpoints in %s", work_dir)
