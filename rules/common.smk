@@ -6,7 +6,17 @@ from pathlib import Path
 from sftrl.cluster import set_package_root
 from sftrl.config import DataConfig, TaskConfig, check_schedule, from_dict, ladder_steps
 from sftrl.data import check_pretrain, check_supply, corpus_conflicts
-from sftrl.edits import num_decoder_layers
+from sftrl.edits import SVD_KINDS, num_decoder_layers
+from sftrl.names import (
+    EVAL_SPLITS,
+    LOSS_SPLITS,
+    OOD,
+    metrics_path,
+    model_step,
+    rl_model,
+    samples_path,
+    sft_model,
+)
 from sftrl.restoration import kinds_in
 from sftrl.roles import (
     read_roles,
@@ -20,10 +30,6 @@ from sftrl.roles import (
 
 def as_list(value):
     return value if isinstance(value, list) else [value]
-
-
-def rl_model(algo, step, seed):
-    return f"rl-{algo}-from{step}-s{seed}"
 
 
 EXP = config["exp"]
@@ -62,14 +68,12 @@ if config["model"]["source"] == "embedded":
             "for this experiment (model.source: tiny)"
         )
 
-EVAL_SPLITS = ["id", "id_unseen", "ood"]
-LOSS_SPLITS = ["id_unseen", "ood"]
 SFT_STEPS = ladder_steps(
     config["sft"]["max_steps"],
     config["sft"]["save_every"],
     config["sft"]["extra_steps"],
 )
-SFT_MODELS = [f"sft-{step}" for step in SFT_STEPS]
+SFT_MODELS = [sft_model(step) for step in SFT_STEPS]
 RL_ALGORITHMS = as_list(config["rl"]["algorithm"])
 RL_PLANNED = config["rl"]["from_steps"] == "plan"  # the RL plan chooses: rl_models()
 RL_FROM_STEPS = (  # with "plan", every ladder step is a candidate start
@@ -251,7 +255,7 @@ def spectrum_pairs(peak=True):
     if "base_to_rl" in SPECTRUM_KINDS:
         pairs += [("base_to_rl", "base", m) for m in rl_models()]
     if "sft_vs_rl" in SPECTRUM_KINDS:
-        pairs += [("sft_vs_rl", f"sft-{rl_start(m)}", m) for m in rl_models()]
+        pairs += [("sft_vs_rl", rl_start(m), m) for m in rl_models()]
     if peak and "peak_to_later" in SPECTRUM_KINDS:
         sft_peak = role_model("sft_peak")
         later = [m for m in SFT_MODELS if model_step(m) > model_step(sft_peak)]
@@ -290,17 +294,12 @@ def restoration_figures():
     ]
 
 
-def model_step(name):
-    """The SFT step a model stands at on the curve: 0 for the base."""
-    return 0 if name == "base" else int(name.removeprefix("sft-"))
-
-
 def eval_metrics(model, split):
-    return EVAL / model / split / "metrics.json"
+    return metrics_path(EVAL, model, split)
 
 
 def eval_samples(model, split):
-    return EVAL / model / split / "samples.jsonl"
+    return samples_path(EVAL, model, split)
 
 
 def dataset_files():
@@ -355,7 +354,7 @@ if RL_PLANNED:
             token
             for pair in RESTORE_PAIRS
             for token in (pair.source, pair.target)
-            if token in RL_MODELS and f"sft-{rl_start(token)}" != SFT_END
+            if token in RL_MODELS and rl_start(token) != SFT_END
         }
     )
     if _unplanned:
@@ -377,11 +376,11 @@ RESTORE_PLAN_SPEC = None
 if _plan_pair and config["plan"]["restore_target"] is not None:
     _named = {spec.name: spec for spec in _plan_pair.specs}
     RESTORE_PLAN_SPEC = _named.get(config["plan"]["restore_edit"])
-    if RESTORE_PLAN_SPEC is None or RESTORE_PLAN_SPEC.kind == "layer":
+    if RESTORE_PLAN_SPEC is None or RESTORE_PLAN_SPEC.kind not in SVD_KINDS:
         raise ValueError(
             f"plan.restore_edit {config['plan']['restore_edit']!r} is not an SVD edit of the "
             f"sft_peak -> sft_end pair of restore.pairs; its SVD edits are "
-            f"{[n for n, s in _named.items() if s.kind != 'layer']}"
+            f"{[n for n, s in _named.items() if s.kind in SVD_KINDS]}"
         )
 RESTORE_PLAN = RESTORE_PLAN_SPEC is not None
 PLAN_MODELS = [PLAN_EDIT_MODEL] if RESTORE_PLAN else []
@@ -445,7 +444,7 @@ def planned_edit_metrics():
     if not RESTORE_PLAN:
         return []
     plan = json.loads(Path(checkpoints.plan_restoration.get().output.json).read_text())
-    return [eval_metrics(PLAN_EDIT_MODEL, "ood")] if plan["status"] == "Optimal" else []
+    return [eval_metrics(PLAN_EDIT_MODEL, OOD)] if plan["status"] == "Optimal" else []
 
 
 def claim_spectra():
@@ -457,7 +456,7 @@ def claim_spectra():
         spectra += [
             (m, spectrum_table("base_to_rl", "base", m))
             for m in rl_models()
-            if f"sft-{rl_start(m)}" == SFT_END
+            if rl_start(m) == SFT_END
         ]
     return spectra
 
@@ -467,7 +466,7 @@ def claim_samples():
     runs and the sft_peak -> sft_end edits."""
     edits = RESTORE_GROUPS.get("sft_peak__sft_end")
     models = [*CURVE_MODELS, *rl_models(), *(edits.models if edits else [])]
-    return [(m, eval_samples(m, "ood")) for m in models]
+    return [(m, eval_samples(m, OOD)) for m in models]
 
 
 def plan_and_report_targets():

@@ -39,7 +39,7 @@ rule rl_table:
     """Success before and after RL for every start checkpoint, with recovery against the OOD peak."""
     input:
         sft=[eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
-        sft_samples=[eval_samples(m, "ood") for m in SFT_MODELS],
+        sft_samples=[eval_samples(m, OOD) for m in SFT_MODELS],
         rl=lambda wc: [eval_metrics(m, s) for m in rl_models() for s in EVAL_SPLITS],
     output:
         table=reported(TABLES / "rl_from_sft.csv", "rl_table", "RL"),

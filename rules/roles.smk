@@ -9,8 +9,8 @@ localrules:
 checkpoint roles:
     """sft_peak (best OOD success, ties to the earliest step), sft_end, base and the RL models, as JSON."""
     input:
-        [eval_metrics(m, "ood") for m in SFT_MODELS],
-        [eval_samples(m, "ood") for m in SFT_MODELS],
+        [eval_metrics(m, OOD) for m in SFT_MODELS],
+        [eval_samples(m, OOD) for m in SFT_MODELS],
         plan=[PLAN_RL] if RL_PLANNED else [],
     output:
         json=TABLES / "roles.json",

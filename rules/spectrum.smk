@@ -30,7 +30,7 @@ rule spectrum_updates:
     """The SFT update (base to the start checkpoint) against the RL update (start checkpoint to RL model)."""
     input:
         base=model_dir("base"),
-        start=lambda wc: MODELS / f"sft-{rl_start(wc.rl)}",
+        start=lambda wc: MODELS / rl_start(wc.rl),
         rl=MODELS / "{rl}",
     output:
         SPECTRUM / "updates" / "{rl}.parquet",

@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sftrl.config import TaskConfig, from_dict, load_json_arg
-from sftrl.evaluate import SPLITS, check_inputs, eval_config, evaluate_splits
+from sftrl.evaluate import check_inputs, eval_config, evaluate_splits
+from sftrl.names import EVAL_SPLITS
 
 log = logging.getLogger("sftrl.evaluate")
 SECTIONS = {"seed", "task", "model", "eval"}
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="JSON with seed, task, model and eval sections (or a file)")
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (or hub id)")
     parser.add_argument("--episodes", required=True, nargs="+", type=Path, help="eval sets (eval_{split}.jsonl)")
-    parser.add_argument("--split", required=True, nargs="+", choices=SPLITS, help="one split per eval set")
+    parser.add_argument("--split", required=True, nargs="+", choices=EVAL_SPLITS, help="one split per eval set")
     parser.add_argument("--out", required=True, help="output directory; '{split}' in it is the split's name")
     parser.add_argument("--quiet", action="store_true", help="no per-turn progress lines on stderr")
     args = parser.parse_args()

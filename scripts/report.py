@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from sftrl import io, report
+from sftrl.outputs import write_table
 from sftrl.claims import read_csv
 
 log = logging.getLogger("sftrl.report")
@@ -21,11 +22,11 @@ def curves(args) -> None:
     rl = read_csv(args.rl) if args.rl else []
     report.plot_success_panels(curve, rl, args.success_figure)
     rows = report.loss_rows(io.read_jsonl(args.history), curve)
-    report.write_table(rows, report.LOSS_COLUMNS, args.loss_table)
+    write_table(rows, report.LOSS_COLUMNS, args.loss_table)
     report.plot_loss_vs_ood(rows, args.loss_figure)
     peak_step = io.read_json(args.roles)["steps"]["sft_peak"] if args.roles else None
     window = report.window_rows(curve, rl, args.bootstrap_draws, args.seed, peak_step)
-    report.write_table(window, report.WINDOW_COLUMNS, args.window_table)
+    write_table(window, report.WINDOW_COLUMNS, args.window_table)
     report.plot_recovery_window(window, args.window_figure, args.most_pct)
     log.info("%d loss rows, %d RL recoveries", len(rows), len(window))
 
@@ -34,7 +35,7 @@ def restoration(args) -> None:
     plan = io.read_json(args.plan) if args.plan else None
     planned = io.read_json(args.planned_metrics) if args.planned_metrics else None
     rows = report.restoration_recovery_rows(read_csv(args.restoration), plan, planned, "ood", args.bootstrap_draws, args.seed)
-    report.write_table(rows, report.RESTORE_COLUMNS, args.table)
+    write_table(rows, report.RESTORE_COLUMNS, args.table)
     report.plot_restoration_recovery(rows, args.figure, args.threshold_pct)
     log.info("%d restoration recoveries", len(rows))
 

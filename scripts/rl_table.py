@@ -6,7 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from sftrl.curves import RL_COLUMNS, curve_rows, plot_rl_from_sft, rl_rows, write_rows_csv
+from sftrl.curves import RL_COLUMNS, curve_rows, plot_rl_from_sft, rl_rows
+from sftrl.names import BASE, OOD, metrics_path, model_step
+from sftrl.outputs import write_rows_csv
 
 log = logging.getLogger("sftrl.rl_table")
 
@@ -23,10 +25,8 @@ def main() -> None:
 
     try:
         rows = rl_rows(args.eval_root, args.sft, args.rl)
-        models = ["base", *args.sft]
-        curve = curve_rows(
-            {"ood": [(0 if m == "base" else int(m.removeprefix("sft-")), args.eval_root / m / "ood" / "metrics.json") for m in models]}
-        )
+        models = [BASE, *args.sft]
+        curve = curve_rows({OOD: [(model_step(m), metrics_path(args.eval_root, m, OOD)) for m in models]})
     except (ValueError, OSError) as err:
         parser.error(str(err))
     write_rows_csv(rows, RL_COLUMNS, args.table)

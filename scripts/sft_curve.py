@@ -9,14 +9,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from sftrl.curves import SPLIT_ORDER, curve_rows, parse_entry, plot_curve, write_curve_csv
+from sftrl.curves import curve_rows, parse_entry, plot_curve, write_curve_csv
+from sftrl.names import EVAL_SPLITS
 
 log = logging.getLogger("sftrl.sft_curve")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for split in SPLIT_ORDER:
+    for split in EVAL_SPLITS:
         parser.add_argument(f"--{split}", nargs="+", default=[], metavar="STEP=METRICS_JSON")
     parser.add_argument("--csv", required=True, type=Path, help="output table")
     parser.add_argument("--plot", required=True, type=Path, help="output PNG (a PDF is written beside it)")
@@ -24,10 +25,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     try:
-        entries = {split: [parse_entry(e) for e in getattr(args, split)] for split in SPLIT_ORDER}
+        entries = {split: [parse_entry(e) for e in getattr(args, split)] for split in EVAL_SPLITS}
         entries = {split: items for split, items in entries.items() if items}
         if not entries:
-            raise ValueError(f"give at least one of {', '.join('--' + s for s in SPLIT_ORDER)}")
+            raise ValueError(f"give at least one of {', '.join('--' + s for s in EVAL_SPLITS)}")
         rows = curve_rows(entries)
     except (ValueError, OSError) as err:
         parser.error(str(err))

@@ -6,7 +6,9 @@ import pytest
 
 from sftrl import io
 from conftest import write_ood_samples
-from sftrl.curves import RL_COLUMNS, curve_rows, ood_peak, plot_rl_from_sft, rl_rows, write_rows_csv
+from sftrl.curves import RL_COLUMNS, curve_rows, plot_rl_from_sft, rl_rows
+from sftrl.outputs import write_rows_csv
+from sftrl.peak import ood_peak
 from sftrl.stats import recovery_pct
 
 RATES = {  # model -> split -> success rate

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from sftrl import cards, data, io
+from sftrl.names import EVAL_SPLITS
 from sftrl.config import DataConfig, EvalDataConfig, PretrainDataConfig, RlDataConfig, SftDataConfig, TaskConfig
 
 TASK = TaskConfig(target=24, style="compact")
@@ -48,13 +49,13 @@ def test_sizes(sets):
 
 
 def test_no_evaluation_episode_in_any_training_set(sets, corpus):
-    evaluation = {problem(e) for name in data.EVAL_SPLITS for e in sets[f"eval_{name}"]}
+    evaluation = {problem(e) for name in EVAL_SPLITS for e in sets[f"eval_{name}"]}
     for name in ("sft", "rl_prompts"):
         assert not evaluation & {problem(r) for r in sets[name]}, name
     assert not evaluation & {problem(r) for r in corpus}
     prompts = {r["prompt"][0]["content"] for name in ("sft", "rl_prompts") for r in sets[name]}
     prompts |= {r["prompt"][0]["content"] for r in corpus}
-    for name in data.EVAL_SPLITS:
+    for name in EVAL_SPLITS:
         for e in sets[f"eval_{name}"]:
             rule = data.rule_from_record(e["rule"])
             assert cards.prompt(e["hand"], rule, e["target"], TASK.style) not in prompts

@@ -29,14 +29,7 @@ from sftrl.weights import ModelWeights
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-SMALL = TinyModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    max_position_embeddings=128,
-)
+SMALL = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=128)
 
 
 def compact_texts(n: int = 40) -> list[str]:

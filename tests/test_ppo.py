@@ -50,14 +50,7 @@ DATA = DataConfig(
     pretrain=PretrainDataConfig(examples=4),
 )
 
-TINY = TinyModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=192,
-    max_position_embeddings=256,
-)
+TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=192, max_position_embeddings=256)
 # Small, fast and hot: the paper's lr (1e-6) and grad clip (0.01) would show nothing in seconds.
 FAST = PpoConfig(
     learning_rate=3e-4,

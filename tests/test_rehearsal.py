@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import tiny_mllama_config
 from sftrl import cards, io
 from sftrl.edits import parse_edits
 
@@ -215,7 +216,7 @@ def llama_vision_checkpoint(path: Path, records: list[dict]) -> Path:
     a tokenizer that prepends `<|begin_of_text|>`, Llama 3's header template."""
     import torch
     from tokenizers import processors
-    from transformers import GenerationConfig, MllamaConfig, MllamaForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, MllamaForConditionalGeneration, PreTrainedTokenizerFast
 
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     specials.append("<|finetune_right_pad_id|>")
@@ -242,34 +243,8 @@ def llama_vision_checkpoint(path: Path, records: list[dict]) -> Path:
     )
     tokenizer.chat_template = LLAMA_TEMPLATE
     end, eot, pad = tokenizer.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"])
-    config = MllamaConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_global_layers=1,
-            attention_heads=2,
-            intermediate_layers_indices=[0],
-            vision_output_dim=64,  # hidden_size x (1 + intermediate layers)
-            image_size=28,
-            patch_size=14,
-        ),
-        text_config=dict(
-            vocab_size=vocab_size,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            cross_attention_layers=[1],
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            tie_word_embeddings=False,
-            bos_token_id=bos,
-            eos_token_id=end,
-            pad_token_id=pad,
-        ),
-        image_token_index=vocab_size,
-    )
+    config = tiny_mllama_config(vocab_size, bos, end, pad, vision_layers=2, text_layers=4, intermediate_size=128,
+                                max_positions=2048, image_token_index=vocab_size)
     torch.manual_seed(0)
     generation = GenerationConfig(bos_token_id=bos, eos_token_id=[end, eot], pad_token_id=pad)
     return save_checkpoint(MllamaForConditionalGeneration(config), tokenizer, generation, records, path)

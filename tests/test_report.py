@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from sftrl import report
+from sftrl.outputs import write_table
 from sftrl.claims import wilson_interval
 
 
@@ -69,7 +70,7 @@ def test_figures_and_tables_are_written(tmp_path):
     written += report.plot_recovery_window(window, tmp_path / "window.png")
     assert all(path.stat().st_size > 5000 for path in written)
     assert {p.suffix for p in written} == {".png", ".pdf"}
-    paths = report.write_table(window, report.WINDOW_COLUMNS, tmp_path / "window.csv")
+    paths = write_table(window, report.WINDOW_COLUMNS, tmp_path / "window.csv")
     frame = pd.read_parquet(paths[1])
     assert list(frame.columns) == list(report.WINDOW_COLUMNS)
     assert frame["recovery_pct"].tolist() == pytest.approx([r["recovery_pct"] for r in window])

@@ -18,14 +18,7 @@ from sftrl.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, SvdCache, selec
 from sharding import shard
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restore.py"
-TINY = TinyModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    max_position_embeddings=64,
-)
+TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=64)
 Q0 = "model.layers.0.self_attn.q_proj.weight"
 EMBED = "model.embed_tokens.weight"
 

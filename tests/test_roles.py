@@ -19,7 +19,6 @@ from sftrl.roles import (
     restore_pairs,
     rl_start,
     sft_end_model,
-    sft_step,
     static_model,
 )
 
@@ -40,10 +39,8 @@ def eval_root(tmp_path):
     return tmp_path / "eval"
 
 
-def test_steps_of_model_names():
-    assert (sft_step("base"), sft_step("sft-40"), rl_start("rl-grpo-from40-s3")) == (0, 40, 40)
-    with pytest.raises(RoleError, match="not an SFT checkpoint name"):
-        sft_step("rl-ppo-from40-s0")
+def test_start_of_an_rl_model():
+    assert rl_start("rl-grpo-from40-s3") == "sft-40"
     with pytest.raises(RoleError, match="not an RL model name"):
         rl_start("sft-40")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sftrl import cards, data, io, selfplay
+from sftrl.names import EVAL_SPLITS
 from sftrl.config import DataConfig, PretrainDataConfig, TaskConfig
 from sftrl.evaluate import run_episodes
 
@@ -25,7 +26,7 @@ def test_rounds_play_fresh_pretraining_style_hands_never_an_evaluation_problem()
     first, again, second = (selfplay.problems(0, r, TASK, DATA, 400) for r in (1, 1, 2))
     assert first == again and first != second
     sets = data.build_datasets(0, TASK, DATA)
-    evaluation = {problem(e) for name in data.EVAL_SPLITS for e in sets[f"eval_{name}"]}
+    evaluation = {problem(e) for name in EVAL_SPLITS for e in sets[f"eval_{name}"]}
     held_out = data.split_multisets(0, DATA.id_unseen_share, TASK.target).held_out
     evaluation_rules = {(10, 10, 10), (11, 12, 13)}
     for record in first + second:

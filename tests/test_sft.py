@@ -21,14 +21,7 @@ from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, l
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = TinyModelConfig(
-    hidden_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=256,
-    max_position_embeddings=128,
-)
+SMALL = TinyModelConfig(hidden_size=128, num_hidden_layers=2, intermediate_size=256, max_position_embeddings=128)
 FAST = sft.SftConfig(
     learning_rate=3e-3,
     warmup_ratio=0.0,

@@ -24,14 +24,7 @@ from sftrl.weights import (
 )
 from sharding import shard
 
-TINY = TinyModelConfig(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    max_position_embeddings=64,
-)
+TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")

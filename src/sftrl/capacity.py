@@ -96,6 +96,9 @@ def training_gib(
     """Per-GPU memory of a training step, by term (GiB): `batch` sequences of `tokens` tokens; with
     gradient checkpointing only each layer's input is kept, and one layer's activations recomputed."""
     w = BYTES[dtype]
+    weights: float
+    grads: float
+    states: float
     if how.zero is None:  # float32 weights: the masters of a half-precision model (sftrl.trainer_args)
         weights, grads, states = shape.params * 4, shape.trained * 4, shape.trained * 8
     else:
@@ -115,8 +118,9 @@ def training_gib(
     }
 
 
-def ppo_gib(shape: ModelShape, dtype: str, how: Training, minibatch: int, generation_batch: int,
-            tokens: int) -> dict[str, float]:
+def ppo_gib(
+    shape: ModelShape, dtype: str, how: Training, minibatch: int, generation_batch: int, tokens: int
+) -> dict[str, float]:
     """Per-GPU memory of PPO: the training state, and the larger of an update's activations and a rollout's
     KV cache and logits (the rollout runs between updates)."""
     train = training_gib(shape, dtype, how, minibatch, tokens)
@@ -190,8 +194,9 @@ def text_tokens(config: Mapping, reply_tokens: int, attempts: int | None = None)
 
     task = config["task"]
     attempts = attempts or task["max_attempts"]
-    episode = cards.Episode(list(PLAN_HAND), cards.get_rule(PLAN_RULE), target=task["target"],
-                            style=task["style"], max_attempts=attempts)
+    episode = cards.Episode(
+        list(PLAN_HAND), cards.get_rule(PLAN_RULE), target=task["target"], style=task["style"], max_attempts=attempts
+    )
     prompt = sum(len(m["content"]) for m in episode.messages)
     episode.step("1 + 1 = 2")  # a wrong attempt: the feedback's length
     feedback = len(episode.messages[-1]["content"]) if attempts > 1 else 0
@@ -223,27 +228,50 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
     how = deepspeed_training(sft["deepspeed"], processes("sft"), read_json)
     tokens, batch = sft_tokens(config), sft["per_device_batch_size"]
     train = training_gib(shape, dtype, how, batch, tokens, sft.get("gradient_checkpointing", False))
-    rows = [StageMemory("sft", f"SFT step: {batch} x {tokens} tokens per process", resources["sft"]["gpus"],
-                        train, budget("sft"))]
+    rows = [
+        StageMemory(
+            "sft", f"SFT step: {batch} x {tokens} tokens per process", resources["sft"]["gpus"], train, budget("sft")
+        )
+    ]
     if "ppo" in algorithms:
         ppo = config["rl"]["ppo"]
         tokens = text_tokens(config, ppo["max_new_tokens"])
         how = deepspeed_training(ppo["deepspeed"], processes("rl"), read_json)
         train = ppo_gib(shape, dtype, how, ppo["minibatch_size"], ppo["generation_batch_size"], tokens)
-        rows.append(StageMemory("rl", f"PPO update: {ppo['minibatch_size']} x {tokens} tokens per process",
-                                resources["rl"]["gpus"], train, budget("rl")))
+        rows.append(
+            StageMemory(
+                "rl",
+                f"PPO update: {ppo['minibatch_size']} x {tokens} tokens per process",
+                resources["rl"]["gpus"],
+                train,
+                budget("rl"),
+            )
+        )
     if "grpo" in algorithms:
         grpo = config["rl"]["grpo"]
         tokens = text_tokens(config, grpo["max_completion_length"], attempts=1)  # single-turn
         how = Training(processes("rl"))
         train = training_gib(shape, dtype, how, grpo["per_device_train_batch_size"], tokens)
-        rows.append(StageMemory("rl", f"GRPO step: {grpo['per_device_train_batch_size']} x {tokens} tokens per process",
-                                resources["rl"]["gpus"], train, budget("rl")))
+        rows.append(
+            StageMemory(
+                "rl",
+                f"GRPO step: {grpo['per_device_train_batch_size']} x {tokens} tokens per process",
+                resources["rl"]["gpus"],
+                train,
+                budget("rl"),
+            )
+        )
     evaluation = config["eval"]
     tokens = text_tokens(config, evaluation["max_new_tokens"])
-    rows.append(StageMemory("evaluate", f"evaluation: {evaluation['batch_size']} episodes x {tokens} tokens",
-                            resources["evaluate"]["gpus"],
-                            generation_gib(shape, dtype, evaluation["batch_size"], tokens), budget("evaluate")))
+    rows.append(
+        StageMemory(
+            "evaluate",
+            f"evaluation: {evaluation['batch_size']} episodes x {tokens} tokens",
+            resources["evaluate"]["gpus"],
+            generation_gib(shape, dtype, evaluation["batch_size"], tokens),
+            budget("evaluate"),
+        )
+    )
     return rows
 
 
@@ -313,12 +341,16 @@ def check_disk(plan: Mapping[str, float], budget: float | None) -> None:
 
 def render(rows: list[StageMemory], disk: Mapping[str, float]) -> str:
     """The plan as the dry run prints it."""
-    lines = ["Memory plan (GiB per GPU, estimated from the model's config.json):",
-             f"  {'stage':<9} {'gpus':>4} {'estimate':>9} {'budget':>7}  job"]
+    lines = [
+        "Memory plan (GiB per GPU, estimated from the model's config.json):",
+        f"  {'stage':<9} {'gpus':>4} {'estimate':>9} {'budget':>7}  job",
+    ]
     for row in rows:
         budget = "-" if row.budget is None else f"{row.budget:g}"
         verdict = {True: "", False: "  DOES NOT FIT", None: ""}[row.fits]
         lines.append(f"  {row.stage:<9} {row.gpus:>4} {row.total:>9.1f} {budget:>7}  {row.job}{verdict}")
-    lines.append(f"Disk plan (GiB): {sum(disk.values()):,.1f} in all = "
-                 + ", ".join(f"{kind} {gib:,.1f}" for kind, gib in disk.items()))
+    lines.append(
+        f"Disk plan (GiB): {sum(disk.values()):,.1f} in all = "
+        + ", ".join(f"{kind} {gib:,.1f}" for kind, gib in disk.items())
+    )
     return "\n".join(lines)

@@ -35,9 +35,7 @@ def checkpoints(work_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
         return []
-    return sorted(
-        (int(m.group(1)), p) for p in work_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()
-    )
+    return sorted((int(m.group(1)), p) for p in work_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir())
 
 
 def mark_complete(checkpoint: Path, step: int, run: str) -> None:

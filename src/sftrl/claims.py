@@ -32,12 +32,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from sftrl import io, peak, stats
+from sftrl.edits import EditSpec
 from sftrl.evaluate.metrics import wilson_interval
+from sftrl.names import BASE, OOD, rl_model, sft_model
 from sftrl.stats import ALPHA, Arm, Comparison, Counts, Outcomes, Recovery
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -62,7 +64,7 @@ FINDINGS = {
     "F4": "Better SFT checkpoints in, better RL out; overfitted checkpoints resist restoration.",
 }
 RESTORE_TOP = 0.2  # the paper's direction swap: top 20% of the singular values
-RESTORE_LAYERS = ("0.25", "0:0.25", "0.0:0.25")  # the paper's layer reset: the first 25% of the layers
+RESTORE_LAYERS = (0.0, 0.25)  # the paper's layer reset: the first 25% of the layers, as [a, b) fractions
 EDGE_PARTS = ("top", "middle", "bottom")  # singular subspaces compared by F2 (spectral.EDGE_FRACTION of the rank)
 
 
@@ -167,7 +169,7 @@ class Rate:
         n = int(n)
         if n <= 0:
             raise ValueError(f"a success rate needs n > 0 episodes, got {n}")
-        return cls(int(round(float(rate) * n)), n)
+        return cls(round(float(rate) * n), n)
 
     @property
     def rate(self) -> float:
@@ -188,7 +190,7 @@ class Rate:
 
 def arm_text(arm: Arm) -> str:
     """A success rate with its Wilson interval; a pooled per-episode mean is rounded to whole episodes."""
-    return Rate(int(round(arm.k)), arm.n).text()
+    return Rate(round(arm.k), arm.n).text()
 
 
 def rank_test(x: Sequence[float], y: Sequence[float], alternative: str, seed: int = 0) -> dict[str, Any]:
@@ -196,16 +198,16 @@ def rank_test(x: Sequence[float], y: Sequence[float], alternative: str, seed: in
     interval from 4 points on. ρ is None when either variable does not vary."""
     from scipy import stats as sps
 
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x)
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(xa)
     result: dict[str, Any] = {"n": n, "rho": None, "p": None, "ci_low": None, "ci_high": None}
     result["detectable_rho"] = stats.detectable_rho(n)
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
         return result
-    rho = float(sps.spearmanr(x, y).statistic)
+    rho = float(sps.spearmanr(xa, ya).statistic)
     permutations = sps.permutation_test(
-        (x,),
-        lambda xs: sps.spearmanr(xs, y).statistic,
+        (xa,),
+        lambda xs: sps.spearmanr(xs, ya).statistic,
         permutation_type="pairings",
         alternative=alternative,
         n_resamples=9999 if n > EXACT_PERMUTATION_MAX else math.factorial(n),
@@ -232,7 +234,11 @@ def rank_verdict(test: Mapping[str, Any], expected: str, alpha: float = ALPHA) -
         if (expected == "greater" and bound < 0) or (expected == "less" and bound > 0):
             return NOT_SUPPORTED, f"ρ = {test['rho']:.2f} with its 95% interval on the opposite side of 0"
     floor = test.get("min_p")
-    extra = f"; with {test['n']} points the smallest p a rank test can reach is {floor:.3g}" if floor and floor >= alpha else ""
+    extra = (
+        f"; with {test['n']} points the smallest p a rank test can reach is {floor:.3g}"
+        if floor and floor >= alpha
+        else ""
+    )
     return INCONCLUSIVE, f"ρ = {test['rho']:.2f}, one-sided permutation p = {test['p']:.3g} ≥ {alpha}{extra}"
 
 
@@ -273,11 +279,11 @@ class ClaimInputs:
     back to unpaired tests on the tables' rates.
     """
 
-    curve: list[Mapping[str, Any]]
-    rl: list[Mapping[str, Any]] = field(default_factory=list)
-    history: list[Mapping[str, Any]] = field(default_factory=list)
+    curve: Sequence[Mapping[str, Any]]
+    rl: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    history: Sequence[Mapping[str, Any]] = field(default_factory=list)
     spectra: Mapping[str, Any] = field(default_factory=dict)
-    restoration: list[Mapping[str, Any]] | None = None
+    restoration: Sequence[Mapping[str, Any]] | None = None
     roles: Mapping[str, Any] | None = None
     outcomes: Mapping[str, Outcomes] = field(default_factory=dict)
 
@@ -289,14 +295,14 @@ class Point:
 
     @property
     def model(self) -> str:
-        return "base" if self.step == 0 else f"sft-{self.step}"
+        return BASE if self.step == 0 else sft_model(self.step)
 
 
 def ood_curve(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Point], Point | None]:
     """(SFT checkpoints in step order, the base model or None) of the OOD split."""
     points, base = [], None
     for row in rows:
-        if row["split"] != "ood":
+        if row["split"] != OOD:
             continue
         point = Point(int(row["step"]), Rate.of(row["success"], row["n"]))
         if point.step == 0:
@@ -376,9 +382,10 @@ def roles_peak(points: Sequence[Point], roles: Mapping[str, Any] | None, evidenc
 
 def check_peak(points: Sequence[Point], base: Point | None, evidence: Evidence) -> tuple[Check, Point | None]:
     claim = "OOD success peaks before the end of SFT and then declines"
-    test = (
-        "the best SFT checkpoint before the last one against the last one, one-sided at α = 0.05: "
-        + ("exact McNemar test on the report half of the OOD episodes" if evidence.paired else "score test of two proportions")
+    test = "the best SFT checkpoint before the last one against the last one, one-sided at α = 0.05: " + (
+        "exact McNemar test on the report half of the OOD episodes"
+        if evidence.paired
+        else "score test of two proportions"
     )
     if len(points) < 2:
         return Check("F1.peak", claim, INCONCLUSIVE, f"{len(points)} SFT checkpoint(s): no curve to peak", test), None
@@ -398,7 +405,9 @@ def check_peak(points: Sequence[Point], base: Point | None, evidence: Evidence) 
     if base:
         base_arm = evidence.arm(base.model, base.ood.rate, base.ood.n, half=True)
         early = evidence.compare(base_arm, best_arm)
-        evidence_lines.append(f"early part against the base: {early.text()}; one-sided p (peak above base) = {early.p_greater:.3g}")
+        evidence_lines.append(
+            f"early part against the base: {early.text()}; one-sided p (peak above base) = {early.p_greater:.3g}"
+        )
         numbers["base_comparison"] = early.to_dict()
     verdict = p_verdict(comparison.p_greater, comparison.p_less)
     reason = {
@@ -435,8 +444,13 @@ def peak_window(points: Sequence[Point], best: Point, evidence: Evidence) -> tup
     return left, right
 
 
-def check_loss(points: Sequence[Point], history: Sequence[Mapping[str, Any]], peak_check: Check,
-               best: Point | None, evidence: Evidence) -> Check:
+def check_loss(
+    points: Sequence[Point],
+    history: Sequence[Mapping[str, Any]],
+    peak_check: Check,
+    best: Point | None,
+    evidence: Evidence,
+) -> Check:
     claim = "the OOD peak is not visible in the training or test loss (the OOD loss the authors logged as test loss)"
     test = (
         "the steps of the minimum training loss, held-out ID loss and OOD loss against the window around the OOD "
@@ -444,12 +458,24 @@ def check_loss(points: Sequence[Point], history: Sequence[Mapping[str, Any]], pe
     )
     found = {label: _argmin(history, key) for label, key in LOSSES}
     evidence_lines = [f"{label} loss: minimum {f[1]:.4g} at step {f[0]}" for label, f in found.items() if f]
-    numbers: dict[str, Any] = {f"{key}_min_step": f[0] for (label, key), f in zip(LOSSES, found.values()) if f}
+    numbers: dict[str, Any] = {
+        f"{key}_min_step": f[0] for (label, key), f in zip(LOSSES, found.values(), strict=False) if f
+    }
     if found["training"] is None or (found["test (ID unseen)"] is None and found["OOD"] is None):
-        return Check("F1.loss", claim, INCONCLUSIVE, "the SFT log holds no training or test loss", test, evidence_lines, numbers)
+        return Check(
+            "F1.loss", claim, INCONCLUSIVE, "the SFT log holds no training or test loss", test, evidence_lines, numbers
+        )
     if peak_check.verdict != SUPPORTED or best is None:
-        return Check("F1.loss", claim, INCONCLUSIVE, "the OOD peak itself is not established (F1.peak)", test,
-                     evidence_lines, numbers, "as F1.peak")
+        return Check(
+            "F1.loss",
+            claim,
+            INCONCLUSIVE,
+            "the OOD peak itself is not established (F1.peak)",
+            test,
+            evidence_lines,
+            numbers,
+            "as F1.peak",
+        )
     left, right = peak_window(points, best, evidence)
     numbers.update(peak_step=best.step, window=[left, right])
     evidence_lines.append(
@@ -463,10 +489,26 @@ def check_loss(points: Sequence[Point], history: Sequence[Mapping[str, Any]], pe
     shown = [label for label, f in found.items() if f and inside(f[0])]
     detectable = "as F1.peak (the window's edges are where OOD falls significantly below the peak)"
     if shown:
-        return Check("F1.loss", claim, NOT_SUPPORTED, f"the {' and '.join(shown)} loss minimum lies in the peak window",
-                     test, evidence_lines, numbers, detectable)
-    return Check("F1.loss", claim, SUPPORTED, "no loss has its minimum in the window of the OOD peak", test,
-                 evidence_lines, numbers, detectable)
+        return Check(
+            "F1.loss",
+            claim,
+            NOT_SUPPORTED,
+            f"the {' and '.join(shown)} loss minimum lies in the peak window",
+            test,
+            evidence_lines,
+            numbers,
+            detectable,
+        )
+    return Check(
+        "F1.loss",
+        claim,
+        SUPPORTED,
+        "no loss has its minimum in the window of the OOD peak",
+        test,
+        evidence_lines,
+        numbers,
+        detectable,
+    )
 
 
 @dataclass(frozen=True)
@@ -481,18 +523,18 @@ class RlStart:
 
     @property
     def start_model(self) -> str:
-        return f"sft-{self.step}"
+        return sft_model(self.step)
 
 
 def rl_starts(rows: Iterable[Mapping[str, Any]], algorithms: Sequence[str] | None = None) -> dict[str, list[RlStart]]:
     """OOD before and after RL per algorithm and start step, seeds pooled (mean rate over seeds)."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        if row["split"] == "ood" and (algorithms is None or row["algorithm"] in algorithms):
+        if row["split"] == OOD and (algorithms is None or row["algorithm"] in algorithms):
             groups[row["algorithm"], int(row["start_step"])].append(row)
     result: dict[str, list[RlStart]] = defaultdict(list)
     for (algorithm, step), group in sorted(groups.items()):
-        models = tuple(f"rl-{algorithm}-from{step}-s{row['seed']}" for row in group)
+        models = tuple(rl_model(algorithm, step, row["seed"]) for row in group)
         after = float(np.mean([float(row["after"]) for row in group]))
         result[algorithm].append(RlStart(algorithm, step, models, float(group[0]["before"]), after))
     return dict(result)
@@ -527,13 +569,21 @@ class _StartEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "start_step": self.start.step, "seeds": len(self.start.models), "before": self.start.before,
-            "after": self.start.after, "loss": self.loss.to_dict(), "loss_p_holm": self.loss_p, "lost": self.lost,
-            "raised": self.raised.to_dict(), "recovery": asdict(self.recovery),
+            "start_step": self.start.step,
+            "seeds": len(self.start.models),
+            "before": self.start.before,
+            "after": self.start.after,
+            "loss": self.loss.to_dict(),
+            "loss_p_holm": self.loss_p,
+            "lost": self.lost,
+            "raised": self.raised.to_dict(),
+            "recovery": asdict(self.recovery),
         }
 
 
-def _start_evidence(starts: Sequence[RlStart], best: Point, n: int, evidence: Evidence, threshold: float) -> list[_StartEvidence]:
+def _start_evidence(
+    starts: Sequence[RlStart], best: Point, n: int, evidence: Evidence, threshold: float
+) -> list[_StartEvidence]:
     peak_arm = evidence.arm(best.model, best.ood.rate, best.ood.n, half=True)
     items = []
     for start in starts:
@@ -549,13 +599,14 @@ def _start_evidence(starts: Sequence[RlStart], best: Point, n: int, evidence: Ev
                 evidence.recovery(after_half, before_half, peak_arm, threshold),
             )
         )
-    for item, p in zip(items, stats.holm([i.loss.p_greater for i in items])):
+    for item, p in zip(items, stats.holm([i.loss.p_greater for i in items]), strict=False):
         item.loss_p = p
     return items
 
 
-def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n: int, settings: ClaimSettings,
-                      evidence: Evidence) -> list[Check]:
+def check_rl_recovery(
+    algorithm: str, starts: Sequence[RlStart], best: Point, n: int, settings: ClaimSettings, evidence: Evidence
+) -> list[Check]:
     """F1 on RL: from a moderate start (after the OOD peak; not the latest of two or more) RL raises the OOD
     success SFT lost, and restores most of it; from the latest start it does not restore most."""
     threshold = settings.most_recovered_pct
@@ -573,30 +624,59 @@ def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n:
     checks = []
 
     claim = f"{name} from a moderately trained checkpoint raises the OOD success SFT lost"
-    test = (f"after RL against its start checkpoint on all OOD episodes, one-sided {'exact McNemar' if evidence.paired else 'score'} "
-            f"test, Holm over the moderate starts that lost OOD success to the peak (step {best.step})")
+    test = (
+        f"after RL against its start checkpoint on all OOD episodes, one-sided {'exact McNemar' if evidence.paired else 'score'} "
+        f"test, Holm over the moderate starts that lost OOD success to the peak (step {best.step})"
+    )
     if not moderate or not informative:
-        checks.append(Check(f"F1.rl_raises.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
-                            lines, numbers, loss_detectable if moderate else ""))
+        checks.append(
+            Check(
+                f"F1.rl_raises.{algorithm}",
+                claim,
+                INCONCLUSIVE,
+                nothing if moderate else no_start,
+                test,
+                lines,
+                numbers,
+                loss_detectable if moderate else "",
+            )
+        )
     else:
-        verdict, adjusted, _ = family_verdict([i.raised.p_greater for i in informative], [i.raised.p_less for i in informative])
+        verdict, adjusted, _ = family_verdict(
+            [i.raised.p_greater for i in informative], [i.raised.p_less for i in informative]
+        )
         reason = {
             SUPPORTED: f"RL raises OOD success from step {informative[int(np.argmin(adjusted))].start.step} (Holm p = {min(adjusted):.3g})",
             NOT_SUPPORTED: "RL lowers OOD success from every moderate start that lost it (Holm p < 0.05)",
             INCONCLUSIVE: f"no significant rise (smallest Holm p = {min(adjusted):.3g})",
         }[verdict]
-        detectable = "a rise of " + ", ".join(f"{_points(i.raised.detectable)} (step {i.start.step})" for i in informative)
+        detectable = "a rise of " + ", ".join(
+            f"{_points(i.raised.detectable)} (step {i.start.step})" for i in informative
+        )
         checks.append(Check(f"F1.rl_raises.{algorithm}", claim, verdict, reason, test, lines, numbers, detectable))
 
     claim = f"{name} from a moderately trained checkpoint restores most (≥ {threshold:g}%) of the OOD success SFT lost"
-    test = (f"recovery % against the SFT peak (step {best.step}) on the report half, {'paired' if evidence.paired else 'parametric'} "
-            f"bootstrap, one-sided p against {threshold:g}%, Holm over the moderate starts that lost OOD success")
+    test = (
+        f"recovery % against the SFT peak (step {best.step}) on the report half, {'paired' if evidence.paired else 'parametric'} "
+        f"bootstrap, one-sided p against {threshold:g}%, Holm over the moderate starts that lost OOD success"
+    )
     if not moderate or not informative:
-        checks.append(Check(f"F1.rl_most.{algorithm}", claim, INCONCLUSIVE, nothing if moderate else no_start, test,
-                            lines, numbers, loss_detectable if moderate else ""))
+        checks.append(
+            Check(
+                f"F1.rl_most.{algorithm}",
+                claim,
+                INCONCLUSIVE,
+                nothing if moderate else no_start,
+                test,
+                lines,
+                numbers,
+                loss_detectable if moderate else "",
+            )
+        )
     else:
-        verdict, p_for, p_against = family_verdict([i.recovery.p_below for i in informative],
-                                                   [i.recovery.p_above for i in informative])
+        verdict, p_for, p_against = family_verdict(
+            [i.recovery.p_below for i in informative], [i.recovery.p_above for i in informative]
+        )
         reason = {
             SUPPORTED: f"a moderate start's recovery lies above {threshold:g}% (Holm p = {min(p_for):.3g})",
             NOT_SUPPORTED: f"every moderate start's recovery lies below {threshold:g}% (Holm p ≤ {max(p_against):.3g})",
@@ -611,7 +691,9 @@ def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n:
     claim = f"{name} from the most overfitted start cannot restore most of it"
     test = f"recovery % of the latest start on the report half against {threshold:g}%, one-sided bootstrap p"
     if late is None:
-        reason = no_start if not items else "only one start after the OOD peak: no later, more overfitted start to contrast"
+        reason = (
+            no_start if not items else "only one start after the OOD peak: no later, more overfitted start to contrast"
+        )
         checks.append(Check(f"F1.rl_late.{algorithm}", claim, INCONCLUSIVE, reason, test))
         return checks
     if not late.lost:
@@ -623,10 +705,23 @@ def check_rl_recovery(algorithm: str, starts: Sequence[RlStart], best: Point, n:
             NOT_SUPPORTED: f"its recovery lies above {threshold:g}% (p = {late.recovery.p_below:.3g})",
             INCONCLUSIVE: f"its recovery is not significantly below or above {threshold:g}%",
         }[verdict]
-    detectable = (f"a loss of {_points(late.loss.detectable)}" if not late.lost else
-                  f"a recovery {'—' if late.recovery.detectable is None else f'{late.recovery.detectable:.0f} points'} from {threshold:g}%")
-    checks.append(Check(f"F1.rl_late.{algorithm}", claim, verdict, reason, test, [late.line()],
-                        {"start": late.to_dict(), "peak_step": best.step}, detectable))
+    detectable = (
+        f"a loss of {_points(late.loss.detectable)}"
+        if not late.lost
+        else f"a recovery {'—' if late.recovery.detectable is None else f'{late.recovery.detectable:.0f} points'} from {threshold:g}%"
+    )
+    checks.append(
+        Check(
+            f"F1.rl_late.{algorithm}",
+            claim,
+            verdict,
+            reason,
+            test,
+            [late.line()],
+            {"start": late.to_dict(), "peak_step": best.step},
+            detectable,
+        )
+    )
     return checks
 
 
@@ -641,7 +736,13 @@ def finding_1(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             checks += check_rl_recovery(algorithm, items, sft_peak, ood_episodes(points), settings, evidence)
         if not starts:
             checks.append(
-                Check("F1.rl", "RL restores OOD success from moderate starts", INCONCLUSIVE, "no RL runs in the table", "-")
+                Check(
+                    "F1.rl",
+                    "RL restores OOD success from moderate starts",
+                    INCONCLUSIVE,
+                    "no RL runs in the table",
+                    "-",
+                )
             )
     return Finding("F1", FINDINGS["F1"], combine(c.verdict for c in checks), checks)
 
@@ -660,7 +761,9 @@ def _at_k(table, metric: str, fraction: float):
     chosen = fractions.loc[np.isclose(fractions["value"], fraction), ["name", "index_or_k"]]
     if chosen.empty:
         available = sorted(set(np.round(fractions["value"], 6)))
-        raise ValueError(f"the spectral table has no k fraction {fraction:g}; it has {available} (spectrum.k_fractions)")
+        raise ValueError(
+            f"the spectral table has no k fraction {fraction:g}; it has {available} (spectrum.k_fractions)"
+        )
     rows = table.loc[table["metric"] == metric].merge(chosen, on=["name", "index_or_k"])
     return rows.set_index("name")["value"]
 
@@ -687,7 +790,7 @@ def check_spectrum(label: str, table, settings: ClaimSettings) -> list[Check]:
         f"rotation / drift (projection distance over median drift, per matrix): {r_med:.3g} [{r_low:.3g}, {r_high:.3g}]",
     ]
     numbers = {
-        "matrices": int(len(names)),
+        "matrices": len(names),
         "drift_median": [d_med, d_low, d_high],
         "angle_deg": [a_med, a_low, a_high],
         "projection_distance": [p_med, p_low, p_high],
@@ -705,7 +808,10 @@ def check_spectrum(label: str, table, settings: ClaimSettings) -> list[Check]:
     elif d_low > settings.max_sigma_drift:
         verdict, reason = NOT_SUPPORTED, f"the drift interval lies above {100 * settings.max_sigma_drift:g}%"
     elif r_high < settings.rotation_ratio:
-        verdict, reason = NOT_SUPPORTED, f"rotation is less than {settings.rotation_ratio:g}× the drift beyond its interval"
+        verdict, reason = (
+            NOT_SUPPORTED,
+            f"rotation is less than {settings.rotation_ratio:g}× the drift beyond its interval",
+        )
     else:
         verdict, reason = INCONCLUSIVE, "an interval straddles its threshold"
     detectable_drift = stats.detectable_from_interval(d_low, d_high)
@@ -716,8 +822,16 @@ def check_spectrum(label: str, table, settings: ClaimSettings) -> list[Check]:
         f"from {settings.rotation_ratio:g} ({len(names)} matrices)"
     )
     checks = [
-        Check(f"F2.drift_vs_rotation.{label}", f"base → {label}: singular values barely move, directions do",
-              verdict, reason, test, evidence, numbers, detectable)
+        Check(
+            f"F2.drift_vs_rotation.{label}",
+            f"base → {label}: singular values barely move, directions do",
+            verdict,
+            reason,
+            test,
+            evidence,
+            numbers,
+            detectable,
+        )
     ]
     checks.append(check_edges(label, table, settings))
     return checks
@@ -742,7 +856,8 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
                 "older version of the spectrum stage; rebuild it (snakemake --forcerun spectrum_pair)"
             )
         angles[part] = (left + right) / 2
-    evidence, numbers, p_for, p_against, widths = [], {}, [], [], []
+    evidence, p_for, p_against, widths = [], [], [], []
+    numbers: dict[str, Any] = {}
     for part in ("top", "bottom"):
         diff = (angles[part] - angles["middle"]).dropna().to_numpy(dtype=float)
         med, low, high = _bootstrap_median(diff, settings.bootstrap_draws, settings.seed)
@@ -756,14 +871,21 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
             f"{part} − middle subspace angle: median {med:.3g}° [{low:.3g}, {high:.3g}] over {len(diff)} matrices"
             + (f", one-sided Wilcoxon p = {greater:.3g}" if greater is not None else "")
         )
-        numbers[f"{part}_minus_middle_deg"] = {"median": med, "ci": [low, high], "wilcoxon_p_greater": greater, "wilcoxon_p_less": less}
+        numbers[f"{part}_minus_middle_deg"] = {
+            "median": med,
+            "ci": [low, high],
+            "wilcoxon_p_greater": greater,
+            "wilcoxon_p_less": less,
+        }
     for part in EDGE_PARTS:
         numbers[f"{part}_angle_deg_median"] = float(np.nanmedian(angles[part].to_numpy(dtype=float)))
-    evidence.insert(0, "median subspace angle: " + ", ".join(f"{p} {numbers[f'{p}_angle_deg_median']:.3g}°" for p in EDGE_PARTS))
+    evidence.insert(
+        0, "median subspace angle: " + ", ".join(f"{p} {numbers[f'{p}_angle_deg_median']:.3g}°" for p in EDGE_PARTS)
+    )
     if any(p is None for p in p_for):
         verdict, reason = INCONCLUSIVE, "fewer than 6 matrices with a difference: no signed-rank test"
     else:
-        adjusted_for, adjusted_against = stats.holm(p_for), stats.holm(p_against)
+        adjusted_for, adjusted_against = stats.holm(cast(list[float], p_for)), stats.holm(cast(list[float], p_against))
         numbers["holm_p_greater"], numbers["holm_p_less"] = adjusted_for, adjusted_against
         if max(adjusted_for) < ALPHA:
             verdict, reason = SUPPORTED, "the top and the bottom subspaces both turn more than the middle one"
@@ -772,7 +894,7 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
         else:
             verdict, reason = INCONCLUSIVE, "at least one end does not differ significantly from the middle"
     detectable = "a median difference of " + " and ".join(
-        f"{'—' if w is None else f'{w:.2g}°'} ({part})" for w, part in zip(widths, ("top", "bottom"))
+        f"{'—' if w is None else f'{w:.2g}°'} ({part})" for w, part in zip(widths, ("top", "bottom"), strict=False)
     )
     return Check(f"F2.edges.{label}", claim, verdict, reason, test, evidence, numbers, detectable)
 
@@ -784,8 +906,11 @@ def finding_2(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
     if not checks:
         checks.append(
             Check(
-                "F2", "singular values barely move, directions do", INCONCLUSIVE,
-                "no spectral tables: spectrum.pairs holds neither base_to_sft nor base_to_rl", "-",
+                "F2",
+                "singular values barely move, directions do",
+                INCONCLUSIVE,
+                "no spectral tables: spectrum.pairs holds neither base_to_sft nor base_to_rl",
+                "-",
             )
         )
     return Finding("F2", FINDINGS["F2"], combine(c.verdict for c in checks), checks)
@@ -799,7 +924,15 @@ def _is_direction_top(row) -> bool:
 
 
 def _is_first_quarter(row) -> bool:
-    return row["kind"] == "layer" and str(row["layers"]) in RESTORE_LAYERS
+    """A layer reset of the first quarter however the grid wrote it (0.25, "0:0.25", "0.0:0.25")."""
+    if row["kind"] != "layer":
+        return False
+    layers = str(row["layers"])
+    try:
+        spec = EditSpec("layer", layers=layers if ":" in layers else float(layers))
+    except ValueError:  # explicit layer indices, or an EditError
+        return False
+    return spec.layer_fractions() == RESTORE_LAYERS
 
 
 def _value_edit(rows):
@@ -835,28 +968,45 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
         if row["split"] == "ood" and row["source_role"] == "sft_peak" and row["target_role"] == "sft_end"
     ]
     edits = (
-        ("F3.direction_top20", "putting back sft_peak's singular vectors of the top 20% of singular values recovers ≥ "
-         f"{threshold:g}% of the OOD success", next((r for r in rows if _is_direction_top(r)), None)),
-        ("F3.layers_first25", f"putting back sft_peak's first 25% of the layers recovers ≥ {threshold:g}% of the OOD success",
-         next((r for r in rows if _is_first_quarter(r)), None)),
+        (
+            "F3.direction_top20",
+            "putting back sft_peak's singular vectors of the top 20% of singular values recovers ≥ "
+            f"{threshold:g}% of the OOD success",
+            next((r for r in rows if _is_direction_top(r)), None),
+        ),
+        (
+            "F3.layers_first25",
+            f"putting back sft_peak's first 25% of the layers recovers ≥ {threshold:g}% of the OOD success",
+            next((r for r in rows if _is_first_quarter(r)), None),
+        ),
     )
     if inputs.restoration is None or not rows:
-        reason = "the restoration stage was not run (restore.pairs)" if inputs.restoration is None else "no sft_peak → sft_end edits"
+        reason = (
+            "the restoration stage was not run (restore.pairs)"
+            if inputs.restoration is None
+            else "no sft_peak → sft_end edits"
+        )
         checks = [Check(check_id, claim, INCONCLUSIVE, reason, test) for check_id, claim, _ in edits]
-        checks.append(Check("F3.direction_vs_value", "directions recover more than singular values", INCONCLUSIVE, reason, "-"))
+        checks.append(
+            Check("F3.direction_vs_value", "directions recover more than singular values", INCONCLUSIVE, reason, "-")
+        )
         return Finding("F3", FINDINGS["F3"], INCONCLUSIVE, checks)
 
-    edited, target, source = _edit_arms(rows[0], evidence, half=True)
+    _, target, source = _edit_arms(rows[0], evidence, half=True)
     gap = evidence.compare(target, source)
-    gap_line = (f"sft_end ({rows[0]['target']}) {arm_text(target)}, sft_peak ({rows[0]['source']}) {arm_text(source)} "
-                f"on the report half; gap: {gap.text()}, one-sided p = {gap.p_greater:.3g}")
+    gap_line = (
+        f"sft_end ({rows[0]['target']}) {arm_text(target)}, sft_peak ({rows[0]['source']}) {arm_text(source)} "
+        f"on the report half; gap: {gap.text()}, one-sided p = {gap.p_greater:.3g}"
+    )
     no_gap = f"sft_peak is not significantly above sft_end (p = {gap.p_greater:.3g}): no measurable gap to recover"
     gap_detectable = f"a gap of {_points(gap.detectable)} between sft_peak and sft_end"
 
     present = [(cid, claim, row) for cid, claim, row in edits if row is not None]
-    recoveries = {cid: evidence.recovery(_edit_arms(row, evidence, True)[0], target, source, threshold) for cid, _, row in present}
-    p_for = dict(zip(recoveries, stats.holm([r.p_below for r in recoveries.values()])))
-    p_against = dict(zip(recoveries, stats.holm([r.p_above for r in recoveries.values()])))
+    recoveries = {
+        cid: evidence.recovery(_edit_arms(row, evidence, True)[0], target, source, threshold) for cid, _, row in present
+    }
+    p_for = dict(zip(recoveries, stats.holm([r.p_below for r in recoveries.values()]), strict=False))
+    p_against = dict(zip(recoveries, stats.holm([r.p_above for r in recoveries.values()]), strict=False))
     checks = []
     for check_id, claim, row in edits:
         if row is None:
@@ -864,10 +1014,18 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             continue
         rec = recoveries[check_id]
         arm = _edit_arms(row, evidence, True)[0]
-        lines = [gap_line, f"{row['edit']}: {arm_text(arm)}; {rec.text()} ({rec.method}), Holm p above/below "
-                           f"{threshold:g}%: {p_for[check_id]:.3g} / {p_against[check_id]:.3g}"]
-        numbers = {"edit": row["edit"], "gap": gap.to_dict(), "recovery": asdict(rec),
-                   "holm_p_above": p_for[check_id], "holm_p_below": p_against[check_id]}
+        lines = [
+            gap_line,
+            f"{row['edit']}: {arm_text(arm)}; {rec.text()} ({rec.method}), Holm p above/below "
+            f"{threshold:g}%: {p_for[check_id]:.3g} / {p_against[check_id]:.3g}",
+        ]
+        numbers = {
+            "edit": row["edit"],
+            "gap": gap.to_dict(),
+            "recovery": asdict(rec),
+            "holm_p_above": p_for[check_id],
+            "holm_p_below": p_against[check_id],
+        }
         if gap.p_greater >= ALPHA:
             checks.append(Check(check_id, claim, INCONCLUSIVE, no_gap, test, lines, numbers, gap_detectable))
             continue
@@ -877,17 +1035,28 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             NOT_SUPPORTED: f"the recovery lies below {threshold:g}%",
             INCONCLUSIVE: f"the recovery is not significantly above or below {threshold:g}%",
         }[verdict]
-        detectable = f"a recovery {'—' if rec.detectable is None else f'{rec.detectable:.0f} points'} from {threshold:g}%"
+        detectable = (
+            f"a recovery {'—' if rec.detectable is None else f'{rec.detectable:.0f} points'} from {threshold:g}%"
+        )
         checks.append(Check(check_id, claim, verdict, reason, test, lines, numbers, detectable))
 
     claim = "putting back directions (top 20%) recovers more than putting back singular values"
     direction, value = edits[0][2], _value_edit(rows)
     compare_test = (
         "the direction edit against the value edit on all OOD episodes, one-sided "
-        + ("exact McNemar test" if evidence.paired else "score test") + "; recovery difference on the report half"
+        + ("exact McNemar test" if evidence.paired else "score test")
+        + "; recovery difference on the report half"
     )
     if direction is None or value is None:
-        checks.append(Check("F3.direction_vs_value", claim, INCONCLUSIVE, "the grid lacks a direction top-20% or a value edit", compare_test))
+        checks.append(
+            Check(
+                "F3.direction_vs_value",
+                claim,
+                INCONCLUSIVE,
+                "the grid lacks a direction top-20% or a value edit",
+                compare_test,
+            )
+        )
     else:
         first, second = _edit_arms(direction, evidence, False)[0], _edit_arms(value, evidence, False)[0]
         comparison = evidence.compare(second, first)
@@ -900,8 +1069,13 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             f"one-sided p = {comparison.p_greater:.3g}",
             f"report half: {direction['edit']} {r_first.text()}, {value['edit']} {r_second.text()}",
         ]
-        numbers = {"direction": direction["edit"], "value": value["edit"], "comparison": comparison.to_dict(),
-                   "recovery_direction": asdict(r_first), "recovery_value": asdict(r_second)}
+        numbers = {
+            "direction": direction["edit"],
+            "value": value["edit"],
+            "comparison": comparison.to_dict(),
+            "recovery_direction": asdict(r_first),
+            "recovery_value": asdict(r_second),
+        }
         if gap.p_greater >= ALPHA:
             verdict, reason, detectable = INCONCLUSIVE, no_gap, gap_detectable
         else:
@@ -940,8 +1114,9 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 _rho_text(result),
             )
         )
-        later = [s for s in items if s.step > sft_peak.step and sft_peak.ood.rate != s.before]
-        recoveries = [100 * (s.after - s.before) / (sft_peak.ood.rate - s.before) for s in later]
+        peak_point = cast(Point, sft_peak)  # there are starts only where there is a curve
+        later = [s for s in items if s.step > peak_point.step and peak_point.ood.rate != s.before]
+        recoveries = [100 * (s.after - s.before) / (peak_point.ood.rate - s.before) for s in later]
         result = rank_test([s.step for s in later], recoveries, "less", settings.seed)
         verdict, reason = rank_verdict(result, "less")
         checks.append(
@@ -950,15 +1125,18 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 f"{algorithm.upper()}: the longer SFT ran past the OOD peak, the less RL recovers",
                 verdict,
                 reason,
-                f"Spearman rank correlation of start step and recovery % over the starts after the OOD peak (step {sft_peak.step}), "
-                "one-sided permutation test at α = 0.05",
-                [f"step {s.step}: recovery {r:.0f}%" for s, r in zip(later, recoveries)] + [_rank_text(result)],
+                "Spearman rank correlation of start step and recovery % over the starts after the OOD peak "
+                f"(step {peak_point.step}), one-sided permutation test at α = 0.05",
+                [f"step {s.step}: recovery {r:.0f}%" for s, r in zip(later, recoveries, strict=False)]
+                + [_rank_text(result)],
                 {**result, "steps": [s.step for s in later], "recovery_pct": recoveries},
                 _rho_text(result),
             )
         )
     if not checks:
-        checks.append(Check("F4", "better SFT checkpoints in, better RL out", INCONCLUSIVE, "no RL runs in the table", "-"))
+        checks.append(
+            Check("F4", "better SFT checkpoints in, better RL out", INCONCLUSIVE, "no RL runs in the table", "-")
+        )
     return Finding("F4", FINDINGS["F4"], combine(c.verdict for c in checks), checks)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sftrl.rl import ALGORITHMS
+
 # Resources that Snakemake itself or the SLURM executor plugin (2.x) reads; any other name in a profile's
 # default-resources or set-resources is a typo that would otherwise be ignored without a word.
 SNAKEMAKE_RESOURCES = frozenset(
@@ -49,8 +51,8 @@ SLURM_RESOURCES = frozenset(
 KNOWN_RESOURCES = SNAKEMAKE_RESOURCES | SLURM_RESOURCES
 
 # Stages whose scripts run one process per GPU under `accelerate launch` (the transformers/TRL trainers,
-# and PPO's own data-parallel trainer).
-MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", "grpo", "ppo"})
+# and the RL algorithms the registry marks so).
+MULTI_PROCESS_STAGES = frozenset({"pretrain", "sft", *(a.name for a in ALGORITHMS.values() if a.multi_process)})
 
 
 PACKAGE_ROOT_VARIABLE = "SFTRL_ROOT"
@@ -200,11 +202,15 @@ def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev
     return len([p for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)])
 
 
+def _asking_more_gpus(resources: Mapping[str, JobResources], limit: int) -> str:
+    """The stages asking for more than `limit` GPUs, as their settings ("" for none)."""
+    return ", ".join(f"resources.{stage}.gpus: {r.gpus}" for stage, r in sorted(resources.items()) if r.gpus > limit)
+
+
 def check_local_gpus(resources: Mapping[str, JobResources], available: int) -> None:
     """Jobs run on this machine: none may ask for more GPUs than it has."""
-    wanting = {stage: r.gpus for stage, r in resources.items() if r.gpus > available}
-    if wanting:
-        asked = ", ".join(f"resources.{stage}.gpus: {gpus}" for stage, gpus in sorted(wanting.items()))
+    asked = _asking_more_gpus(resources, available)
+    if asked:
         raise ValueError(
             f"{asked}, but this machine has {available} GPU(s) visible. Run on a GPU cluster "
             "(--profile profiles/slurm), or set these to 0 to train on the CPU"
@@ -225,9 +231,8 @@ def gres_gpus(sinfo_gres: str) -> int:
 def check_partition_gpus(resources: Mapping[str, JobResources], partition: str, gpus_per_node: int) -> None:
     """GPU jobs submitted to a SLURM partition: none may ask for more GPUs than one of its nodes has
     (SLURM would keep such a job pending, or reject it, only after the workflow has started)."""
-    wanting = {stage: r.gpus for stage, r in resources.items() if r.gpus > gpus_per_node}
-    if wanting:
-        asked = ", ".join(f"resources.{stage}.gpus: {gpus}" for stage, gpus in sorted(wanting.items()))
+    asked = _asking_more_gpus(resources, gpus_per_node)
+    if asked:
         raise ValueError(
             f"{asked}, but the nodes of SLURM partition {partition!r} have at most {gpus_per_node} GPU(s): "
             "choose a GPU partition (default-resources: slurm_partition in the profile) or fewer GPUs"

@@ -21,9 +21,8 @@ from fractions import Fraction
 from sftrl import cards
 from sftrl.cards.expr import apply as cards_apply
 from sftrl.config import DataConfig, TaskConfig
+from sftrl.names import LOSS_SPLITS
 
-EVAL_SPLITS = ("id", "id_unseen", "ood")
-LOSS_SPLITS = ("id_unseen", "ood")
 Multiset = tuple[int, ...]
 
 
@@ -85,9 +84,7 @@ def sample_hands(
     while len(hands) < n:
         tries += 1
         if tries > max_tries_per_hand * n:
-            raise ValueError(
-                f"could only find {len(hands)} of {n} distinct hands for {what}; ask for fewer"
-            )
+            raise ValueError(f"could only find {len(hands)} of {n} distinct hands for {what}; ask for fewer")
         hand = tuple(cards.deal(rng, rule, target))
         if key(hand) not in seen and accept(hand):
             seen.add(key(hand))
@@ -109,9 +106,7 @@ def _is_natural(value: Fraction) -> bool:
     return value.denominator == 1 and value >= 0
 
 
-def example(
-    uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str
-) -> dict:
+def example(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str) -> dict:
     """One supervised example in TRL's conversational prompt/completion form, plus its provenance."""
     return {
         "uid": uid,
@@ -121,9 +116,7 @@ def example(
         "target": target,
         "formula": formula,
         "prompt": cards.messages(hand, rule, target, style),
-        "completion": [
-            {"role": "assistant", "content": cards.answer(hand, rule, formula, target, style)}
-        ],
+        "completion": [{"role": "assistant", "content": cards.answer(hand, rule, formula, target, style)}],
     }
 
 
@@ -145,8 +138,9 @@ def random_path(rng: random.Random, values: tuple[int, ...]) -> tuple[list[tuple
     return steps, pool[0][1][1:-1]
 
 
-def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str,
-                  style: str) -> str | None:
+def wrong_attempt(
+    rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str
+) -> str | None:
     """A plausible wrong attempt at a solvable hand, or None where the drawn mistake does not apply:
 
     - misread: a solution under J = Q = K = 10 although the prompt states other values (the OOD failure);
@@ -161,7 +155,9 @@ def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, t
     if kind == "misread":
         tens = cards.RULES["id"]
         solutions = cards.solutions(hand, tens, target) if tens.values(hand) != rule.values(hand) else []
-        return cards.answer(hand, tens, pick_solutions(rng, solutions, 1, style)[0], target, style) if solutions else None
+        return (
+            cards.answer(hand, tens, pick_solutions(rng, solutions, 1, style)[0], target, style) if solutions else None
+        )
     if kind == "wrong_path":
         values = rule.values(hand)
         steps, path = random_path(rng, values)
@@ -177,13 +173,13 @@ def wrong_attempt(rng: random.Random, hand: tuple[int, ...], rule: cards.Rule, t
         return json.dumps({**right, "formula": f"{path}={target}"})
     right = cards.answer(hand, rule, formula, target, style)
     if style == "compact":
-        head, *steps = right.split(" ; ")
+        head, *parts = right.split(" ; ")
         if kind == "stop_early":
-            return " ; ".join([head, *steps[:-1]])
-        i = rng.randrange(len(steps))
-        left, _, result = steps[i].rpartition(" = ")
-        steps[i] = f"{left} = {Fraction(result) + rng.choice((-1, 1))}"
-        return " ; ".join([head, *steps])
+            return " ; ".join([head, *parts[:-1]])
+        i = rng.randrange(len(parts))
+        left, _, result = parts[i].rpartition(" = ")
+        parts[i] = f"{left} = {Fraction(result) + rng.choice((-1, 1))}"
+        return " ; ".join([head, *parts])
     if kind == "stop_early":
         return right.replace(formula, formula.rstrip("0123456789").rstrip("+-*/("))
     at = [i for i, c in enumerate(formula) if c in "+-*/"]
@@ -309,16 +305,12 @@ def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, l
             lambda h: multiset(h) in split.held_out,
             "eval id_unseen",
         ),
-        "ood": sample_hands(
-            stage_rng(seed, "eval_ood"), ood_rule, target, data.eval.ood, lambda h: True, "eval ood"
-        ),
+        "ood": sample_hands(stage_rng(seed, "eval_ood"), ood_rule, target, data.eval.ood, lambda h: True, "eval ood"),
     }
     rules = {"id": id_rule, "id_unseen": id_rule, "ood": ood_rule}
     sets: dict[str, list[dict]] = {"sft": sft}
     for name, hands in episodes.items():
-        sets[f"eval_{name}"] = [
-            episode_record(f"{name}-{i:05d}", h, rules[name], target) for i, h in enumerate(hands)
-        ]
+        sets[f"eval_{name}"] = [episode_record(f"{name}-{i:05d}", h, rules[name], target) for i, h in enumerate(hands)]
 
     rng = stage_rng(seed, "loss")
     for name in LOSS_SPLITS:
@@ -366,7 +358,8 @@ def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int
             "card orders of the SFT multisets that no SFT example uses",
         )
     limits["data.eval.id_unseen"] = (
-        sum(orders(ms) for ms in split.held_out), "card orders of the held-out ID-solvable multisets"
+        sum(orders(ms) for ms in split.held_out),
+        "card orders of the held-out ID-solvable multisets",
     )
     ood = cards.RULES["ood"]
     limits["data.eval.ood"] = (
@@ -378,7 +371,8 @@ def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int
         "OOD-solvable card orders holding a face card",
     )
     limits["data.eval.loss_examples"] = (
-        min(data.eval.id_unseen, data.eval.ood), "the episodes of data.eval.id_unseen and data.eval.ood"
+        min(data.eval.id_unseen, data.eval.ood),
+        "the episodes of data.eval.id_unseen and data.eval.ood",
     )
     limits["data.rl.prompts"] = (
         sum(orders(ms) for ms in split.train) - data.eval.id,
@@ -428,7 +422,7 @@ def corpus_conflicts(base_config: dict, config: dict) -> list[str]:
     or the ID or OOD rule paired with its target. Empty where they agree; a setting the base's
     provenance does not record is not compared."""
 
-    def get(section: dict, dotted: str):
+    def get(section: object, dotted: str) -> object:
         for key in dotted.split("."):
             section = section.get(key) if isinstance(section, dict) else None
         return section
@@ -474,7 +468,7 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
     """
     check_pretrain(task, data)
     rng = stage_rng(seed, "pretrain")
-    corpus = []
+    corpus: list[dict] = []
     for hand, rule, target in corpus_problems(rng, seed, task, data):
         if len(corpus) == data.pretrain.examples:
             break

@@ -42,7 +42,7 @@ def check_for_ppo(path: str | os.PathLike, dtype: str) -> dict:
         raise ValueError(f"{where}: has a scheduler; PPO steps its own (rl.ppo.lr_scheduler): remove it")
     fixed = [key for key in AUTO_KEYS if config.get(key, "auto") != "auto"]
     if fixed:
-        raise ValueError(f"{where}: {fixed} are set from rl.ppo (minibatch_size, max_grad_norm): write \"auto\"")
+        raise ValueError(f'{where}: {fixed} are set from rl.ppo (minibatch_size, max_grad_norm): write "auto"')
     return config
 
 
@@ -75,5 +75,5 @@ def resolve_for_ppo(path: str | os.PathLike, cfg, dtype: str, processes: int, hi
         zero["reduce_bucket_size"] = hidden_size * hidden_size
     left = sorted(key for key, value in zero.items() if value == "auto")
     if left:
-        raise ValueError(f"rl.ppo.deepspeed ({path}): zero_optimization {left} are \"auto\"; give numbers")
+        raise ValueError(f'rl.ppo.deepspeed ({path}): zero_optimization {left} are "auto"; give numbers')
     return config

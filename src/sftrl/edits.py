@@ -11,13 +11,35 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import torch
 
-KINDS = ("triplet", "direction", "value", "layer")
-SVD_KINDS = ("triplet", "direction", "value")
+
+@dataclass(frozen=True)
+class EditKind:
+    """A family of restoration edits: `svd` ones edit singular triplets of each matrix of the scope (each
+    applied by its function in `sftrl.restore.SVD_EDITS`), the others copy whole decoder layers."""
+
+    name: str
+    svd: bool
+    puts_back: str  # what of the source it puts into the target, in figures and reports
+    colour: str
+
+
+# The registry (the schema's `edit.kind` enum is checked against it by tests/test_names.py).
+EDIT_KINDS = {
+    kind.name: kind
+    for kind in (
+        EditKind("triplet", True, "singular vectors and values", "tab:green"),
+        EditKind("direction", True, "singular vectors", "tab:blue"),
+        EditKind("value", True, "singular values", "tab:orange"),
+        EditKind("layer", False, "whole decoder layers", "tab:purple"),
+    )
+}
+KINDS = tuple(EDIT_KINDS)
+SVD_KINDS = tuple(name for name, kind in EDIT_KINDS.items() if kind.svd)
 # Parameter families an edit can touch (its `scope`), with the short label they add to an edit's name:
 # projections: every matrix of a decoder layer (attention, cross-attention, MLP);
 # norms: the vectors of a decoder layer (norm weights; biases and gates where the model has them);
@@ -70,7 +92,7 @@ class EditSpec:
                 self, "patterns", (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
             )
         if self.scope is not None:
-            object.__setattr__(self, "scope", self._checked_scope())
+            object.__setattr__(self, "scope", self._checked_scope(self.scope))
         if self.kind == "layer":
             if self.top or self.tail:
                 raise EditError("top/tail apply to SVD edits, not to a layer reset")
@@ -86,8 +108,8 @@ class EditSpec:
             raise EditError(f"unknown edit field(s) {unknown}; expected {sorted(known)}")
         return cls(**data)
 
-    def _checked_scope(self) -> tuple[str, ...]:
-        scope = (self.scope,) if isinstance(self.scope, str) else tuple(self.scope)
+    def _checked_scope(self, given: str | Iterable[str]) -> tuple[str, ...]:
+        scope = (given,) if isinstance(given, str) else tuple(given)
         unknown = sorted(set(scope) - set(SCOPE_FAMILIES))
         if unknown or not scope:
             raise EditError(f"scope {list(scope)!r}: name one or more of {', '.join(SCOPE_FAMILIES)}")
@@ -132,13 +154,9 @@ class EditSpec:
         """(a, b) fractions, or explicit indices."""
         layers = self.layers
         if isinstance(layers, bool) or layers is None:
-            raise EditError(
-                "a layer reset needs `layers`: a fraction, an 'a:b' fraction range or a list of indices"
-            )
+            raise EditError("a layer reset needs `layers`: a fraction, an 'a:b' fraction range or a list of indices")
         if isinstance(layers, int):
-            raise EditError(
-                f"layers = {layers}: give a fraction (e.g. 0.25, 1.0) or a list of indices ([{layers}])"
-            )
+            raise EditError(f"layers = {layers}: give a fraction (e.g. 0.25, 1.0) or a list of indices ([{layers}])")
         if isinstance(layers, float):
             if not 0 < layers <= 1:
                 raise EditError(f"layers = {layers!r}: a fraction of the decoder layers must be in (0, 1]")
@@ -155,6 +173,14 @@ class EditSpec:
             raise EditError(f"layers = {list(layers)!r} is not a non-empty list of layer indices")
         return tuple(sorted(set(layers)))
 
+    def layer_fractions(self) -> tuple[float, float] | None:
+        """The [a, b) fractions of the decoder layers a layer reset copies; None for explicit indices or an
+        SVD edit."""
+        if self.kind != "layer" or not isinstance(self.layers, (float, str)):
+            return None
+        start, end = self._layer_bounds()
+        return float(start), float(end)
+
     def _layers_label(self) -> str:
         bounds = self._layer_bounds()
         if isinstance(self.layers, float):
@@ -162,7 +188,7 @@ class EditSpec:
         if isinstance(self.layers, str):
             return f"{_percent(bounds[0])}to{_percent(bounds[1])}pct"
         runs: list[list[int]] = []
-        for index in bounds:
+        for index in cast(tuple[int, ...], bounds):
             if runs and index == runs[-1][-1] + 1:
                 runs[-1].append(index)
             else:
@@ -176,7 +202,7 @@ class EditSpec:
             start, end = (math.floor(f * num_layers + 0.5) for f in bounds)
             indices = list(range(start, end))
         else:
-            indices = list(bounds)
+            indices = list(cast(tuple[int, ...], bounds))
             if indices[-1] >= num_layers:
                 raise EditError(f"layers = {list(indices)}: the model has only {num_layers} decoder layers")
         if not indices:
@@ -187,9 +213,7 @@ class EditSpec:
         """Top ∪ Tail as sorted indices; a non-zero fraction takes at least one index."""
         import torch  # here, so that planning a grid (names, checks) does not load torch
 
-        top, tail = (
-            0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail)
-        )
+        top, tail = (0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail))
         chosen = set(range(top)) | set(range(rank - tail, rank))
         return torch.tensor(sorted(chosen), dtype=torch.long)
 
@@ -244,9 +268,7 @@ def num_decoder_layers(model_config: Mapping[str, Any] | None) -> int | None:
     return None
 
 
-def dedupe_layer_edits(
-    specs: Iterable[EditSpec], num_layers: int | None
-) -> tuple[list[EditSpec], dict[str, str]]:
+def dedupe_layer_edits(specs: Iterable[EditSpec], num_layers: int | None) -> tuple[list[EditSpec], dict[str, str]]:
     """Drop layer resets that copy the same layers as an earlier one (first 25% = the first quarter).
 
     Returns the kept specs, in order, and {dropped name: kept name}. With `num_layers` None (a model

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -27,11 +28,11 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoTokenizer,
     GenerationConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
-    LlamaConfig,
-    LlamaForCausalLM,
 )
 
 from sftrl.io import atomic_path
@@ -141,7 +142,7 @@ def cast_weights(directory: str | os.PathLike, dtype: str) -> None:
     for file in sorted(directory.glob("*.safetensors")):
         with safe_open(file, "pt") as handle:
             metadata = handle.metadata()
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - not a dict
         cast = {name: t.to(target) if t.is_floating_point() else t for name, t in tensors.items()}
         save_file(cast, file, metadata=metadata)
     config_path = directory / "config.json"
@@ -151,9 +152,7 @@ def cast_weights(directory: str | os.PathLike, dtype: str) -> None:
 
 
 def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
-    return GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
-    )
+    return GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike) -> None:
@@ -183,9 +182,7 @@ def check_model_dir(path: str | os.PathLike) -> Path:
 
 def is_hub_id(name: str) -> bool:
     """`org/name` or `name` that is not a local path: handed to from_pretrained as a hub id."""
-    return (
-        not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
-    )
+    return not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
 
 
 def _mllama_beyond_text(config) -> tuple[str, ...]:
@@ -250,7 +247,7 @@ def _keep_used_renamings(model: PreTrainedModel) -> None:
     """
     renamings = getattr(model, "_weight_conversions", None)
     if renamings:
-        model._weight_conversions = [renaming for renaming in renamings if renaming.was_used()]
+        cast(Any, model)._weight_conversions = [renaming for renaming in renamings if renaming.was_used()]
 
 
 def load_model(

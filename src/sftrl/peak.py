@@ -9,13 +9,15 @@ checkpoints of equal selection score the earliest step wins (the first to reach 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from sftrl.names import OOD, model_step, samples_path
 from sftrl.stats import Outcomes
 
-SELECTION_SPLIT = "ood"
+SELECTION_SPLIT = OOD
 RULE = (
     "sft_peak: the SFT checkpoint with the best OOD success on the selection half of the OOD episodes "
     "(eval items at even positions of eval_ood.jsonl); a tie goes to the earliest step. The claims measure "
@@ -58,3 +60,24 @@ def peak_index(rates: Sequence[float]) -> int:
         raise ValueError("no checkpoints to choose a peak from")
     best = max(rates)
     return next(i for i, rate in enumerate(rates) if rate == best)
+
+
+def ood_halves(eval_root: str | Path, sft_models: Iterable[str]) -> dict[str, dict]:
+    """Per SFT checkpoint, in step order, its OOD success on the selection and the report half."""
+    halves_of = {}
+    for model in sorted(sft_models, key=model_step):
+        path = samples_path(eval_root, model, SELECTION_SPLIT)
+        if not path.is_file():
+            raise FileNotFoundError(f"samples file {path} does not exist")
+        halves_of[model] = halves(Outcomes.read(path, model))
+    return halves_of
+
+
+def ood_peak(eval_root: str | Path, sft_models: Iterable[str], split: dict[str, dict] | None = None) -> str:
+    """sft_peak: the best OOD success on the selection half (the earliest step on a tie); `split`:
+    `ood_halves` already read."""
+    split = ood_halves(eval_root, sft_models) if split is None else split
+    if not split:
+        raise ValueError("no SFT checkpoints given")
+    models = list(split)
+    return models[peak_index([split[m]["selection_rate"] for m in models])]

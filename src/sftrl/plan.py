@@ -47,6 +47,9 @@ from typing import Any
 
 import pulp
 
+from sftrl.names import OOD, is_rl_model, rl_run
+from sftrl.peak import peak_index
+
 SOLVER = "PuLP CBC"
 TOLERANCE = 1e-9
 
@@ -104,7 +107,7 @@ class CurvePoint:
     n: int
 
 
-def curve_points(rows: Iterable[Mapping[str, Any]], split: str = "ood") -> list[CurvePoint]:
+def curve_points(rows: Iterable[Mapping[str, Any]], split: str = OOD) -> list[CurvePoint]:
     """The SFT checkpoints of one split from sft_curve.csv rows (strings or numbers); step 0, the base
     model, is not an RL start and is left out."""
     points = []
@@ -113,9 +116,7 @@ def curve_points(rows: Iterable[Mapping[str, Any]], split: str = "ood") -> list[
             continue
         try:
             step = int(row["step"])
-            point = CurvePoint(
-                step, float(row["success"]), float(row["ci_low"]), float(row["ci_high"]), int(row["n"])
-            )
+            point = CurvePoint(step, float(row["success"]), float(row["ci_low"]), float(row["ci_high"]), int(row["n"]))
         except (KeyError, ValueError) as error:
             raise PlanError(f"bad SFT curve row {dict(row)}: {error}") from None
         if step > 0:
@@ -123,7 +124,7 @@ def curve_points(rows: Iterable[Mapping[str, Any]], split: str = "ood") -> list[
     return sorted(points, key=lambda p: p.step)
 
 
-def read_curve(path: str | Path, split: str = "ood") -> list[CurvePoint]:
+def read_curve(path: str | Path, split: str = OOD) -> list[CurvePoint]:
     with open(path, newline="") as handle:
         return curve_points(csv.DictReader(handle), split)
 
@@ -186,9 +187,9 @@ def start_cost(
 
 
 def ood_peak_point(curve: Sequence[CurvePoint]) -> CurvePoint:
-    """The checkpoint with the best OOD success; the earliest step on a tie (as `sftrl.roles`)."""
-    best = max(p.success for p in curve)
-    return min((p for p in curve if p.success == best), key=lambda p: p.step)
+    """The checkpoint with the best OOD success on the curve, by the rule of `sftrl.peak` (the earliest
+    step on a tie; `curve` in step order)."""
+    return curve[peak_index([p.success for p in curve])]
 
 
 def _check_curve(curve: Sequence[CurvePoint]) -> list[CurvePoint]:
@@ -430,18 +431,15 @@ def block_recovery_estimates(
 
 # --- plans from the workflow's files ---------------------------------------------------------------
 
-RL_BENCHMARK_RE = re.compile(r"^rl-(?P<algo>[a-z]+)-from\d+-s\d+\.tsv$")
-
 
 def rl_benchmarks(directory: str | Path, algorithms: Sequence[str]) -> dict[str, list[Path]]:
-    """Benchmark files of the RL runs already done, per algorithm (files named like the runs)."""
+    """Benchmark files of the RL runs already done, per algorithm (files named like the runs: RUN.tsv)."""
     found: dict[str, list[Path]] = {algorithm: [] for algorithm in algorithms}
     directory = Path(directory)
     if directory.is_dir():
         for path in sorted(directory.iterdir()):
-            match = RL_BENCHMARK_RE.match(path.name)
-            if match and match["algo"] in found:
-                found[match["algo"]].append(path)
+            if path.suffix == ".tsv" and is_rl_model(path.stem) and rl_run(path.stem).algorithm in found:
+                found[rl_run(path.stem).algorithm].append(path)
     return found
 
 
@@ -486,12 +484,17 @@ def param_counts(model_dir: str | Path, names: Iterable[str]) -> dict[str, int]:
     return {name: math.prod(weights.info(name).shape) for name in names}
 
 
-def measured_recovery(restoration_csv: str | Path, edit: str, split: str = "ood") -> dict[str, Any]:
+def measured_recovery(restoration_csv: str | Path, edit: str, split: str = OOD) -> dict[str, Any]:
     """The sft_peak → sft_end row of one edit in restoration.csv (recovery_pct empty when source and
     target score the same)."""
     with open(restoration_csv, newline="") as handle:
         for row in csv.DictReader(handle):
-            if (row["source_role"], row["target_role"], row["edit"], row["split"]) == ("sft_peak", "sft_end", edit, split):
+            if (row["source_role"], row["target_role"], row["edit"], row["split"]) == (
+                "sft_peak",
+                "sft_end",
+                edit,
+                split,
+            ):
                 return row
     raise PlanError(f"{restoration_csv} has no {split} row of the sft_peak → sft_end edit {edit!r}")
 
@@ -508,7 +511,14 @@ def plan_restoration_from_files(
     record with status `Not applicable` (and the reason) where no prediction can be made."""
     import pandas as pd
 
-    base = {"plan": "cheapest_restoration", "solver": SOLVER, "target": target, "edit": edit, "chosen": [], "tensors": []}
+    base = {
+        "plan": "cheapest_restoration",
+        "solver": SOLVER,
+        "target": target,
+        "edit": edit,
+        "chosen": [],
+        "tensors": [],
+    }
     row = measured_recovery(restoration_csv, edit)
     if spectrum_table is None:
         return {**base, "status": "Not applicable", "message": "sft_peak is not an earlier checkpoint than sft_end"}
@@ -546,5 +556,12 @@ def planned_edit(plan: Mapping[str, Any], edit_kind: str, top: float, tail: floa
 def infeasible_record(kind: str, error: PlanInfeasible, **extra: Any) -> dict[str, Any]:
     """A plan file saying why there is no plan, and the bound that would make one (not an empty plan)."""
     bound = "smallest_feasible_budget" if kind == "rl_starts" else "max_predicted_recovery"
-    return {"plan": kind, "solver": SOLVER, "status": "Infeasible", "message": str(error), bound: error.bound,
-            "chosen": [], **extra}
+    return {
+        "plan": kind,
+        "solver": SOLVER,
+        "status": "Infeasible",
+        "message": str(error),
+        bound: error.bound,
+        "chosen": [],
+        **extra,
+    }

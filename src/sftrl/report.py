@@ -16,27 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-from sftrl import io
 from sftrl import stats
 from sftrl.claims import Rate, num, ood_curve, ood_episodes, rl_starts
+from sftrl.edits import EDIT_KINDS
+from sftrl.names import EVAL_SPLITS
+from sftrl.outputs import SPLIT_STYLE, save_figure
 from sftrl.peak import peak_index
-from sftrl.curves import ALGO_STYLE, SPLIT_ORDER, STYLE, _save, write_rows_csv
-
-KIND_COLOURS = {"direction": "tab:blue", "value": "tab:orange", "triplet": "tab:green", "layer": "tab:purple"}
-
-
-def write_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], csv_path: str | Path) -> list[Path]:
-    """The CSV and a Parquet copy beside it (same stem)."""
-    import pandas as pd
-
-    csv_path = Path(csv_path)
-    write_rows_csv(rows, columns, csv_path)
-    parquet = csv_path.with_suffix(".parquet")
-    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns))
-    with io.atomic_path(parquet) as tmp:
-        frame.to_parquet(tmp, index=False)
-    return [csv_path, parquet]
+from sftrl.rl import algorithm_colour
 
 
 def _figure(width: float, height: float, ncols: int = 1, sharey: bool = False):
@@ -49,35 +35,50 @@ def _figure(width: float, height: float, ncols: int = 1, sharey: bool = False):
 # --- success vs step, every split, with RL arrows ------------------------------------------------
 
 
-def plot_success_panels(curve: Iterable[Mapping[str, Any]], rl: Iterable[Mapping[str, Any]], png: str | Path) -> list[Path]:
+def plot_success_panels(
+    curve: Iterable[Mapping[str, Any]], rl: Iterable[Mapping[str, Any]], png: str | Path
+) -> list[Path]:
     """One panel per split: success vs SFT step with its 95% Wilson band, and an arrow from each RL start
     checkpoint to its RL result (seeds side by side)."""
     curve, rl = list(curve), list(rl)
-    splits = [s for s in SPLIT_ORDER if any(r["split"] == s for r in curve)]
+    splits = [s for s in EVAL_SPLITS if any(r["split"] == s for r in curve)]
     if not splits:
         raise ValueError("the SFT curve has no rows")
     fig, axes = _figure(5.0 * len(splits), 4.0, len(splits))
     algorithms = sorted({r["algorithm"] for r in rl})
-    for ax, split in zip(axes, splits):
+    for ax, split in zip(axes, splits, strict=False):
         points = sorted((r for r in curve if r["split"] == split), key=lambda r: int(r["step"]))
         steps = [int(r["step"]) for r in points]
-        style = STYLE[split]
+        style = SPLIT_STYLE[split]
         ax.fill_between(
-            steps, [100 * float(r["ci_low"]) for r in points], [100 * float(r["ci_high"]) for r in points],
-            color=style["color"], alpha=0.15, linewidth=0,
+            steps,
+            [100 * float(r["ci_low"]) for r in points],
+            [100 * float(r["ci_high"]) for r in points],
+            color=style["color"],
+            alpha=0.15,
+            linewidth=0,
         )
-        ax.plot(steps, [100 * float(r["success"]) for r in points], marker="o", markersize=3, color=style["color"], label="SFT")
+        ax.plot(
+            steps,
+            [100 * float(r["success"]) for r in points],
+            marker="o",
+            markersize=3,
+            color=style["color"],
+            label="SFT",
+        )
         span = (max(steps) - min(steps)) or 1
         runs = [r for r in rl if r["split"] == split]
         for row in runs:
             offset = algorithms.index(row["algorithm"]) - (len(algorithms) - 1) / 2 + 0.3 * int(row["seed"])
             x = int(row["start_step"]) + span * 0.012 * offset
-            color = ALGO_STYLE.get(row["algorithm"], {"color": "black"})["color"]
+            color = algorithm_colour(row["algorithm"])
             before, after = 100 * float(row["before"]), 100 * float(row["after"])
-            ax.annotate("", xy=(x, after), xytext=(x, before), arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4})
+            ax.annotate(
+                "", xy=(x, after), xytext=(x, before), arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4}
+            )
             ax.plot([x], [after], marker="D", markersize=3.5, color=color)
         for algo in algorithms:
-            ax.plot([], [], marker="D", linestyle="", color=ALGO_STYLE.get(algo, {"color": "black"})["color"], label=f"after {algo.upper()}")
+            ax.plot([], [], marker="D", linestyle="", color=algorithm_colour(algo), label=f"after {algo.upper()}")
         ax.set_title(style["label"], fontsize=10)
         ax.set_xlabel("SFT step (0 = base model)")
         ax.set_ylim(bottom=0)
@@ -85,8 +86,11 @@ def plot_success_panels(curve: Iterable[Mapping[str, Any]], rl: Iterable[Mapping
     axes[0].set_ylabel("episode success (%)")
     axes[-1].legend(fontsize=8, loc="best")
     n = sorted({int(r["n"]) for r in curve})
-    fig.suptitle(f"Success vs SFT step, RL arrows from their start checkpoints (bands: 95% Wilson, n = {', '.join(map(str, n))})", fontsize=10)
-    return _save(fig, png)
+    fig.suptitle(
+        f"Success vs SFT step, RL arrows from their start checkpoints (bands: 95% Wilson, n = {', '.join(map(str, n))})",
+        fontsize=10,
+    )
+    return save_figure(fig, png)
 
 
 # --- loss beside OOD success ---------------------------------------------------------------------
@@ -100,13 +104,21 @@ def loss_rows(history: Iterable[Mapping[str, Any]], curve: Iterable[Mapping[str,
     for entry in history:
         step = int(entry.get("step", 0))
         row = rows.setdefault(step, {"step": step})
-        for key, column in (("loss", "train_loss"), ("eval_id_unseen_loss", "test_loss_id_unseen"), ("eval_ood_loss", "loss_ood")):
+        for key, column in (
+            ("loss", "train_loss"),
+            ("eval_id_unseen_loss", "test_loss_id_unseen"),
+            ("eval_ood_loss", "loss_ood"),
+        ):
             if num(entry.get(key)) is not None:
                 row[column] = float(entry[key])
     for point in curve:
         if point["split"] == "ood":
             row = rows.setdefault(int(point["step"]), {"step": int(point["step"])})
-            row.update(ood_success=float(point["success"]), ood_ci_low=float(point["ci_low"]), ood_ci_high=float(point["ci_high"]))
+            row.update(
+                ood_success=float(point["success"]),
+                ood_ci_low=float(point["ci_low"]),
+                ood_ci_high=float(point["ci_high"]),
+            )
     return [{c: rows[s].get(c) for c in LOSS_COLUMNS} for s in sorted(rows)]
 
 
@@ -115,12 +127,16 @@ def plot_loss_vs_ood(rows: Sequence[Mapping[str, Any]], png: str | Path) -> list
     fig, (left, right) = _figure(10, 3.8, 2)
     for column, label, style in (
         ("train_loss", "training loss", {"color": "black"}),
-        ("test_loss_id_unseen", "test loss (ID, unseen hands)", {"color": STYLE["id_unseen"]["color"], "marker": "o"}),
-        ("loss_ood", "OOD loss", {"color": STYLE["ood"]["color"], "marker": "o"}),
+        (
+            "test_loss_id_unseen",
+            "test loss (ID, unseen hands)",
+            {"color": SPLIT_STYLE["id_unseen"]["color"], "marker": "o"},
+        ),
+        ("loss_ood", "OOD loss", {"color": SPLIT_STYLE["ood"]["color"], "marker": "o"}),
     ):
         points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
         if points:
-            left.plot(*zip(*points), label=label, markersize=3, **style)
+            left.plot(*zip(*points, strict=False), label=label, markersize=3, **style)
     left.set_xlabel("SFT step")
     left.set_ylabel("loss (answer tokens)")
     left.set_yscale("log")
@@ -129,9 +145,17 @@ def plot_loss_vs_ood(rows: Sequence[Mapping[str, Any]], png: str | Path) -> list
     left.set_title("SFT loss", fontsize=10)
     ood = [r for r in rows if r.get("ood_success") is not None]
     steps = [r["step"] for r in ood]
-    right.fill_between(steps, [100 * r["ood_ci_low"] for r in ood], [100 * r["ood_ci_high"] for r in ood],
-                       color=STYLE["ood"]["color"], alpha=0.15, linewidth=0)
-    right.plot(steps, [100 * r["ood_success"] for r in ood], marker="o", markersize=3, color=STYLE["ood"]["color"])
+    right.fill_between(
+        steps,
+        [100 * r["ood_ci_low"] for r in ood],
+        [100 * r["ood_ci_high"] for r in ood],
+        color=SPLIT_STYLE["ood"]["color"],
+        alpha=0.15,
+        linewidth=0,
+    )
+    right.plot(
+        steps, [100 * r["ood_success"] for r in ood], marker="o", markersize=3, color=SPLIT_STYLE["ood"]["color"]
+    )
     right.set_xlabel("SFT step (0 = base model)")
     right.set_ylabel("OOD episode success (%)")
     right.set_ylim(bottom=0)
@@ -139,14 +163,23 @@ def plot_loss_vs_ood(rows: Sequence[Mapping[str, Any]], png: str | Path) -> list
     right.set_title("OOD success (95% Wilson band)", fontsize=10)
     for ax in (left, right):
         ax.set_xlim(left=0)
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 # --- the recoverable window ------------------------------------------------------------------------
 
 WINDOW_COLUMNS = (
-    "algorithm", "start_step", "seeds", "before", "after", "peak_step", "peak", "gap_significant",
-    "recovery_pct", "ci_low", "ci_high",
+    "algorithm",
+    "start_step",
+    "seeds",
+    "before",
+    "after",
+    "peak_step",
+    "peak",
+    "gap_significant",
+    "recovery_pct",
+    "ci_low",
+    "ci_high",
 )
 
 
@@ -175,8 +208,13 @@ def window_rows(
             recovery = stats.recovery(after, before, top, 0.0, draws, seed)
             rows.append(
                 {
-                    "algorithm": algorithm, "start_step": start.step, "seeds": len(start.models),
-                    "before": start.before, "after": start.after, "peak_step": peak.step, "peak": peak.ood.rate,
+                    "algorithm": algorithm,
+                    "start_step": start.step,
+                    "seeds": len(start.models),
+                    "before": start.before,
+                    "after": start.after,
+                    "peak_step": peak.step,
+                    "peak": peak.ood.rate,
                     "gap_significant": stats.compare_unpaired(before, top).p_greater < stats.ALPHA,
                     "recovery_pct": None if math.isnan(recovery.pct) else recovery.pct,
                     "ci_low": None if math.isnan(recovery.ci_low) else recovery.ci_low,
@@ -192,38 +230,68 @@ def plot_recovery_window(rows: Sequence[Mapping[str, Any]], png: str | Path, mos
     fig, (ax,) = _figure(7, 4.2)
     algorithms = sorted({r["algorithm"] for r in rows})
     for position, algorithm in enumerate(algorithms):
-        color = ALGO_STYLE.get(algorithm, {"color": "black"})["color"]
-        items = sorted((r for r in rows if r["algorithm"] == algorithm and r["recovery_pct"] is not None), key=lambda r: r["start_step"])
+        color = algorithm_colour(algorithm)
+        items = sorted(
+            (r for r in rows if r["algorithm"] == algorithm and r["recovery_pct"] is not None),
+            key=lambda r: r["start_step"],
+        )
         if not items:
             continue
         shift = 0.01 * (position - (len(algorithms) - 1) / 2) * max(1, max(r["start_step"] for r in items))
         xs = [r["start_step"] + shift for r in items]
         ax.plot(xs, [r["recovery_pct"] for r in items], color=color, alpha=0.5)
-        for x, row in zip(xs, items):
+        for x, row in zip(xs, items, strict=False):
             if row["ci_low"] is not None:
-                ax.errorbar([x], [row["recovery_pct"]], yerr=[[row["recovery_pct"] - row["ci_low"]], [row["ci_high"] - row["recovery_pct"]]],
-                            color=color, capsize=3, linewidth=1)
-            ax.plot([x], [row["recovery_pct"]], marker="o", color=color,
-                    markerfacecolor=color if row["gap_significant"] else "white")
+                ax.errorbar(
+                    [x],
+                    [row["recovery_pct"]],
+                    yerr=[[row["recovery_pct"] - row["ci_low"]], [row["ci_high"] - row["recovery_pct"]]],
+                    color=color,
+                    capsize=3,
+                    linewidth=1,
+                )
+            ax.plot(
+                [x],
+                [row["recovery_pct"]],
+                marker="o",
+                color=color,
+                markerfacecolor=color if row["gap_significant"] else "white",
+            )
         ax.plot([], [], marker="o", color=color, label=algorithm.upper())
     ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="SFT OOD peak (100%)")
     ax.axhline(most_pct, color="grey", linestyle=":", linewidth=1, label=f"'most' ({most_pct:g}%)")
     ax.axhline(0, color="black", linewidth=0.8)
     if rows:
-        ax.axvline(rows[0]["peak_step"], color=STYLE["ood"]["color"], linewidth=1, alpha=0.6, label="OOD peak step")
+        ax.axvline(
+            rows[0]["peak_step"], color=SPLIT_STYLE["ood"]["color"], linewidth=1, alpha=0.6, label="OOD peak step"
+        )
     ax.set_xlabel("SFT step RL starts from")
     ax.set_ylabel("OOD recovery (%)")
-    ax.set_title("Recoverable window: RL recovery of OOD success vs start step\n(95% bootstrap intervals; hollow: no significant OOD loss to recover)", fontsize=10)
+    ax.set_title(
+        "Recoverable window: RL recovery of OOD success vs start step\n(95% bootstrap intervals; hollow: no significant OOD loss to recover)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 # --- restoration recovery --------------------------------------------------------------------------
 
 RESTORE_COLUMNS = (
-    "source", "target", "edit", "kind", "success", "ci_low", "ci_high", "source_success", "target_success",
-    "recovery_pct", "recovery_ci_low", "recovery_ci_high", "predicted_recovery_pct",
+    "source",
+    "target",
+    "edit",
+    "kind",
+    "success",
+    "ci_low",
+    "ci_high",
+    "source_success",
+    "target_success",
+    "recovery_pct",
+    "recovery_ci_low",
+    "recovery_ci_high",
+    "predicted_recovery_pct",
 )
 PLANNED = "plan-cheapest"
 
@@ -241,14 +309,22 @@ def restoration_recovery_rows(
     rows = []
 
     def add(source, target, edit, kind, edited: Rate, source_rate: Rate, target_rate: Rate, predicted=None):
-        recovery = stats.recovery(*(stats.Counts(edit, r.k, r.n) for r in (edited, target_rate, source_rate)), 0.0, draws, seed)
+        after, target_arm, source_arm = (stats.Counts(edit, r.k, r.n) for r in (edited, target_rate, source_rate))
+        recovery = stats.recovery(after, target_arm, source_arm, 0.0, draws, seed)
         point, low, high = recovery.pct, recovery.ci_low, recovery.ci_high
         valid = source_rate.rate != target_rate.rate
         ci = edited.ci
         rows.append(
             {
-                "source": source, "target": target, "edit": edit, "kind": kind, "success": edited.rate,
-                "ci_low": ci[0], "ci_high": ci[1], "source_success": source_rate.rate, "target_success": target_rate.rate,
+                "source": source,
+                "target": target,
+                "edit": edit,
+                "kind": kind,
+                "success": edited.rate,
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "source_success": source_rate.rate,
+                "target_success": target_rate.rate,
                 "recovery_pct": point if valid else None,
                 "recovery_ci_low": low if valid and not math.isnan(low) else None,
                 "recovery_ci_high": high if valid and not math.isnan(high) else None,
@@ -262,20 +338,36 @@ def restoration_recovery_rows(
             continue
         n = int(row["n"])
         source, target = Rate.of(row["source_success"], n), Rate.of(row["target_success"], n)
-        add(f"{row['source_role']} ({row['source']})", f"{row['target_role']} ({row['target']})", row["edit"], row["kind"],
-            Rate.of(row["success"], n), source, target)
+        add(
+            f"{row['source_role']} ({row['source']})",
+            f"{row['target_role']} ({row['target']})",
+            row["edit"],
+            row["kind"],
+            Rate.of(row["success"], n),
+            source,
+            target,
+        )
         if (row["source_role"], row["target_role"]) == ("sft_peak", "sft_end"):
             peak_end = (rows[-1]["source"], rows[-1]["target"], source, target)
     if plan and plan.get("status") == "Optimal" and planned_metrics and peak_end:
         success = planned_metrics["success"]
         source_label, target_label, source, target = peak_end
-        add(source_label, target_label, f"{PLANNED} ({len(plan['tensors'])}/{plan['blocks']} blocks, "
-            f"{100 * plan['params_share']:.0f}% params)", plan.get("edit", "").split("-")[0] or "direction",
-            Rate(int(success["k"]), int(success["n"])), source, target, predicted=100 * plan["predicted_recovery"])
+        add(
+            source_label,
+            target_label,
+            f"{PLANNED} ({len(plan['tensors'])}/{plan['blocks']} blocks, {100 * plan['params_share']:.0f}% params)",
+            plan.get("edit", "").split("-")[0] or "direction",
+            Rate(int(success["k"]), int(success["n"])),
+            source,
+            target,
+            predicted=100 * plan["predicted_recovery"],
+        )
     return rows
 
 
-def plot_restoration_recovery(rows: Sequence[Mapping[str, Any]], png: str | Path, threshold_pct: float = 70.0) -> list[Path]:
+def plot_restoration_recovery(
+    rows: Sequence[Mapping[str, Any]], png: str | Path, threshold_pct: float = 70.0
+) -> list[Path]:
     """Recovery % per edit, one panel per (source, target) pair, bars coloured by edit family with 95%
     bootstrap intervals; a planned edit shows its predicted recovery as a black tick."""
     pairs = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
@@ -283,14 +375,14 @@ def plot_restoration_recovery(rows: Sequence[Mapping[str, Any]], png: str | Path
         raise ValueError("no restoration rows to plot")
     widest = max(sum((r["source"], r["target"]) == p for r in rows) for p in pairs)
     fig, axes = _figure(max(6.0, 0.6 * widest + 2) * len(pairs) ** 0.5 + 1, 4.2, len(pairs))
-    for ax, (source, target) in zip(axes, pairs):
+    for ax, (source, target) in zip(axes, pairs, strict=False):
         items = [r for r in rows if (r["source"], r["target"]) == (source, target)]
         for i, row in enumerate(items):
             value = row["recovery_pct"]
             if value is None:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
                 continue
-            color = KIND_COLOURS.get(row["kind"], "grey")
+            color = EDIT_KINDS[row["kind"]].colour if row["kind"] in EDIT_KINDS else "grey"
             hatch = "//" if row["edit"].startswith(PLANNED) else None
             error = None
             if row["recovery_ci_low"] is not None:
@@ -304,10 +396,15 @@ def plot_restoration_recovery(rows: Sequence[Mapping[str, Any]], png: str | Path
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"{target} edited with {source}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=color, label=kind) for kind, color in KIND_COLOURS.items() if any(r["kind"] == kind for r in rows)]
+    handles: list[Artist] = [
+        Patch(color=kind.colour, label=name)
+        for name, kind in EDIT_KINDS.items()
+        if any(r["kind"] == name for r in rows)
+    ]
     if any(r["predicted_recovery_pct"] is not None for r in rows):
         handles.append(Line2D([], [], color="black", linewidth=2, label="predicted by the plan"))
     axes[-1].legend(handles=handles, fontsize=7, loc="best")
@@ -316,4 +413,4 @@ def plot_restoration_recovery(rows: Sequence[Mapping[str, Any]], png: str | Path
         f"Restoration: OOD recovery per edit, 0% = target, 100% = source (95% bootstrap intervals; dotted: {threshold_pct:g}%)",
         fontsize=10,
     )
-    return _save(fig, png)
+    return save_figure(fig, png)

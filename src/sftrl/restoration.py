@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sftrl import io
-from sftrl.curves import SPLIT_ORDER, STYLE, _save, write_rows_csv
-from sftrl.stats import recovery_pct
 from sftrl.edits import KINDS
-from sftrl.roles import RestorePair, resolve, sft_step
+from sftrl.names import EVAL_SPLITS, is_rl_model, model_step, read_metrics
+from sftrl.outputs import SPLIT_STYLE, save_figure, write_rows_csv
+from sftrl.roles import RestorePair, resolve
+from sftrl.stats import recovery_pct
 
 COLUMNS = (
     "source_role",
@@ -42,15 +42,12 @@ COLUMNS = (
 
 
 def _success(eval_root: Path, model: str, split: str) -> dict:
-    path = eval_root / model / split / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file {path} (model {model}, split {split}) does not exist")
-    return io.read_json(path)["success"]
+    return read_metrics(eval_root, model, split)["success"]
 
 
 def _step(model: str) -> int | None:
     """The SFT step of a base or SFT model; None for an RL model, which is off the SFT axis."""
-    return None if model.startswith("rl-") else sft_step(model)
+    return None if is_rl_model(model) else model_step(model)
 
 
 def _tidy(value: float | None) -> float | None:
@@ -62,7 +59,7 @@ def restoration_rows(
     eval_root: str | Path,
     roles: Mapping[str, Any],
     pairs: Iterable[RestorePair],
-    splits: Sequence[str] = SPLIT_ORDER,
+    splits: Sequence[str] = EVAL_SPLITS,
 ) -> list[dict]:
     """One row per (pair, edit, split), in the grid's order, from each model's metrics.json."""
     eval_root = Path(eval_root)
@@ -123,7 +120,7 @@ def plot_family(
     pairs: Sequence[RestorePair],
     kind: str,
     png_path: str | Path,
-    splits: Sequence[str] = SPLIT_ORDER,
+    splits: Sequence[str] = EVAL_SPLITS,
 ) -> list[Path]:
     """Bars of success per split, one panel per pair holding `kind` edits: the target as it was, each edit,
     and the source, with 95% Wilson intervals; writes the PNG and a PDF beside it."""
@@ -137,7 +134,7 @@ def plot_family(
     fig = Figure(figsize=(max(6.0, 0.75 * widest * len(splits) / 2 + 2), 3.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     width = 0.8 / len(splits)
-    for ax, pair in zip(axes, panels):
+    for ax, pair in zip(axes, panels, strict=False):
         source, target = resolve(roles, pair.source), resolve(roles, pair.target)
         specs = [spec for spec in pair.specs if spec.kind == kind]
         bars = [(f"target\n{target}", target), *((spec.name, pair.model(spec)) for spec in specs)]
@@ -150,10 +147,18 @@ def plot_family(
                 [100 * (s["rate"] - s["ci_low"]) for s in stats],
                 [100 * (s["ci_high"] - s["rate"]) for s in stats],
             ]
-            ax.bar(xs, heights, width, yerr=errors, capsize=2, color=STYLE[split]["color"], label=STYLE[split]["label"])
+            ax.bar(
+                xs,
+                heights,
+                width,
+                yerr=errors,
+                capsize=2,
+                color=SPLIT_STYLE[split]["color"],
+                label=SPLIT_STYLE[split]["label"],
+            )
         ax.set_xticks(range(len(bars)), [label for label, _ in bars], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("episode success (%)")
         ax.set_title(f"{kind} edits of {_label(pair.target, target)} with {_label(pair.source, source)}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="best")
-    return _save(fig, png_path)
+    return save_figure(fig, png_path)

@@ -29,6 +29,7 @@ import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -56,6 +57,26 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 EDIT_RECORD = "edit.json"
 
 
+def put_back_directions(target, u_t, s_t, vh_t, u_s, s_s, vh_s):
+    """The source's singular vectors with the target's singular values."""
+    return target - (u_t * s_t) @ vh_t + (u_s * s_t) @ vh_s
+
+
+def put_back_values(target, u_t, s_t, vh_t, u_s, s_s, vh_s):
+    """The source's singular values in the target's singular vectors."""
+    return target + (u_t * (s_s - s_t)) @ vh_t
+
+
+def put_back_triplets(target, u_t, s_t, vh_t, u_s, s_s, vh_s):
+    """The source's singular vectors and values."""
+    return target - (u_t * s_t) @ vh_t + (u_s * s_s) @ vh_s
+
+
+# How each SVD kind of `sftrl.edits.EDIT_KINDS` edits a matrix, given both thin SVDs restricted to the
+# edited indices (target T: u_t, s_t, vh_t; source S: u_s, s_s, vh_s).
+SVD_EDITS = {"direction": put_back_directions, "value": put_back_values, "triplet": put_back_triplets}
+
+
 def svd_edit(kind: str, target: torch.Tensor, svd_t: Svd, svd_s: Svd, index: torch.Tensor) -> torch.Tensor:
     """The edited float32 matrix (see the module docstring); `target` is T's matrix in float32."""
     if kind not in SVD_KINDS:
@@ -63,12 +84,15 @@ def svd_edit(kind: str, target: torch.Tensor, svd_t: Svd, svd_s: Svd, index: tor
     if len(index) == 0:
         return target
     index = index.to(target.device)
-    u_t, s_t, vh_t = svd_t.u[:, index], svd_t.s[index], svd_t.vh[index]
-    if kind == "value":
-        return target + (u_t * (svd_s.s[index] - s_t)) @ vh_t
-    u_s, vh_s = svd_s.u[:, index], svd_s.vh[index]
-    s_new = svd_s.s[index] if kind == "triplet" else s_t
-    return target - (u_t * s_t) @ vh_t + (u_s * s_new) @ vh_s
+    return SVD_EDITS[kind](
+        target,
+        svd_t.u[:, index],
+        svd_t.s[index],
+        svd_t.vh[index],
+        svd_s.u[:, index],
+        svd_s.s[index],
+        svd_s.vh[index],
+    )
 
 
 def decoder_layer_count(weights: ModelWeights) -> int:
@@ -82,9 +106,7 @@ def _edited_names(spec: EditSpec, weights: ModelWeights, names: list[str], tied:
     """The tensors of T (among the ones written) that `spec` edits: its scope's families, the decoder
     layers' tensors narrowed by its patterns and, for a layer reset, to its layers."""
     layers = set(spec.layer_indices(decoder_layer_count(weights))) if spec.kind == "layer" else None
-    in_layers = [
-        n for n in names if (m := DECODER_LAYER.match(n)) and (layers is None or int(m.group(1)) in layers)
-    ]
+    in_layers = [n for n in names if (m := DECODER_LAYER.match(n)) and (layers is None or int(m.group(1)) in layers)]
     if spec.patterns:
         in_layers = select(in_layers, spec.patterns)
     families = {
@@ -124,11 +146,7 @@ def _check_models(source: ModelWeights, target: ModelWeights, names: list[str], 
 def _copy_non_weights(target: Path, out: Path) -> None:
     out.mkdir(parents=True)
     for item in target.iterdir():
-        if (
-            item.name == INDEX_FILE
-            or item.name.endswith(WEIGHT_SUFFIXES)
-            or item.name.endswith(".index.json")
-        ):
+        if item.name == INDEX_FILE or item.name.endswith(WEIGHT_SUFFIXES) or item.name.endswith(".index.json"):
             continue
         if item.is_dir():
             shutil.copytree(item, out / item.name)
@@ -188,11 +206,9 @@ def apply_edits(
                     _write_tensor(entry.name, specs, plans, writers, source, target, cache, device)
         if (target.path / INDEX_FILE).is_file():
             _write_index(target, names, tmps)
-        for spec, tmp in zip(specs, tmps):
-            (tmp / EDIT_RECORD).write_text(
-                json.dumps({"edit": spec.to_dict(), "name": spec.name, **record}, indent=2)
-            )
-    for spec, path in zip(specs, out_paths):
+        for spec, tmp in zip(specs, tmps, strict=False):
+            (tmp / EDIT_RECORD).write_text(json.dumps({"edit": spec.to_dict(), "name": spec.name, **record}, indent=2))
+    for spec, path in zip(specs, out_paths, strict=False):
         log.info("wrote %s (%s of %s with %s)", path, spec.name, target.path, source.path)
     return out_paths
 
@@ -200,20 +216,21 @@ def apply_edits(
 def _write_tensor(name, specs, plans, writers, source, target, cache, device) -> None:
     """Write tensor `name` of every output: T's bytes, S's (layer reset) or an SVD edit."""
     original = target.get(name)
-    editing = [spec for spec, plan in zip(specs, plans) if name in plan]
+    editing = [spec for spec, plan in zip(specs, plans, strict=False) if name in plan]
     source_tensor = source.get(name) if editing else None
     t32 = svd_t = svd_s = None
     if any(spec.kind in SVD_KINDS for spec in editing):
         t32 = original.to(device, torch.float32)
         svd_t = cache.get(target, name, t32)
-        svd_s = cache.get(source, name, source_tensor.to(device, torch.float32))
-    for spec, plan, writer in zip(specs, plans, writers):
+        svd_s = cache.get(source, name, cast(torch.Tensor, source_tensor).to(device, torch.float32))
+    for spec, plan, writer in zip(specs, plans, writers, strict=False):
         if name not in plan:
             out = original
         elif spec.kind == "layer":
-            out = source_tensor.to(original.dtype)
+            out = cast(torch.Tensor, source_tensor).to(original.dtype)
         else:
-            edited = svd_edit(spec.kind, t32, svd_t, svd_s, spec.index_set(len(svd_t.s)))
+            svd = cast(Svd, svd_t)
+            edited = svd_edit(spec.kind, cast(torch.Tensor, t32), svd, cast(Svd, svd_s), spec.index_set(len(svd.s)))
             out = edited.to("cpu", original.dtype)
         writer.write(name, out)
 

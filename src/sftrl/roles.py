@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import io, peak
-from sftrl.curves import RL_MODEL_RE, ood_halves, ood_peak
 from sftrl.edits import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
+from sftrl.names import BASE, OOD, is_rl_model, metrics_path, model_step, rl_run, sft_model
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
 GROUP_ROLES = ("rl", "rl_from_end")
@@ -39,21 +39,12 @@ class RoleError(ValueError):
     """An unknown role, or a role that names no model of this experiment."""
 
 
-def sft_step(model: str) -> int:
-    """The step of an SFT checkpoint name, 0 for the base."""
-    if model == "base":
-        return 0
-    if not model.startswith("sft-") or not model.removeprefix("sft-").isdigit():
-        raise RoleError(f"{model!r} is not an SFT checkpoint name (sft-STEP)")
-    return int(model.removeprefix("sft-"))
-
-
-def rl_start(model: str) -> int:
-    """The SFT step an RL model starts from."""
-    match = RL_MODEL_RE.match(model)
-    if not match:
-        raise RoleError(f"{model!r} is not an RL model name (rl-ALGO-fromSTEP-sSEED)")
-    return int(match["step"])
+def rl_start(model: str) -> str:
+    """The SFT checkpoint an RL model starts from."""
+    try:
+        return rl_run(model).start
+    except ValueError as error:
+        raise RoleError(str(error)) from None
 
 
 def sft_end_model(sft_steps: Sequence[int], configured: int | None = None) -> str:
@@ -61,10 +52,10 @@ def sft_end_model(sft_steps: Sequence[int], configured: int | None = None) -> st
     if not sft_steps:
         raise RoleError("the SFT ladder has no checkpoints")
     if configured is None:
-        return f"sft-{max(sft_steps)}"
+        return sft_model(max(sft_steps))
     if configured not in sft_steps:
         raise RoleError(f"restore.sft_end = {configured} is not on the SFT ladder {sorted(sft_steps)}")
-    return f"sft-{configured}"
+    return sft_model(configured)
 
 
 def expand_role(role: str, rl_models: Sequence[str], sft_end: str) -> list[str]:
@@ -76,32 +67,30 @@ def expand_role(role: str, rl_models: Sequence[str], sft_end: str) -> list[str]:
             raise RoleError("role 'rl' names no model: the experiment has no RL runs")
         return list(rl_models)
     if role == "rl_from_end":
-        chosen = [m for m in rl_models if f"sft-{rl_start(m)}" == sft_end]
+        chosen = [m for m in rl_models if rl_start(m) == sft_end]
         if not chosen:
-            starts = sorted({rl_start(m) for m in rl_models})
+            starts = sorted({rl_run(m).step for m in rl_models})
             raise RoleError(
                 f"role 'rl_from_end' names no model: no RL run starts from sft_end ({sft_end}); "
                 f"RL starts from steps {starts} (set rl.from_steps or restore.sft_end)"
             )
         return chosen
-    if RL_MODEL_RE.match(role):
+    if is_rl_model(role):
         if role not in rl_models:
             raise RoleError(f"role {role!r} is not among the RL runs of this experiment {list(rl_models)}")
         return [role]
-    raise RoleError(
-        f"unknown role {role!r}; expected one of {[*SINGLE_ROLES, *GROUP_ROLES]} or an RL model name"
-    )
+    raise RoleError(f"unknown role {role!r}; expected one of {[*SINGLE_ROLES, *GROUP_ROLES]} or an RL model name")
 
 
 def static_model(token: str, sft_end: str) -> str | None:
     """The model a role token names when that is known without evaluation results, else None."""
     if token == "base":
-        return "base"
+        return BASE
     if token == "sft_end":
         return sft_end
     if token in DATA_ROLES:
         return None
-    if RL_MODEL_RE.match(token):
+    if is_rl_model(token):
         return token
     raise RoleError(f"unknown role {token!r}")
 
@@ -114,25 +103,34 @@ def choose_roles(
 ) -> dict[str, Any]:
     """The roles of an experiment with the OOD numbers sft_peak was chosen from (see the module docstring)."""
     eval_root = Path(eval_root)
-    sft_models = sorted(sft_models, key=sft_step)
+    sft_models = sorted(sft_models, key=model_step)
     rl_models = list(rl_models)
     if sft_end not in sft_models:
         raise RoleError(f"sft_end {sft_end!r} is not among the SFT checkpoints {sft_models}")
-    split = ood_halves(eval_root, sft_models)
-    sft_peak = ood_peak(eval_root, sft_models, split)
+    split = peak.ood_halves(eval_root, sft_models)
+    sft_peak = peak.ood_peak(eval_root, sft_models, split)
     ood = []
     for model in sft_models:
-        success = io.read_json(eval_root / model / "ood" / "metrics.json")["success"]
-        ood.append({"model": model, "step": sft_step(model), **{k: success[k] for k in ("rate", "ci_low", "ci_high", "n")},
-                    **split[model]})
+        success = io.read_json(metrics_path(eval_root, model, OOD))["success"]
+        ood.append(
+            {
+                "model": model,
+                "step": model_step(model),
+                **{k: success[k] for k in ("rate", "ci_low", "ci_high", "n")},
+                **split[model],
+            }
+        )
     return {
         "roles": {"base": "base", "sft_peak": sft_peak, "sft_end": sft_end},
-        "steps": {"base": 0, "sft_peak": sft_step(sft_peak), "sft_end": sft_step(sft_end)},
+        "steps": {"base": 0, "sft_peak": model_step(sft_peak), "sft_end": model_step(sft_end)},
         "rl": rl_models,
-        "rl_from_end": [m for m in rl_models if f"sft-{rl_start(m)}" == sft_end],
+        "rl_from_end": [m for m in rl_models if rl_start(m) == sft_end],
         "rule": peak.RULE,
-        "selection": {"split": peak.SELECTION_SPLIT, "chosen_on": "selection half (even item positions)",
-                      "measured_on": "report half (odd item positions)"},
+        "selection": {
+            "split": peak.SELECTION_SPLIT,
+            "chosen_on": "selection half (even item positions)",
+            "measured_on": "report half (odd item positions)",
+        },
         "ood": ood,
     }
 

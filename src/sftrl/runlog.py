@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -67,8 +68,14 @@ def parse_log(lines: Iterable[str]) -> list[Job]:
     def close() -> None:
         nonlocal block
         if block and "jobid" in block:
-            jobs[block["jobid"]] = Job(block["jobid"], block["rule"], block["start"], inputs=block.get("input", ()),
-                                       outputs=block.get("output", ()), benchmark=block.get("benchmark"))
+            jobs[block["jobid"]] = Job(
+                block["jobid"],
+                block["rule"],
+                block["start"],
+                inputs=block.get("input", ()),
+                outputs=block.get("output", ()),
+                benchmark=block.get("benchmark"),
+            )
         block = None
 
     for line in lines:
@@ -139,8 +146,14 @@ def stage_times(jobs: Sequence[Job]) -> list[dict]:
         stages.setdefault(job.stage, []).append(job.seconds)
     total = sum(sum(times) for times in stages.values()) or 1.0
     rows = [
-        {"stage": stage, "jobs": len(times), "total_s": sum(times), "median_s": statistics.median(times),
-         "max_s": max(times), "share": sum(times) / total}
+        {
+            "stage": stage,
+            "jobs": len(times),
+            "total_s": sum(times),
+            "median_s": statistics.median(times),
+            "max_s": max(times),
+            "share": sum(times) / total,
+        }
         for stage, times in stages.items()
     ]
     return sorted(rows, key=lambda row: -row["total_s"])
@@ -158,7 +171,7 @@ def wall_seconds(jobs: Sequence[Job]) -> float:
     """From the first job's start to the last job's end."""
     if not jobs:
         return 0.0
-    return (max(j.end for j in jobs) - min(j.start for j in jobs)).total_seconds()
+    return (max(cast(datetime, j.end) for j in jobs) - min(j.start for j in jobs)).total_seconds()
 
 
 def latest_run(workdir: str | Path) -> tuple[Path, list[Job]]:

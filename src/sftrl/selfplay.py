@@ -41,7 +41,7 @@ def problems(seed: int, round_: int, task: TaskConfig, data: DataConfig, hands: 
     """The hands one round plays: episode records drawn as the pretraining corpus draws its problems
     (same exclusions, so no evaluation problem is ever played), a fresh stream per round."""
     rng = stage_rng(seed, f"selfplay-{round_}")
-    drawn = zip(range(hands), corpus_problems(rng, seed, task, data))
+    drawn = zip(range(hands), corpus_problems(rng, seed, task, data), strict=False)
     return [episode_record(f"play{round_}-{i:06d}", hand, rule, target) for i, (hand, rule, target) in drawn]
 
 
@@ -93,7 +93,9 @@ def training_set(
     first-attempt skill is rehearsed, not forgotten), shuffled."""
     replay = round(len(episodes) * replay_share / (1 - replay_share))
     if replay > len(corpus):
-        raise ValueError(f"model.refine.replay_share {replay_share}: {replay} replayed examples, the corpus has {len(corpus)}")
+        raise ValueError(
+            f"model.refine.replay_share {replay_share}: {replay} replayed examples, the corpus has {len(corpus)}"
+        )
     mixed = [*episodes, *rng.sample(list(corpus), replay)]
     rng.shuffle(mixed)
     return mixed
@@ -163,7 +165,10 @@ def run_refine(
         log_path,
         provenance={
             **make_provenance(config, cfg.seed),
-            "resolved": {"refine": {**asdict(refine), "round": round_, "episodes": len(episodes)}, "train": asdict(cfg)},
+            "resolved": {
+                "refine": {**asdict(refine), "round": round_, "episodes": len(episodes)},
+                "train": asdict(cfg),
+            },
         },
         dtype=config["model"].get("dtype", "float32"),
     )

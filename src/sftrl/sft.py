@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from datasets import Dataset
@@ -38,6 +39,7 @@ from sftrl.modeling import (
     check_model_dir,
     load_model,
 )
+from sftrl.names import sft_model
 from sftrl.provenance import provenance as make_provenance
 from sftrl.trainer_args import master_dtype, optimiser_args
 
@@ -197,9 +199,7 @@ def holds(model_dir: Path, step: int, run: str) -> bool:
 def numbered_dirs(parent: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
     if not parent.is_dir():
         return []
-    return sorted(
-        (int(m.group(1)), p) for p in parent.iterdir() if (m := pattern.match(p.name)) and p.is_dir()
-    )
+    return sorted((int(m.group(1)), p) for p in parent.iterdir() if (m := pattern.match(p.name)) and p.is_dir())
 
 
 def discard_unusable(work_dir: Path, run: str) -> None:
@@ -216,7 +216,10 @@ def discard_unusable(work_dir: Path, run: str) -> None:
 
 
 def resume_point(
-    work_dir: Path, run: str, steps: Iterable[int], ladder_dir_for_step: Callable[[int], Path | None]
+    work_dir: Path,
+    run: str,
+    steps: Iterable[int],
+    ladder_dir_for_step: Callable[[int], str | os.PathLike | None],
 ) -> tuple[int, Path] | None:
     """The newest complete checkpoint of this run from which every earlier ladder directory can still
     be delivered: already in place, or kept in the work directory's store (outputs that Snakemake
@@ -264,8 +267,7 @@ def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
         sets = [m.group(1) for key in entry if (m := EVAL_LOSS_RE.match(key))]
         if len(sets) == 1:
             entry = {
-                (f"eval_{sets[0]}_{key[5:]}" if key in TRL_EVAL_METRICS else key): value
-                for key, value in entry.items()
+                (f"eval_{sets[0]}_{key[5:]}" if key in TRL_EVAL_METRICS else key): value for key, value in entry.items()
             }
         rows.setdefault(step, {"step": step}).update({k: v for k, v in entry.items() if k != "step"})
     io.write_jsonl(log_path, [rows[step] for step in sorted(rows)])
@@ -282,7 +284,7 @@ class LadderCallback(TrainerCallback):
     def __init__(
         self,
         steps: Iterable[int],
-        ladder_dir_for_step: Callable[[int], Path | None],
+        ladder_dir_for_step: Callable[[int], str | os.PathLike | None],
         work_dir: Path,
         run: str,
         evaluate: bool,
@@ -441,7 +443,7 @@ def train(
         # The trainer would take one more step when resumed at max_steps; the run is done, say so.
         log.info("training already complete in %s", resume)
         if main_process:
-            write_log(log_path, io.read_json(resume / "trainer_state.json")["log_history"])
+            write_log(log_path, io.read_json(cast(Path, resume) / "trainer_state.json")["log_history"])
         return TrainResult(cfg.max_steps, resume, run, steps)
     if resume is not None:
         log.info("resuming from %s", resume)
@@ -533,7 +535,7 @@ def run_sft(
         {name: io.read_jsonl(path) for name, path in eval_paths.items()},
         cfg,
         work_dir,
-        lambda step: Path(models_dir) / f"sft-{step}",
+        lambda step: Path(models_dir) / sft_model(step),
         log_path,
         provenance={**make_provenance(config, cfg.seed), "resolved": {"sft": asdict(cfg)}},
         dtype=model_section.get("dtype", "float32"),

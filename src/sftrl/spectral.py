@@ -30,14 +30,15 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from matplotlib.figure import Figure
 
 from sftrl.io import atomic_path
+from sftrl.outputs import save_figure
 from sftrl.weights import (
     ModelWeights,
     Svd,
@@ -71,7 +72,7 @@ def principal_angles(cross: torch.Tensor) -> torch.Tensor:
 class TidyRows:
     """Column buffers for the tidy table: one `add` per metric block of one matrix, one frame at the end."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.blocks: list[tuple[str, np.ndarray, str, np.ndarray]] = []
 
     def add(self, name: str, metric: str, index, value) -> None:
@@ -79,17 +80,17 @@ class TidyRows:
         index = np.broadcast_to(np.asarray(index, dtype=np.int64), value.shape)
         self.blocks.append((name, index, metric, value))
 
-    def scalar(self, name: str, metric: str, value: float) -> None:
+    def scalar(self, name: str, metric: str, value: float | torch.Tensor) -> None:
         self.add(name, metric, -1, float(value))
 
     def frame(self) -> pd.DataFrame:
         if not self.blocks:
             return pd.DataFrame(
-                {c: pd.Series(dtype=t) for c, t in zip(COLUMNS, [int, str, str, int, str, float])}
+                {c: pd.Series(dtype=t) for c, t in zip(COLUMNS, [int, str, str, int, str, float], strict=False)}
             )
         sizes = [len(block[3]) for block in self.blocks]
         names = np.repeat([block[0] for block in self.blocks], sizes)
-        layers, modules = zip(*(layer_and_module(block[0]) for block in self.blocks))
+        layers, modules = zip(*(layer_and_module(block[0]) for block in self.blocks), strict=False)
         return pd.DataFrame(
             {
                 "layer": np.repeat(np.asarray(layers, dtype=np.int64), sizes),
@@ -121,9 +122,7 @@ def _edge_subspace_rows(rows: TidyRows, name: str, side: str, cross: torch.Tenso
         rows.scalar(name, f"subspace_angle_{side}_{part}_deg", torch.rad2deg(principal_angles(block).mean()))
 
 
-def _subspace_rows(
-    rows: TidyRows, name: str, side: str, cross: torch.Tensor, fractions: Sequence[float]
-) -> None:
+def _subspace_rows(rows: TidyRows, name: str, side: str, cross: torch.Tensor, fractions: Sequence[float]) -> None:
     """Angle metrics at each k from the full cross product of two bases (top-k blocks are its corners)."""
     for fraction, k in k_values(cross.shape[0], fractions):
         angles = principal_angles(cross[:k, :k])
@@ -179,9 +178,7 @@ def compare_matrices(
     rows.scalar(name, "delta_rel", delta2.sqrt() / sa.square().sum().sqrt())
     rows.scalar(name, "energy_diag_share", diag / total if total > 0 else float("nan"))
     rows.scalar(name, "energy_rotation_share", (total - diag) / total if total > 0 else float("nan"))
-    rows.scalar(
-        name, "energy_outside_share", (1 - total / delta2).clamp(min=0) if delta2 > 0 else float("nan")
-    )
+    rows.scalar(name, "energy_outside_share", (1 - total / delta2).clamp(min=0) if delta2 > 0 else float("nan"))
     _norm_rows(rows, name, "a", sa)
     _norm_rows(rows, name, "b", sb)
 
@@ -316,16 +313,10 @@ def summary_by(table: pd.DataFrame, column: str = "module") -> pd.DataFrame:
 
 
 def _save(fig: Figure, out: str | os.PathLike) -> list[Path]:
-    """Save as PNG and PDF beside each other (out without suffix is the stem), atomically."""
+    """Save as PNG and PDF beside each other (out without suffix is the stem), cropped to what is drawn."""
     stem = Path(out)
     stem = stem.with_suffix("") if stem.suffix in {".png", ".pdf"} else stem
-    paths = []
-    for suffix in (".png", ".pdf"):
-        path = stem.with_name(stem.name + suffix)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths
+    return save_figure(fig, stem.with_name(stem.name + ".png"), dpi=150, bbox_inches="tight")
 
 
 def _drift_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]], out, title) -> list[Path]:
@@ -341,9 +332,7 @@ def _drift_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]], 
     return _save(fig, out)
 
 
-def plot_drift(
-    tables: Mapping[str, pd.DataFrame], out: str | os.PathLike, title: str | None = None
-) -> list[Path]:
+def plot_drift(tables: Mapping[str, pd.DataFrame], out: str | os.PathLike, title: str | None = None) -> list[Path]:
     """Median relative singular-value drift (%) per module against checkpoints (the keys, in order)."""
     labels = list(tables)
     series: dict[str, list[float]] = {}
@@ -359,7 +348,7 @@ def plot_angles(table: pd.DataFrame, out: str | os.PathLike, title: str | None =
     """Mean principal angle against k (fraction of rank), left and right subspaces, one line per module."""
     fig = Figure(figsize=(9, 3.5))
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, side in zip(axes, ("left", "right")):
+    for ax, side in zip(axes, ("left", "right"), strict=False):
         per_k = _per_k(table, f"angle_{side}_mean_deg")
         for module, group in per_k.groupby("module"):
             curve = group.groupby("k_fraction")["value"].mean()
@@ -387,9 +376,7 @@ def plot_heatmap(
     else:
         rows = table.loc[table["metric"] == metric]
     if rows.empty:
-        raise ValueError(
-            f"no {metric!r} values{'' if k_fraction is None else f' at k fraction {k_fraction}'} to plot"
-        )
+        raise ValueError(f"no {metric!r} values{'' if k_fraction is None else f' at k fraction {k_fraction}'} to plot")
     grid = rows.pivot_table(index="layer", columns="module", values="value", aggfunc="mean")
     fig = Figure(figsize=(1.0 * grid.shape[1] + 3, 0.3 * grid.shape[0] + 2))
     ax = fig.subplots()
@@ -480,14 +467,28 @@ def plot_angle_summary(
     axes = fig.subplots(1, 2, sharey=True)
     sft = rows.loc[rows["kind"] == "base_to_sft"]
     others = rows.loc[rows["kind"] != "base_to_sft"]
-    for ax, side in zip(axes, ("left", "right")):
+    for ax, side in zip(axes, ("left", "right"), strict=False):
         columns = _angle_columns(rows, side)
         ks = [k for k, _ in columns]
         for position, (_, row) in enumerate(sft.iterrows()):
             shade = 0.15 + 0.85 * position / max(1, len(sft) - 1)
-            ax.plot(ks, [row[c] for _, c in columns], marker="o", markersize=3, color=cmap(shade), label=f"{row['a']} → {row['b']}")
+            ax.plot(
+                ks,
+                [row[c] for _, c in columns],
+                marker="o",
+                markersize=3,
+                color=cmap(shade),
+                label=f"{row['a']} → {row['b']}",
+            )
         for _, row in others.iterrows():
-            ax.plot(ks, [row[c] for _, c in columns], linestyle="--", marker="s", markersize=3, label=f"{row['a']} → {row['b']}")
+            ax.plot(
+                ks,
+                [row[c] for _, c in columns],
+                linestyle="--",
+                marker="s",
+                markersize=3,
+                label=f"{row['a']} → {row['b']}",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("k / rank")
         ax.set_title(f"{side} singular subspaces ({'U' if side == 'left' else 'V'})")

@@ -55,7 +55,9 @@ class Outcomes:
         """From an evaluation's samples.jsonl (one record per episode, with ``uid`` and ``success``)."""
         records = io.read_jsonl(path)
         try:
-            uids = tuple(str(r["uid"]) if "sample" not in r or not r["sample"] else f"{r['uid']}#{r['sample']}" for r in records)
+            uids = tuple(
+                str(r["uid"]) if "sample" not in r or not r["sample"] else f"{r['uid']}#{r['sample']}" for r in records
+            )
             success = np.array([float(bool(r["success"])) for r in records])
         except KeyError as err:
             raise ValueError(f"{path}: an episode record lacks {err}") from None
@@ -79,7 +81,8 @@ class Outcomes:
         mask = np.asarray(mask, dtype=bool)
         if len(mask) != self.n:
             raise ValueError(f"{self.path}: a mask of {len(mask)} for {self.n} episodes")
-        return Outcomes(self.label, self.path, tuple(u for u, m in zip(self.uids, mask) if m), self.success[mask])
+        uids = tuple(u for u, m in zip(self.uids, mask, strict=False) if m)
+        return Outcomes(self.label, self.path, uids, self.success[mask])
 
 
 def check_paired(*outcomes: Outcomes) -> None:
@@ -91,7 +94,7 @@ def check_paired(*outcomes: Outcomes) -> None:
         if other.n != first.n:
             detail = f"{first.n} episodes against {other.n}"
         else:
-            i = next(i for i, (a, b) in enumerate(zip(first.uids, other.uids)) if a != b)
+            i = next(i for i, (a, b) in enumerate(zip(first.uids, other.uids, strict=False)) if a != b)
             detail = f"episode {i} is {first.uids[i]!r} in one and {other.uids[i]!r} in the other"
         raise PairingError(
             f"the episodes of {first.label} ({first.path}) and {other.label} ({other.path}) do not match "
@@ -122,7 +125,7 @@ class Counts:
 
     @classmethod
     def of(cls, label: str, rate: float, n: int) -> Counts:
-        return cls(label, int(round(float(rate) * int(n))), int(n))
+        return cls(label, round(float(rate) * int(n)), int(n))
 
     @property
     def rate(self) -> float:
@@ -130,10 +133,6 @@ class Counts:
 
 
 Arm = Outcomes | Counts
-
-
-def is_paired(*arms: Arm) -> bool:
-    return all(isinstance(arm, Outcomes) for arm in arms)
 
 
 # --- comparisons -----------------------------------------------------------------------------------
@@ -171,7 +170,7 @@ class Comparison:
 
 def compare(a: Arm, b: Arm, draws: int, seed: int) -> Comparison:
     """b against a: paired when both are per-episode outcomes (same episodes required), else unpaired."""
-    if is_paired(a, b):
+    if isinstance(a, Outcomes) and isinstance(b, Outcomes):
         return compare_paired(a, b, draws, seed)
     return compare_unpaired(a, b)
 
@@ -187,9 +186,20 @@ def compare_paired(a: Outcomes, b: Outcomes, draws: int, seed: int) -> Compariso
     p_less = float(stats.binomtest(down, m, 0.5, alternative="greater").pvalue) if m else 1.0
     low, high = _bootstrap_ci((d,), np.mean, draws, seed)
     return Comparison(
-        a.label, b.label, a.rate, b.rate, a.n, float(d.mean()), low, high, p_greater, p_less,
+        a.label,
+        b.label,
+        a.rate,
+        b.rate,
+        a.n,
+        float(d.mean()),
+        low,
+        high,
+        p_greater,
+        p_less,
         "exact McNemar test (binomial test on the discordant episodes), paired bootstrap interval",
-        detectable_paired(m, a.n), True, (up, down),
+        detectable_paired(m, a.n),
+        True,
+        (up, down),
     )
 
 
@@ -201,9 +211,19 @@ def compare_unpaired(a: Arm, b: Arm) -> Comparison:
     p_less = float(test_proportions_2indep(kb, nb, ka, na, method="score", alternative="smaller").pvalue)
     low, high = confint_proportions_2indep(kb, nb, ka, na, method="newcomb")
     return Comparison(
-        a.label, b.label, ka / na, kb / nb, min(na, nb), kb / nb - ka / na, float(low), float(high),
-        p_greater, p_less, "score test of two independent proportions, Newcombe interval",
-        detectable_unpaired(ka / na, na, nb), False,
+        a.label,
+        b.label,
+        ka / na,
+        kb / nb,
+        min(na, nb),
+        kb / nb - ka / na,
+        float(low),
+        float(high),
+        p_greater,
+        p_less,
+        "score test of two independent proportions, Newcombe interval",
+        detectable_unpaired(ka / na, na, nb),
+        False,
     )
 
 
@@ -253,7 +273,7 @@ def recovery(after: Arm, target: Arm, source: Arm, threshold: float, draws: int,
     point = recovery_pct(after.rate, target.rate, source.rate)
     point = math.nan if point is None else point
     theta = threshold / 100
-    if is_paired(after, target, source):
+    if isinstance(after, Outcomes) and isinstance(target, Outcomes) and isinstance(source, Outcomes):
         check_paired(after, target, source)
 
         def ratio_and_contrast(a, t, s, axis=-1):
@@ -289,7 +309,12 @@ def _bootstrap_distribution(samples, statistic, draws: int, seed: int) -> np.nda
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(
-            samples, statistic, n_resamples=draws, paired=True, vectorized=True, method="percentile",
+            samples,
+            statistic,
+            n_resamples=draws,
+            paired=True,
+            vectorized=True,
+            method="percentile",
             rng=np.random.default_rng(seed),
         )
     return np.asarray(result.bootstrap_distribution, dtype=float)

@@ -103,7 +103,7 @@ class ModelWeights:
         for file in self.files:
             with safe_open(self.path / file, framework="pt") as handle:
                 self.metadata[file] = handle.metadata() or {}
-                for name in handle.keys():
+                for name in handle.keys():  # noqa: SIM118 - not a dict
                     view = handle.get_slice(name)
                     self.infos[name] = TensorInfo(name, tuple(view.get_shape()), view.get_dtype(), file)
 
@@ -241,9 +241,7 @@ def singular_values(m: torch.Tensor) -> torch.Tensor:
     m = m.float()
     if m.is_cuda:
         return torch.linalg.svdvals(m)
-    return torch.from_numpy(
-        scipy.linalg.svd(m.numpy(), compute_uv=False, lapack_driver="gesdd", check_finite=False)
-    )
+    return torch.from_numpy(scipy.linalg.svd(m.numpy(), compute_uv=False, lapack_driver="gesdd", check_finite=False))
 
 
 class SvdCache:
@@ -277,9 +275,7 @@ class SvdCache:
             return svd.to(self.device)
         matrix = tensor if tensor is not None else weights.get(name)
         if matrix.ndim != 2:
-            raise WeightsError(
-                f"tensor {name!r} in {weights.path} is not a matrix (shape {list(matrix.shape)})"
-            )
+            raise WeightsError(f"tensor {name!r} in {weights.path} is not a matrix (shape {list(matrix.shape)})")
         svd = thin_svd(matrix.to(self.device))
         self.computed += 1
         if path is not None:
@@ -299,9 +295,7 @@ class SafetensorsWriter:
     that the tensor is the next one declared, with that dtype and shape. `close` fails if any is missing.
     """
 
-    def __init__(
-        self, path: str | os.PathLike, entries: Sequence[TensorInfo], metadata: dict[str, str] | None = None
-    ):
+    def __init__(self, path: str | os.PathLike, entries: Sequence[TensorInfo], metadata: dict[str, str] | None = None):
         self.path = Path(path)
         self.entries = list(entries)
         header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
@@ -316,7 +310,7 @@ class SafetensorsWriter:
             offset += size
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
-        self.handle = open(self.path, "wb")
+        self.handle = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         self.handle.write(struct.pack("<Q", len(raw)) + raw)
         self.position = 0
 
@@ -330,16 +324,14 @@ class SafetensorsWriter:
                 f"declared {entry.dtype} {list(entry.shape)}"
             )
         data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-        self.handle.write(memoryview(data))
+        self.handle.write(data.data)
         self.position += 1
 
     def close(self) -> None:
         self.handle.close()
         if self.position != len(self.entries):
             missing = [entry.name for entry in self.entries[self.position :]]
-            raise WeightsError(
-                f"{self.path}: {len(missing)} declared tensors never written, e.g. {missing[:3]}"
-            )
+            raise WeightsError(f"{self.path}: {len(missing)} declared tensors never written, e.g. {missing[:3]}")
 
     def __enter__(self) -> SafetensorsWriter:
         return self

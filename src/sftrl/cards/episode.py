@@ -24,8 +24,15 @@ class Episode:
     to a generator as is; after a success or the last attempt no further user turn is added.
     """
 
-    def __init__(self, hand, rule: Rule | str, target: int = 24, style: str = "paper",
-                 max_attempts: int = 5, rewards: Rewards = Rewards()) -> None:
+    def __init__(
+        self,
+        hand,
+        rule: Rule | str,
+        target: int = 24,
+        style: str = "paper",
+        max_attempts: int = 5,
+        rewards: Rewards = Rewards(),
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.hand, self.rule, self.target = as_hand(hand), get_rule(rule), target

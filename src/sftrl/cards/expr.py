@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 MAX_FORMULA_CHARS = 512
 MAX_DIGITS = 3
@@ -60,7 +61,7 @@ class Reading:
                 term = value if term is None else apply(term, mul, value)
                 if term is None:
                     return None
-            value = term if acc is None else apply(acc, add, term)
+            value = term if acc is None else apply(acc, add, cast(Fraction, term))
         return value
 
 

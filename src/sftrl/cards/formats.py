@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .expr import DIGITS, OPERATORS, read, solution_steps, expression
+from .expr import DIGITS, OPERATORS, expression, read, solution_steps
 from .rules import Rule, as_hand, get_rule, symbols
 
 STYLES = ("paper", "compact")
@@ -96,8 +96,12 @@ def prompt(hand, rule: Rule | str, target: int = 24, style: str = "paper") -> st
         raise ValueError(f"the paper prompt is for hands of 2 to {len(_CARD_VARS)} cards, got {len(hand)}")
     number_vars = list(_NUMBER_VARS[: len(hand)])
     return _PAPER_PROMPT.format(
-        target=target, n=len(hand), rule=rule.sentence, cards=str(cards),
-        card_vars=", ".join(_CARD_VARS[: len(hand)]), number_vars=", ".join(number_vars),
+        target=target,
+        n=len(hand),
+        rule=rule.sentence,
+        cards=str(cards),
+        card_vars=", ".join(_CARD_VARS[: len(hand)]),
+        number_vars=", ".join(number_vars),
         number_list=_and_list(number_vars),
     )
 
@@ -111,14 +115,19 @@ def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = 
     hand, rule = as_hand(hand), get_rule(rule)
     values = rule.values(hand)
     reading = read(expression(formula))
-    if (not reading.complete or reading.div_by_zero or reading.value != target
-            or sorted(reading.numbers) != sorted(values)):
+    if (
+        not reading.complete
+        or reading.div_by_zero
+        or reading.value != target
+        or sorted(reading.numbers) != sorted(values)
+    ):
         raise ValueError(f"{formula!r} is not a solution for the values {list(values)} and target {target}")
     if _style(style) == "compact":
         steps = " ; ".join(f"{word(a)} {op} {word(b)} = {word(r)}" for a, op, b, r in solution_steps(formula))
         return f"numbers {' '.join(map(str, values))} ; {steps}"
-    return json.dumps({"cards": symbols(hand), "number": list(values),
-                       "formula": f"{expression(formula).strip()}={target}"})
+    return json.dumps(
+        {"cards": symbols(hand), "number": list(values), "formula": f"{expression(formula).strip()}={target}"}
+    )
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,10 @@ _KEY_PATTERNS = {
 }
 _NUMBERS_WORD = re.compile(r"numbers?\b", re.IGNORECASE)
 _WORD_NUM = r"-?[0-9]{1,9}(?:/[0-9]{1,9})?"
-STEP = re.compile(rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})[ \t]{{0,8}}=[ \t]{{0,8}}"
-                  rf"({_WORD_NUM})[ \t.]{{0,8}}")
+STEP = re.compile(
+    rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})[ \t]{{0,8}}=[ \t]{{0,8}}"
+    rf"({_WORD_NUM})[ \t.]{{0,8}}"
+)
 OPEN_STEP = re.compile(rf"({_WORD_NUM})[ \t]{{0,8}}([-+*/×÷−])[ \t]{{0,8}}({_WORD_NUM})(?:[ \t]{{0,8}}=)?")  # no result
 _FORMULA_CHARS = frozenset(DIGITS + "".join(OPERATORS) + "() \t")
 
@@ -151,7 +162,7 @@ def _json_answer(text: str) -> Answer | None:
     if start < 0 or end <= start or end - start >= MAX_JSON_CHARS:
         return None
     try:
-        data = json.loads(text[start:end + 1])
+        data = json.loads(text[start : end + 1])
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or "formula" not in data:
@@ -162,8 +173,9 @@ def _json_answer(text: str) -> Answer | None:
         return [str(item) for item in items] if isinstance(items, list) else None
 
     formula = data["formula"]
-    return Answer(formula if isinstance(formula, str) else str(formula),
-                  strings("cards"), strings("number"), None, "json")
+    return Answer(
+        formula if isinstance(formula, str) else str(formula), strings("cards"), strings("number"), None, "json"
+    )
 
 
 def _first_key(text: str, key: str) -> re.Match | None:
@@ -192,7 +204,7 @@ def _formula_value(text: str) -> str | None:
     match = _first_key(text, "formula")
     if match is None:
         return None
-    value = text[match.end(): match.end() + _FORMULA_WINDOW].split("\n", 1)[0]
+    value = text[match.end() : match.end() + _FORMULA_WINDOW].split("\n", 1)[0]
     if value[:1] and value[0] in _QUOTES:
         value = value[1:]
         stop = min((i for i in map(value.find, _QUOTES) if i >= 0), default=len(value))
@@ -206,7 +218,7 @@ def _segments(text: str) -> list[str]:
     parts = [piece for part in text.split(";", MAX_SEGMENTS) for piece in part.split("\n", MAX_SEGMENTS)]
     head = [piece.strip() for piece in parts[:MAX_SEGMENTS]]
     tail = ";".join(parts[MAX_SEGMENTS:]).strip()
-    return [piece for piece in head + [tail] if piece]
+    return [piece for piece in [*head, tail] if piece]
 
 
 def _steps_answer(text: str) -> Answer | None:
@@ -215,7 +227,7 @@ def _steps_answer(text: str) -> Answer | None:
         return None
     head = _NUMBERS_WORD.match(segments[0])
     if head:
-        numbers = segments[0][head.end():].split(maxsplit=32)[:32]
+        numbers = segments[0][head.end() :].split(maxsplit=32)[:32]
         steps = segments[1:]
         end = next((i for i, s in enumerate(steps) if _NUMBERS_WORD.match(s)), len(steps))
         return Answer(None, None, numbers, steps[:end], "steps")  # a second ``numbers`` head starts another answer
@@ -234,7 +246,7 @@ def _bare_formula(text: str) -> str | None:
         at = text.find("=", at + 1)
         if at < 0:
             return None
-        left = text[max(0, at - _FORMULA_WINDOW): at]
+        left = text[max(0, at - _FORMULA_WINDOW) : at]
         start = len(left)
         while start and left[start - 1] in _FORMULA_CHARS:
             start -= 1

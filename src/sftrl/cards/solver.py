@@ -78,8 +78,12 @@ def table(values: tuple) -> dict[Fraction, frozenset]:
         tb = table(b_values)
         for a, a_nodes in table(a_values).items():
             for b, b_nodes in tb.items():
-                results = [("+", a + b, a_nodes, b_nodes), ("*", a * b, a_nodes, b_nodes),
-                           ("-", a - b, a_nodes, b_nodes), ("-", b - a, b_nodes, a_nodes)]
+                results = [
+                    ("+", a + b, a_nodes, b_nodes),
+                    ("*", a * b, a_nodes, b_nodes),
+                    ("-", a - b, a_nodes, b_nodes),
+                    ("-", b - a, b_nodes, a_nodes),
+                ]
                 if b:
                     results.append(("/", a / b, a_nodes, b_nodes))
                 if a:
@@ -135,8 +139,9 @@ def clear_cache() -> None:
         cached.cache_clear()
 
 
-def deal(rng: random.Random, rule: Rule | str, target: int = 24, *, n_cards: int = 4,
-         require_face: bool | None = None) -> tuple[int, ...]:
+def deal(
+    rng: random.Random, rule: Rule | str, target: int = 24, *, n_cards: int = 4, require_face: bool | None = None
+) -> tuple[int, ...]:
     """A solvable hand, dealt as the reference code deals and redrawn until solvable.
 
     Ranks are uniform over 1..13 with replacement. With ``require_face`` (default: only for the OOD
@@ -154,5 +159,6 @@ def deal(rng: random.Random, rule: Rule | str, target: int = 24, *, n_cards: int
             rng.shuffle(hand)
         if is_solvable(hand, rule, target):
             return tuple(hand)
-    raise ValueError(f"no solvable hand of {n_cards} cards for rule {rule.name!r} and target {target} "
-                     f"in {MAX_DEALS} deals")
+    raise ValueError(
+        f"no solvable hand of {n_cards} cards for rule {rule.name!r} and target {target} in {MAX_DEALS} deals"
+    )

@@ -47,6 +47,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 from .expr import OPERATORS, FormulaError, apply, expression, read
 from .formats import OPEN_STEP, STEP, Answer, parse, word
@@ -129,22 +130,36 @@ def _judge_formula(formula: str, values: tuple[int, ...], target: Fraction) -> _
     cards, used = Counter(values), Counter(reading.numbers)
     for number in reading.numbers:
         if number not in cards:
-            return _Finding("wrong_numbers", f"the formula uses {number}, which is not one of the card values "
-                            f"{_values_text(values)}.", f"number {number} not available")
+            return _Finding(
+                "wrong_numbers",
+                f"the formula uses {number}, which is not one of the card values {_values_text(values)}.",
+                f"number {number} not available",
+            )
         if used[number] > cards[number]:
-            return _Finding("wrong_numbers", f"the formula uses {number} more often than the card values "
-                            f"{_values_text(values)} allow.", f"number {number} used too often")
+            return _Finding(
+                "wrong_numbers",
+                f"the formula uses {number} more often than the card values {_values_text(values)} allow.",
+                f"number {number} used too often",
+            )
     unused = tuple(sorted((cards - used).elements()))
     if unused:
-        return _Finding("wrong_numbers", f"the formula does not use the card value{'s' * (len(unused) > 1)} "
-                        f"{_and_words(unused)}.", f"unused {' '.join(map(word, unused))}", reading.value)
+        return _Finding(
+            "wrong_numbers",
+            f"the formula does not use the card value{'s' * (len(unused) > 1)} {_and_words(unused)}.",
+            f"unused {' '.join(map(word, unused))}",
+            reading.value,
+        )
     if reading.div_by_zero:
         return _Finding("illegal_formula", "the formula divides by zero.", "division by zero")
-    if reading.complete:
+    if reading.value is not None:
         if reading.value == target:
             return _Finding("correct", "the formula is correct.", "correct", reading.value)
-        return _Finding("no_solution", f"the formula evaluates to {word(reading.value)}, not {word(target)}.",
-                        f"value {word(reading.value)} not {word(target)}", reading.value)
+        return _Finding(
+            "no_solution",
+            f"the formula evaluates to {word(reading.value)}, not {word(target)}.",
+            f"value {word(reading.value)} not {word(target)}",
+            reading.value,
+        )
     if reading.closed_value == target:
         return _Finding("partial", "the formula lacks only its closing parentheses.", "incomplete", target)
     return _Finding("illegal_formula", "the formula is incomplete.", "illegal formula")
@@ -158,11 +173,12 @@ def _word_value(text: str) -> Fraction | None:
 
 
 def _unused(left: tuple, value: Fraction | None = None) -> _Finding:
-    return _Finding("wrong_numbers", f"the steps leave {_and_words(left)} unused.",
-                    f"unused {' '.join(map(word, left))}", value)
+    return _Finding(
+        "wrong_numbers", f"the steps leave {_and_words(left)} unused.", f"unused {' '.join(map(word, left))}", value
+    )
 
 
-def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) -> _Finding:
+def _judge_steps(steps: list[str] | None, values: tuple[int, ...], target: Fraction) -> _Finding:
     if not steps:
         return _NO_FORMULA
     if len(steps) > MAX_STEPS:
@@ -172,14 +188,18 @@ def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) ->
     for i, step in enumerate(steps, 1):
         match = STEP.fullmatch(step) or (OPEN_STEP.fullmatch(step) if i == len(steps) else None)
         words = (match.group(1, 3) + ((match.group(4),) if match.re is STEP else ())) if match else ()
-        numbers = [_word_value(w) for w in words]
-        if not numbers or None in numbers:
+        read_numbers = [_word_value(w) for w in words]
+        if match is None or not read_numbers or None in read_numbers:
             return _Finding("illegal_formula", f"step {i} is not of the form 'a op b = c'.", f"step {i} illegal")
+        numbers = cast(list[Fraction], read_numbers)
         a, b, op = numbers[0], numbers[1], OPERATORS[match.group(2)]
         for operand in (a, b):
             if pool[operand] <= 0:
-                return _Finding("wrong_numbers", f"step {i} uses {word(operand)}, which is neither an unused card "
-                                f"value nor an unused result.", f"step {i} number {word(operand)} not available")
+                return _Finding(
+                    "wrong_numbers",
+                    f"step {i} uses {word(operand)}, which is neither an unused card value nor an unused result.",
+                    f"step {i} number {word(operand)} not available",
+                )
             pool[operand] -= 1
         result = apply(a, op, b)
         if result is None:
@@ -193,8 +213,12 @@ def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) ->
             return _Finding("illegal_formula", f"step {i} is not of the form 'a op b = c'.", f"step {i} illegal")
         shown = f"{word(a)} {op} {word(b)}"
         if numbers[2] != result:
-            return _Finding("no_solution", f"step {i} states {shown} = {word(numbers[2])}, but {shown} = "
-                            f"{word(result)}.", f"step {i} : {shown} is {word(result)} not {word(numbers[2])}", result)
+            return _Finding(
+                "no_solution",
+                f"step {i} states {shown} = {word(numbers[2])}, but {shown} = {word(result)}.",
+                f"step {i} : {shown} is {word(result)} not {word(numbers[2])}",
+                result,
+            )
         pool[result] += 1
         last = result
     left = tuple(sorted(pool.elements()))
@@ -202,8 +226,12 @@ def _judge_steps(steps: list[str], values: tuple[int, ...], target: Fraction) ->
         return _unused(left, last)
     if last == target:
         return _Finding("correct", "the steps are correct.", "correct", last)
-    return _Finding("no_solution", f"the steps end at {word(last)}, not {word(target)}.",
-                    f"value {word(last)} not {word(target)}", last)
+    return _Finding(
+        "no_solution",
+        f"the steps end at {word(cast(Fraction, last))}, not {word(target)}.",
+        f"value {word(cast(Fraction, last))} not {word(target)}",
+        last,
+    )
 
 
 def _follows_rule(numbers: list[str] | None, values: tuple[int, ...]) -> bool | None:
@@ -232,5 +260,6 @@ def verify(text: str, hand, rule: Rule | str, target: int = 24, rewards: Rewards
         follows = _follows_rule(parsed.numbers, values)
     except Exception:  # last resort: a reward function in a training loop must not crash on a bad reply
         finding, follows = _Finding("unparsable", "the reply could not be read.", "no answer"), None
-    return Verdict(getattr(rewards, finding.category), finding.category, finding.message, finding.value,
-                   follows, finding.compact)
+    return Verdict(
+        getattr(rewards, finding.category), finding.category, finding.message, finding.value, follows, finding.compact
+    )

@@ -22,12 +22,10 @@ from sftrl.evaluate.engine import (
     run_episodes_sequential,
 )
 from sftrl.evaluate.metrics import compute_metrics, wilson_interval
+from sftrl.names import EVAL_SPLITS
 from sftrl.provenance import provenance
 
-SPLITS = ("id", "id_unseen", "ood")
-
 __all__ = [
-    "SPLITS",
     "Backend",
     "EpisodeResult",
     "EvalConfig",
@@ -57,8 +55,8 @@ def eval_config(cfg: dict) -> EvalConfig:
 
 
 def check_split(split: str | None) -> None:
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    if split is not None and split not in EVAL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(EVAL_SPLITS)}")
 
 
 def load_episodes(path: str | Path) -> list[dict]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import os
 
 import torch
 
@@ -49,9 +49,7 @@ class HFBackend:
             if cfg.greedy
             else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0}
         )
-        self.decoder = IncrementalDecoder(
-            self.model, self.eos_ids, tokenizer.pad_token_id, cfg.temperature, cfg.top_p
-        )
+        self.decoder = IncrementalDecoder(self.model, self.eos_ids, tokenizer.pad_token_id, cfg.temperature, cfg.top_p)
         self.prefixes: dict[str, Prefix] = {}
         self.calls = 0
         self.tokens_generated = 0
@@ -79,7 +77,7 @@ class HFBackend:
         for chunk, start in enumerate(range(0, len(conversations), size)):
             torch.manual_seed(chunk_seed(self.cfg.seed, self.calls, chunk))
             texts = self._texts(conversations[start : start + size])
-            if reuse:
+            if reuse and keys is not None:
                 replies += self._continue_chunk(texts, keys[start : start + size], prefixes)
             else:
                 replies += self._generate_chunk(texts)
@@ -99,7 +97,7 @@ class HFBackend:
         generated, ends = self.decoder.decode(
             prompts, [self.prefixes.get(key) for key in keys], self.cfg.max_new_tokens
         )
-        prefixes.update(zip(keys, ends))
+        prefixes.update(zip(keys, ends, strict=False))
         self.tokens_generated += sum(map(len, generated))
         return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
 
@@ -131,7 +129,7 @@ class HFBackend:
 class VLLMBackend:
     """vLLM's `LLM.chat`: continuous batching on GPU; vLLM schedules, `batch_size` caps concurrent sequences."""
 
-    def __init__(self, model_dir: str | Path, cfg: EvalConfig):
+    def __init__(self, model_dir: str | os.PathLike, cfg: EvalConfig):
         try:
             import vllm
         except ImportError as err:
@@ -162,13 +160,21 @@ class VLLMBackend:
         return [out.outputs[0].text for out in outputs]
 
 
-def make_backend(model_dir: str | Path, cfg: EvalConfig):
-    """The backend `cfg.backend` names, with the model loaded from a Hugging Face model directory."""
-    if cfg.backend == "vllm":
-        return VLLMBackend(model_dir, cfg)
+def hf_backend(model_dir: str | os.PathLike, cfg: EvalConfig) -> HFBackend:
     from sftrl.modeling import load_model
 
     model, tokenizer = load_model(
         model_dir, dtype=cfg.dtype, device=resolve_device(cfg.device), trust_remote_code=cfg.trust_remote_code
     )
     return HFBackend(model, tokenizer, cfg)
+
+
+# The registry of backends, each built from a model directory and the eval config: a new backend is a class
+# with `generate(conversations, keys)` and one line here (its name joins `engine.BACKENDS`, which checks a
+# config without loading torch, and the schema's `eval.backend`; tests check the three agree).
+BACKEND_BUILDERS = {"hf": hf_backend, "vllm": VLLMBackend}
+
+
+def make_backend(model_dir: str | os.PathLike, cfg: EvalConfig):
+    """The backend `cfg.backend` names, with the model loaded from a Hugging Face model directory."""
+    return BACKEND_BUILDERS[cfg.backend](model_dir, cfg)

@@ -222,7 +222,7 @@ def run_episodes(
         turn += 1
         conversations = [_conversation(started[i][0]) for i in live]
         replies = _generate(backend, conversations, [f"{results[i].uid}#{results[i].sample}" for i in live])
-        for i, conversation, reply in zip(live, conversations, replies):
+        for i, conversation, reply in zip(live, conversations, replies, strict=False):
             _advance(*started[i], conversation, reply)
         live = [i for i in live if not started[i][0].done]
         meter.report(f"turn {turn}", len(started) - len(live), sum(r.success for r in results))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from transformers import AttentionInterface
@@ -110,14 +111,14 @@ class IncrementalDecoder:
     ) -> tuple[list[list[int]], list[Prefix]]:
         device = self.model.device
         batch = len(prompts)
-        reuse = [reusable(p, t) for p, t in zip(prefixes, prompts)]
-        new = [list(t[r:]) for t, r in zip(prompts, reuse)]
+        reuse = [reusable(p, t) for p, t in zip(prefixes, prompts, strict=False)]
+        new = [list(t[r:]) for t, r in zip(prompts, reuse, strict=False)]
         cached, fresh = max(reuse), max(map(len, new))
 
         input_ids = torch.full((batch, fresh), self.pad_id, dtype=torch.long)
         mask = torch.zeros((batch, cached + fresh), dtype=torch.long)
         positions = torch.zeros((batch, fresh), dtype=torch.long)
-        for i, (tokens, r) in enumerate(zip(new, reuse)):
+        for i, (tokens, r) in enumerate(zip(new, reuse, strict=False)):
             input_ids[i, fresh - len(tokens) :] = torch.tensor(tokens)
             mask[i, cached - r : cached] = 1
             mask[i, cached + fresh - len(tokens) :] = 1
@@ -130,18 +131,22 @@ class IncrementalDecoder:
         generated: list[list[int]] = [[] for _ in range(batch)]
         finished: list[Prefix | None] = [None] * batch
         for length in range(1, max_new_tokens + 1):
-            logits = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1, :].float()
+            logits = (
+                self.model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                .logits[:, -1, :]
+                .float()
+            )
             step = torch.where(live, self._pick(input_ids, logits), self.pad_id)
             done = live & (torch.isin(step, self.eos) | (length == max_new_tokens))
             row_of, tokens = rows.tolist(), step.tolist()  # one device sync per step
-            for b, (alive, ended) in enumerate(zip(live.tolist(), done.tolist())):
+            for b, (alive, ended) in enumerate(zip(live.tolist(), done.tolist(), strict=False)):
                 if alive:
                     row = row_of[b]
                     generated[row].append(tokens[b])
@@ -158,17 +163,15 @@ class IncrementalDecoder:
             input_ids = step.unsqueeze(1)
             mask = torch.cat([mask, live.long().unsqueeze(1)], dim=1)
             positions = positions[:, -1:] + 1
-        return generated, finished
+        return generated, cast(list[Prefix], finished)
 
     def _pick(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         if self.greedy:
             return logits.argmax(dim=-1)
-        scores = self.warpers(input_ids, logits)
+        scores = self.warpers(cast(torch.LongTensor, input_ids), logits)
         return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
 
-    def _cache(
-        self, prefixes: Sequence[Prefix | None], reuse: Sequence[int], cached: int, capacity: int
-    ) -> Cache:
+    def _cache(self, prefixes: Sequence[Prefix | None], reuse: Sequence[int], cached: int, capacity: int) -> Cache:
         """Each row's reused keys and values right-aligned in the first `cached` of `capacity` slots.
 
         A layer that text skips (a vision-language model's cross-attention layer, which attends to image
@@ -179,17 +182,18 @@ class IncrementalDecoder:
         dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         dtype = next(self.model.parameters()).dtype
         skipped = set(getattr(config, "cross_attention_layers", None) or ())
-        layers = []
+        layers: list[Any] = []
         for layer in range(config.num_hidden_layers):
             if layer in skipped:
                 layers.append(DynamicLayer())
                 continue
             keys = torch.zeros((len(prefixes), heads, capacity, dim), dtype=dtype, device=self.model.device)
             values = torch.zeros_like(keys)
-            for i, (prefix, r) in enumerate(zip(prefixes, reuse)):
-                if r:
-                    keys[i, :, cached - r : cached] = prefix.kv[layer][0][:, :r]
-                    values[i, :, cached - r : cached] = prefix.kv[layer][1][:, :r]
+            for i, (prefix, r) in enumerate(zip(prefixes, reuse, strict=False)):
+                if r and prefix is not None:
+                    kv = cast(tuple[torch.Tensor, torch.Tensor], prefix.kv[layer])
+                    keys[i, :, cached - r : cached] = kv[0][:, :r]
+                    values[i, :, cached - r : cached] = kv[1][:, :r]
             layers.append(BufferedLayer(keys, values, cached))
         return Cache(layers=layers)
 
@@ -210,13 +214,15 @@ class IncrementalDecoder:
         return Prefix(tokens, kv)
 
 
-
 class BufferedLayer(DynamicLayer):
     """A cache layer whose keys and values are views into preallocated buffers.
 
     `DynamicLayer` concatenates on every step, copying the whole cache per generated token; here a step
     writes one slot. The buffers grow (by copy) only if a turn outruns the room it was given.
     """
+
+    keys: torch.Tensor
+    values: torch.Tensor
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
         super().__init__()

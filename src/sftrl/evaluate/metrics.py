@@ -34,7 +34,7 @@ def proportion(k: int, n: int, z: float = 1.96) -> dict:
     """A rate with its Wilson interval and binomial standard error; rate None when n = 0."""
     low, high = wilson_interval(k, n, z)
     rate = k / n if n else None
-    stderr = math.sqrt(rate * (1 - rate) / n) if n else None
+    stderr = math.sqrt(rate * (1 - rate) / n) if rate is not None else None
     return {"k": k, "n": n, "rate": rate, "ci_low": low, "ci_high": high, "stderr": stderr}
 
 

@@ -1,28 +1,56 @@
 """RL fine-tuning from an SFT checkpoint: PPO as the paper ran it (`ppo`), GRPO through TRL (`grpo`).
 
 Both write resumable checkpoints by the convention of `sftrl.checkpoints` (the SFT stage's too) and both
-export the final policy as a plain Hugging Face directory. Kept light: importing this package loads neither
-TRL nor a model.
+export the final policy as a plain Hugging Face directory. `ALGORITHMS` is the registry the rules, the
+scripts and the figures read. Kept light: importing this package loads neither torch nor TRL.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from sftrl import io
 from sftrl.config import TaskConfig, from_dict
-from sftrl.modeling import check_model_dir
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("ppo", "grpo")
+
+@dataclass(frozen=True)
+class Algorithm:
+    """An RL algorithm as the workflow runs it. Its module gives `settings(section, seed)` (the parsed
+    `rl.<name>` config section) and the trainer named here, called as `run_rl` does; the module is
+    imported only when a run needs it."""
+
+    name: str
+    module: str
+    trainer: str
+    multi_process: bool  # one process per GPU under `accelerate launch`
+    colour: str  # in figures
 
 
-def check_prompts(prompts: list[dict], task) -> None:
+# The registry: a new algorithm is its module, its `rl.<name>` config section and one line here.
+ALGORITHMS = {
+    algorithm.name: algorithm
+    for algorithm in (
+        Algorithm("ppo", "sftrl.rl.ppo", "train_ppo", multi_process=True, colour="tab:purple"),
+        Algorithm("grpo", "sftrl.rl.grpo", "train_grpo", multi_process=True, colour="tab:orange"),
+    )
+}
+
+
+def algorithm_colour(name: str) -> str:
+    """An algorithm's colour in figures (black for one the registry does not know)."""
+    return ALGORITHMS[name].colour if name in ALGORITHMS else "black"
+
+
+def check_prompts(prompts: Sequence[dict], task) -> None:
     """RL prompt records (`data/rl_prompts.jsonl`) fit for `task`, or a ValueError naming the first bad one."""
     if not prompts:
         raise ValueError("the RL prompt set is empty")
@@ -37,16 +65,10 @@ def check_prompts(prompts: list[dict], task) -> None:
             )
 
 
-def _module(algorithm: str):
-    if algorithm == "ppo":
-        from sftrl.rl import ppo
-
-        return ppo
-    if algorithm == "grpo":
-        from sftrl.rl import grpo
-
-        return grpo
-    raise ValueError(f"unknown RL algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+def _module(algorithm: str) -> ModuleType:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown RL algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    return importlib.import_module(ALGORITHMS[algorithm].module)
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,8 @@ def check_inputs(
     algorithm is read (`rl.ppo` or `rl.grpo`). `seed` is the run's seed (one of `rl.seeds`); a `seed` key
     in the sub-section must agree with it.
     """
+    from sftrl.modeling import check_model_dir
+
     module = _module(algorithm)
     task = from_dict(TaskConfig, config.get("task", {}), "task")
     section = dict((config.get("rl") or {}).get(algorithm) or {})
@@ -100,7 +124,7 @@ def run_rl(
     provenance: dict | None = None,
 ):
     """Train with checked inputs; `provenance` goes into the output directory as provenance.json."""
-    train = getattr(_module(inputs.algorithm), f"train_{inputs.algorithm}")
+    train = getattr(_module(inputs.algorithm), ALGORITHMS[inputs.algorithm].trainer)
     return train(
         inputs.start,
         inputs.prompts,

@@ -130,12 +130,10 @@ def reward_function(task: TaskConfig):
 
     def verifier(completions, hand, rule, target, **_) -> list[float]:
         scores = []
-        for completion, row_hand, row_rule, row_target in zip(completions, hand, rule, target):
+        for completion, row_hand, row_rule, row_target in zip(completions, hand, rule, target, strict=False):
             text = completion[-1]["content"] if isinstance(completion, list) else completion
             row_rule = json.loads(row_rule) if isinstance(row_rule, str) else row_rule
-            scores.append(
-                float(cards.verify(text, row_hand, cards.Rule(**row_rule), row_target, rewards).reward)
-            )
+            scores.append(float(cards.verify(text, row_hand, cards.Rule(**row_rule), row_target, rewards).reward))
         return scores
 
     return verifier
@@ -199,9 +197,7 @@ def fingerprint(cfg: GrpoConfig, task: TaskConfig, prompts: Sequence[dict], star
     """Identity of a run: what a checkpoint must share with the run that resumes from it."""
     digest = hashlib.sha256(io.dumps({"grpo": asdict(cfg), "task": asdict(task), "start": start}).encode())
     for record in prompts:
-        digest.update(
-            io.dumps([record["prompt"], record["hand"], record["rule"], record.get("target")]).encode()
-        )
+        digest.update(io.dumps([record["prompt"], record["hand"], record["rule"], record.get("target")]).encode())
     return digest.hexdigest()[:16]
 
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -38,11 +39,11 @@ from torch import nn
 from transformers import AutoConfig, get_scheduler
 
 from sftrl import io
-from sftrl.config import TaskConfig, from_dict
-from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.checkpoints import checkpoints, discard_unusable, last_complete, mark_complete, model_dir_identity
-from sftrl.rl import check_prompts
+from sftrl.config import TaskConfig, from_dict
 from sftrl.ds_config import resolve_for_ppo
+from sftrl.modeling import DTYPES, check_model_dir, load_model
+from sftrl.rl import check_prompts
 from sftrl.rl.parallel import Processes, launched_processes, to_cpu
 from sftrl.rl.rollout import Rollout, Turn, play, score
 from sftrl.trainer_args import master_dtype
@@ -252,10 +253,8 @@ class PpoTrainer:
         self.value_head = ValueHead(hidden_size).to(self.device)
         self.actor_critic = ActorCritic(model, self.value_head)
         self.reference = reference
-        self.parameters = [p for p in model.parameters() if p.requires_grad] + list(
-            self.value_head.parameters()
-        )
-        adam = dict(
+        self.parameters = [p for p in model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        adam: dict[str, Any] = dict(
             lr=cfg.learning_rate,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
             eps=cfg.adam_epsilon,
@@ -292,8 +291,7 @@ class PpoTrainer:
         groups; every process gets the whole rollout, in group order."""
         cfg = self.cfg
         records = [
-            self.prompts[i]
-            for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
+            self.prompts[i] for i in prompt_indices(len(self.prompts), cfg.episodes_per_update, self.update, cfg.seed)
         ]
         size = cfg.generation_batch_size
         groups = [records[begin : begin + size] for begin in range(0, len(records), size)]
@@ -321,7 +319,7 @@ class PpoTrainer:
             return (module or self.engine)(turns, self.tokenizer.pad_token_id, self.cfg.temperature)
 
     @torch.no_grad()
-    def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor]:
+    def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Old log-probs and values of the rollout, advantages and returns (GAE across each episode's turns).
 
         Scored in minibatches, minibatch k by process k mod the number of processes; all get every result."""
@@ -333,19 +331,19 @@ class PpoTrainer:
             ref_logps = []
             if self.reference is not None:
                 ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
-                ref_logps = [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask)]
+                ref_logps = [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask, strict=False)]
             mine[k] = (scored.logps.cpu(), value.cpu(), to_cpu(ref_logps))
         scored_by = {k: part for parts in self.processes.gather(mine) for k, part in parts.items()}
         ordered = [scored_by[k] for k in sorted(scored_by)]
         values = torch.cat([value for _, value, _ in ordered]).to(self.device)
-        advantages = compute_gae(
+        gae = compute_gae(
             [t.reward for t in turns],
             values.tolist(),
             [t.done for t in turns],
             self.cfg.gamma,
             self.cfg.gae_lambda,
         )
-        advantages = torch.tensor(advantages, device=self.device)
+        advantages = torch.tensor(gae, device=self.device)
         return {
             "old_logps": torch.cat([logps for logps, _, _ in ordered]).to(self.device),
             "values": values,
@@ -361,9 +359,7 @@ class PpoTrainer:
         old, advantages = buffer["old_logps"][index], buffer["advantages"][index]
         log_ratio = scored.logps - old
         ratio = log_ratio.exp()
-        policy = torch.max(
-            -advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
-        )
+        policy = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
         old_values, returns = buffer["values"][index], buffer["returns"][index]
         clipped = old_values + (values - old_values).clamp(-cfg.value_clip_range, cfg.value_clip_range)
         value = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
@@ -376,12 +372,12 @@ class PpoTrainer:
         }
         if self.reference is not None:
             # k3 estimator per reply token, averaged over each reply: non-negative, unbiased.
-            kl = []
+            per_turn = []
             for row, i in enumerate(index.tolist()):
                 new = scored.token_logps[row][scored.mask[row] > 0]
                 delta = buffer["ref_logps"][i] - new
-                kl.append((delta.exp() - delta - 1).mean())
-            kl = torch.stack(kl)
+                per_turn.append((delta.exp() - delta - 1).mean())
+            kl = torch.stack(per_turn)
             total = total + cfg.kl_coef * kl
             stats["kl_to_start"] = kl.sum().item()
         return total.sum(), stats
@@ -595,7 +591,7 @@ def train_ppo(
     reference = None
     if cfg.kl_coef > 0:  # never trained: in the model's own dtype
         reference = load_model(start, dtype, device, trust_remote_code)[0].eval().requires_grad_(False)
-    compute = DTYPES[dtype] if weights != dtype else None
+    compute = cast(torch.dtype, DTYPES[dtype]) if weights != dtype else None
     trainer = PpoTrainer(model, tokenizer, cfg, task, prompts, reference, compute, accelerator)
     if resume:
         trainer.load(resume)

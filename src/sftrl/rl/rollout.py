@@ -191,7 +191,7 @@ def play(
             max_new_tokens=max_new_tokens,
             seed=derived_seed(*seed, turn, group),
         )
-        for i, state, reply in zip(live, states, replies):
+        for i, state, reply in zip(live, states, replies, strict=False):
             verdict = episodes[i].step(tokenizer.decode(reply, skip_special_tokens=True))
             per_episode[i].append(
                 Turn(
