@@ -623,24 +623,18 @@ def check_rl_recovery(
     name = algorithm.upper()
     checks = []
 
+    def without_evidence(check_id: str, claim: str, test: str) -> Check:
+        """Inconclusive: no moderate start lost OOD success, or none of them can be tested."""
+        reason, detectable = (nothing, loss_detectable) if moderate else (no_start, "")
+        return Check(check_id, claim, INCONCLUSIVE, reason, test, lines, numbers, detectable)
+
     claim = f"{name} from a moderately trained checkpoint raises the OOD success SFT lost"
     test = (
         f"after RL against its start checkpoint on all OOD episodes, one-sided {'exact McNemar' if evidence.paired else 'score'} "
         f"test, Holm over the moderate starts that lost OOD success to the peak (step {best.step})"
     )
     if not moderate or not informative:
-        checks.append(
-            Check(
-                f"F1.rl_raises.{algorithm}",
-                claim,
-                INCONCLUSIVE,
-                nothing if moderate else no_start,
-                test,
-                lines,
-                numbers,
-                loss_detectable if moderate else "",
-            )
-        )
+        checks.append(without_evidence(f"F1.rl_raises.{algorithm}", claim, test))
     else:
         verdict, adjusted, _ = family_verdict(
             [i.raised.p_greater for i in informative], [i.raised.p_less for i in informative]
@@ -661,18 +655,7 @@ def check_rl_recovery(
         f"bootstrap, one-sided p against {threshold:g}%, Holm over the moderate starts that lost OOD success"
     )
     if not moderate or not informative:
-        checks.append(
-            Check(
-                f"F1.rl_most.{algorithm}",
-                claim,
-                INCONCLUSIVE,
-                nothing if moderate else no_start,
-                test,
-                lines,
-                numbers,
-                loss_detectable if moderate else "",
-            )
-        )
+        checks.append(without_evidence(f"F1.rl_most.{algorithm}", claim, test))
     else:
         verdict, p_for, p_against = family_verdict(
             [i.recovery.p_below for i in informative], [i.recovery.p_above for i in informative]

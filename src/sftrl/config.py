@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sftrl.cards.verify import Rewards
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -45,21 +47,11 @@ def load_json_arg(text_or_path: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class RewardsConfig:
-    correct: float = 5.0
-    partial: float = 1.0
-    no_solution: float = -1.0
-    wrong_numbers: float = -2.0
-    illegal_formula: float = -3.0
-    unparsable: float = -3.0
-
-
-@dataclass(frozen=True)
 class TaskConfig:
     target: int = 24
     style: str = "paper"
     max_attempts: int = 5
-    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    rewards: Rewards = field(default_factory=Rewards)  # the verifier's own rewards, read from task.rewards
 
 
 @dataclass(frozen=True)
@@ -103,7 +95,7 @@ class DataConfig:
 _DATACLASSES = {
     cls.__name__: cls
     for cls in (
-        RewardsConfig,
+        Rewards,
         TaskConfig,
         SftDataConfig,
         EvalDataConfig,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sftrl import io
 from sftrl.names import EVAL_SPLITS, model_step, read_metrics, rl_run
-from sftrl.outputs import SPLIT_STYLE, new_figure, save_figure, write_rows_csv
+from sftrl.outputs import SPLIT_STYLE, new_figure, plot_rates, save_figure, write_rows_csv
 from sftrl.peak import ood_peak
 from sftrl.rl import algorithm_colour
 from sftrl.stats import recovery_pct
@@ -74,6 +74,11 @@ def _row(split: str, step: int, path: Path) -> dict:
     }
 
 
+def _rates(points: list[dict]) -> tuple[list, list, list]:
+    """Success, interval low and high of curve rows."""
+    return [r["success"] for r in points], [r["ci_low"] for r in points], [r["ci_high"] for r in points]
+
+
 def write_curve_csv(rows: Iterable[dict], path: str | Path) -> None:
     write_rows_csv(rows, COLUMNS, path)
 
@@ -87,15 +92,7 @@ def plot_curve(rows: list[dict], png_path: str | Path) -> list[Path]:
             continue
         steps = [r["step"] for r in points]
         style = SPLIT_STYLE[split]
-        ax.fill_between(
-            steps,
-            [100 * r["ci_low"] for r in points],
-            [100 * r["ci_high"] for r in points],
-            color=style["color"],
-            alpha=0.15,
-            linewidth=0,
-        )
-        ax.plot(steps, [100 * r["success"] for r in points], marker="o", markersize=4, **style)
+        plot_rates(ax, steps, *_rates(points), style["color"], markersize=4, label=style["label"])
     n = sorted({r["n"] for r in rows})
     ax.set_title(f"Success vs SFT step (shaded: 95% Wilson interval, n = {', '.join(map(str, n))})")
     ax.set_xlabel("SFT step (0 = base model)")
@@ -171,22 +168,7 @@ def plot_rl_from_sft(curve: list[dict], rows: list[dict], png_path: str | Path, 
     points = [r for r in curve if r["split"] == split]
     style = SPLIT_STYLE[split]
     steps = [r["step"] for r in points]
-    ax.fill_between(
-        steps,
-        [100 * r["ci_low"] for r in points],
-        [100 * r["ci_high"] for r in points],
-        color=style["color"],
-        alpha=0.12,
-        linewidth=0,
-    )
-    ax.plot(
-        steps,
-        [100 * r["success"] for r in points],
-        marker="o",
-        markersize=4,
-        color=style["color"],
-        label=f"SFT, {style['label']}",
-    )
+    plot_rates(ax, steps, *_rates(points), style["color"], alpha=0.12, markersize=4, label=f"SFT, {style['label']}")
     span = max(steps) - min(steps) if len(steps) > 1 else 1
     algorithms = sorted({r["algorithm"] for r in rows})
     for row in (r for r in rows if r["split"] == split):

@@ -109,11 +109,7 @@ def _is_natural(value: Fraction) -> bool:
 def example(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str) -> dict:
     """One supervised example in TRL's conversational prompt/completion form, plus its provenance."""
     return {
-        "uid": uid,
-        "hand": list(hand),
-        "cards": [cards.CARD_SYMBOLS[r] for r in hand],
-        "rule": rule_record(rule),
-        "target": target,
+        **episode_record(uid, hand, rule, target),
         "formula": formula,
         "prompt": cards.messages(hand, rule, target, style),
         "completion": [{"role": "assistant", "content": cards.answer(hand, rule, formula, target, style)}],

@@ -51,6 +51,23 @@ def new_figure(figsize: tuple[float, float] = (7, 4.2)):
     return fig, fig.add_subplot()
 
 
+def plot_rates(
+    ax: Any,
+    steps: Sequence[float],
+    rates: Iterable[float],
+    lows: Iterable[float],
+    highs: Iterable[float],
+    color: str,
+    alpha: float = 0.15,
+    **line: Any,
+) -> None:
+    """A success curve in percent over its 95% interval, shaded (rates and bounds as fractions)."""
+    ax.fill_between(
+        steps, [100 * float(x) for x in lows], [100 * float(x) for x in highs], color=color, alpha=alpha, linewidth=0
+    )
+    ax.plot(steps, [100 * float(x) for x in rates], marker="o", color=color, **line)
+
+
 def save_figure(fig: Any, png_path: str | Path, **options: Any) -> list[Path]:
     """The PNG (150 dpi) and a PDF beside it, each written atomically, the PDF without a timestamp;
     `options` go to `savefig` for both (e.g. `bbox_inches="tight"`)."""

@@ -20,7 +20,7 @@ from sftrl import stats
 from sftrl.claims import Rate, num, ood_curve, ood_episodes, rl_starts
 from sftrl.edits import EDIT_KINDS
 from sftrl.names import EVAL_SPLITS
-from sftrl.outputs import SPLIT_STYLE, save_figure
+from sftrl.outputs import SPLIT_STYLE, plot_rates, save_figure
 from sftrl.peak import peak_index
 from sftrl.rl import algorithm_colour
 
@@ -50,22 +50,8 @@ def plot_success_panels(
         points = sorted((r for r in curve if r["split"] == split), key=lambda r: int(r["step"]))
         steps = [int(r["step"]) for r in points]
         style = SPLIT_STYLE[split]
-        ax.fill_between(
-            steps,
-            [100 * float(r["ci_low"]) for r in points],
-            [100 * float(r["ci_high"]) for r in points],
-            color=style["color"],
-            alpha=0.15,
-            linewidth=0,
-        )
-        ax.plot(
-            steps,
-            [100 * float(r["success"]) for r in points],
-            marker="o",
-            markersize=3,
-            color=style["color"],
-            label="SFT",
-        )
+        rates = [r["success"] for r in points], [r["ci_low"] for r in points], [r["ci_high"] for r in points]
+        plot_rates(ax, steps, *rates, style["color"], markersize=3, label="SFT")
         span = (max(steps) - min(steps)) or 1
         runs = [r for r in rl if r["split"] == split]
         for row in runs:
@@ -145,17 +131,8 @@ def plot_loss_vs_ood(rows: Sequence[Mapping[str, Any]], png: str | Path) -> list
     left.set_title("SFT loss", fontsize=10)
     ood = [r for r in rows if r.get("ood_success") is not None]
     steps = [r["step"] for r in ood]
-    right.fill_between(
-        steps,
-        [100 * r["ood_ci_low"] for r in ood],
-        [100 * r["ood_ci_high"] for r in ood],
-        color=SPLIT_STYLE["ood"]["color"],
-        alpha=0.15,
-        linewidth=0,
-    )
-    right.plot(
-        steps, [100 * r["ood_success"] for r in ood], marker="o", markersize=3, color=SPLIT_STYLE["ood"]["color"]
-    )
+    rates = [r["ood_success"] for r in ood], [r["ood_ci_low"] for r in ood], [r["ood_ci_high"] for r in ood]
+    plot_rates(right, steps, *rates, SPLIT_STYLE["ood"]["color"], markersize=3)
     right.set_xlabel("SFT step (0 = base model)")
     right.set_ylabel("OOD episode success (%)")
     right.set_ylim(bottom=0)

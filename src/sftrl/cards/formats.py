@@ -265,11 +265,16 @@ def parse(text: str) -> Answer:
         return found
     formula = _formula_value(text)
     if formula is not None:
-        return Answer(formula, _listed(text, "cards"), _listed(text, "number"), None, "lenient")
+        return _lenient(text, formula)
     found = _steps_answer(text)
     if found:
         return found
     formula = _bare_formula(text)
     if formula is not None:
-        return Answer(formula, _listed(text, "cards"), _listed(text, "number"), None, "lenient")
+        return _lenient(text, formula)
     return Answer(None, None, None, None, "none")
+
+
+def _lenient(text: str, formula: str) -> Answer:
+    """A formula found in free text, with the cards and numbers the text lists where it lists them."""
+    return Answer(formula, _listed(text, "cards"), _listed(text, "number"), None, "lenient")

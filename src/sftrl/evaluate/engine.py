@@ -132,7 +132,7 @@ def _start(record: dict, task: TaskConfig) -> tuple[cards.Episode, EpisodeResult
         target=target,
         style=task.style,
         max_attempts=task.max_attempts,
-        rewards=cards.Rewards(**asdict(task.rewards)),
+        rewards=task.rewards,
     )
     first = episode.messages
     system = first[0]["content"] if first and first[0]["role"] == "system" else None

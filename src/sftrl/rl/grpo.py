@@ -126,7 +126,7 @@ def reward_function(task: TaskConfig):
 
     `rule` may be a dict or its JSON text (the dataset stores JSON text).
     """
-    rewards = cards.Rewards(**asdict(task.rewards))
+    rewards = task.rewards
 
     def verifier(completions, hand, rule, target, **_) -> list[float]:
         scores = []

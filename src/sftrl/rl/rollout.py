@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -163,7 +163,7 @@ def play(
     The records are one group of an update's episodes (at most `generation_batch_size`); turn t of group
     g samples with a seed drawn from (`seed`, t, g), so a group plays the same wherever it is played.
     """
-    rewards = cards.Rewards(**asdict(task.rewards))
+    rewards = task.rewards
     episodes = [
         cards.Episode(
             r["hand"],
