@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
-from sftrl.restore import EditSpec, apply_edits
+from sftrl.restoration.apply import apply_edits
+from sftrl.restoration.spec import EditSpec
 from sftrl.weights import ModelWeights, SvdCache
 
 GRID = [

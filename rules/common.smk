@@ -4,9 +4,18 @@ import shlex
 from pathlib import Path
 
 from sftrl.cluster import set_package_root
-from sftrl.config import DataConfig, TaskConfig, check_schedule, from_dict, ladder_steps
+from sftrl.config import (
+    HUB_PREFIX,
+    DataConfig,
+    TaskConfig,
+    check_experiment,
+    check_schedule,
+    from_dict,
+    ladder_steps,
+    restore_plan_spec,
+)
 from sftrl.data import check_pretrain, check_supply, corpus_conflicts
-from sftrl.edits import SVD_KINDS, num_decoder_layers
+from sftrl.restoration.spec import num_decoder_layers
 from sftrl.names import (
     EVAL_SPLITS,
     LOSS_SPLITS,
@@ -17,7 +26,7 @@ from sftrl.names import (
     samples_path,
     sft_model,
 )
-from sftrl.restoration import kinds_in
+from sftrl.restoration.table import kinds_in
 from sftrl.roles import (
     read_roles,
     resolve,
@@ -90,7 +99,6 @@ RL_MODELS = [
 CURVE_MODELS = ["base", *SFT_MODELS]
 EVAL_MODELS = [*CURVE_MODELS, *RL_MODELS]
 BUILT_BASE = config["model"]["source"] in ("embedded", "tiny")
-HUB_PREFIX = "hf:"
 
 
 def kept(path):
@@ -105,13 +113,6 @@ def droppable(path, protect=True):
     if config["keep_models"] == "ladder":
         return temp(path)
     return kept(path) if protect else path
-
-
-off_ladder = sorted(set(RL_FROM_STEPS) - set(SFT_STEPS))
-if off_ladder:
-    raise ValueError(
-        f"rl.from_steps {off_ladder} are not on the SFT ladder {SFT_STEPS}"
-    )
 
 
 def base_model_config():
@@ -134,21 +135,13 @@ RESTORE_PAIRS = restore_pairs(
     num_decoder_layers(base_model_config()),
     base_model_config(),
 )
+check_experiment(config, SFT_STEPS, RL_MODELS, RESTORE_PAIRS, SFT_END)
 RESTORE_GROUPS = {pair.group: pair for pair in RESTORE_PAIRS}
 RESTORE_KINDS = kinds_in(RESTORE_PAIRS)
 EDIT_MODELS = [model for pair in RESTORE_PAIRS for model in pair.models]
 ROLE_TOKENS = ["base", "sft_peak", "sft_end", *RL_MODELS]
 SPECTRUM_KINDS = config["spectrum"]["pairs"]
 
-if config["model"]["source"].startswith(HUB_PREFIX) and (
-    set(SPECTRUM_KINDS) & {"base_to_sft", "base_to_rl", "sft_vs_rl"}
-    or any("base" in (pair.source, pair.target) for pair in RESTORE_PAIRS)
-):
-    raise ValueError(
-        f"model.source {config['model']['source']} is a hub id, but spectral analysis and restoration "
-        "read the base model's weights from a directory: download it and set model.source to that "
-        "directory, or leave the base out of spectrum.pairs and restore.pairs"
-    )
 
 
 def config_json(*sections):
@@ -344,44 +337,8 @@ PLAN_EDIT_MODEL = (
 )
 CAPTIONS = Path("..") / "report"  # captions of report() outputs, relative to rules/
 
-if RL_PLANNED and config["plan"]["rl_budget"] is None:
-    raise ValueError(
-        "rl.from_steps is 'plan' but plan.rl_budget is null: give the GPU-hours the RL runs may use"
-    )
-if RL_PLANNED:
-    _unplanned = sorted(
-        {
-            token
-            for pair in RESTORE_PAIRS
-            for token in (pair.source, pair.target)
-            if token in RL_MODELS and rl_start(token) != SFT_END
-        }
-    )
-    if _unplanned:
-        raise ValueError(
-            f"restore.pairs names RL runs {_unplanned}, but with rl.from_steps: plan only the runs from "
-            f"sft_end ({SFT_END}) are sure to exist: use the role rl_from_end"
-        )
-if {"base_to_sft", "base_to_rl"} & set(SPECTRUM_KINDS) and not any(
-    abs(f - config["report"]["claims"]["angle_k_fraction"]) < 1e-9
-    for f in config["spectrum"]["k_fractions"]
-):
-    raise ValueError(
-        f"report.claims.angle_k_fraction {config['report']['claims']['angle_k_fraction']} is not "
-        f"among spectrum.k_fractions {config['spectrum']['k_fractions']}"
-    )
 
-_plan_pair = RESTORE_GROUPS.get("sft_peak__sft_end")
-RESTORE_PLAN_SPEC = None
-if _plan_pair and config["plan"]["restore_target"] is not None:
-    _named = {spec.name: spec for spec in _plan_pair.specs}
-    RESTORE_PLAN_SPEC = _named.get(config["plan"]["restore_edit"])
-    if RESTORE_PLAN_SPEC is None or RESTORE_PLAN_SPEC.kind not in SVD_KINDS:
-        raise ValueError(
-            f"plan.restore_edit {config['plan']['restore_edit']!r} is not an SVD edit of the "
-            f"sft_peak -> sft_end pair of restore.pairs; its SVD edits are "
-            f"{[n for n, s in _named.items() if s.kind in SVD_KINDS]}"
-        )
+RESTORE_PLAN_SPEC = restore_plan_spec(config, RESTORE_PAIRS)
 RESTORE_PLAN = RESTORE_PLAN_SPEC is not None
 PLAN_MODELS = [PLAN_EDIT_MODEL] if RESTORE_PLAN else []
 

@@ -51,8 +51,8 @@ def restoration(args) -> dict:
 
 
 def build_edit(args) -> None:
-    from sftrl.edits import EditSpec
-    from sftrl.restore import apply_edits
+    from sftrl.restoration.spec import EditSpec
+    from sftrl.restoration.apply import apply_edits
     from sftrl.weights import SvdCache
 
     record = io.read_json(args.plan)

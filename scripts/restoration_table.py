@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from sftrl.restoration import kinds_in, plot_family, restoration_rows, write_restoration_csv
+from sftrl.restoration.table import kinds_in, plot_family, restoration_rows, write_restoration_csv
 from sftrl.roles import RestorePair, read_roles
 
 log = logging.getLogger("sftrl.restoration")

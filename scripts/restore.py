@@ -11,7 +11,8 @@ import json
 import logging
 from pathlib import Path
 
-from sftrl.restore import EditSpec, edit_grid
+from sftrl.restoration.apply import edit_grid
+from sftrl.restoration.spec import EditSpec
 from sftrl.weights import SvdCache
 
 

@@ -188,3 +188,51 @@ def test_sections_parse_into_typed_configs(default_config):
 def test_typed_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="data.sft: unknown key"):
         from_dict(DataConfig, {"sft": {"hands": 3, "handz": 4}}, "data")
+
+
+def _grid(default_config, rl_models, sft_end):
+    from sftrl.roles import restore_pairs
+
+    return restore_pairs(default_config["restore"]["pairs"], rl_models, sft_end, 4, None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["rl"].update(from_steps=[70, 600]), r"rl.from_steps \[70\] are not on the SFT ladder"),
+        (lambda c: c["model"].update(source="hf:org/model"), "model.source hf:org/model is a hub id"),
+        (lambda c: c["rl"].update(from_steps="plan"), "plan.rl_budget is null"),
+        (
+            lambda c: (c["rl"].update(from_steps="plan"), c["plan"].update(rl_budget=10.0),
+                       c["restore"]["pairs"].append({"source": "sft_end", "target": "rl-ppo-from50-s0",
+                                                     "edits": [{"kind": "value", "top": 1.0}]})),
+            r"restore.pairs names RL runs \['rl-ppo-from50-s0'\].*use the role rl_from_end",
+        ),
+        (lambda c: c["report"]["claims"].update(angle_k_fraction=0.3), "angle_k_fraction 0.3 is not among"),
+    ],
+    ids=["off-ladder", "hub-base", "plan-without-budget", "planned-rl-run-named", "angle-fraction"],
+)
+def test_settings_that_contradict_each_other_are_refused(default_config, edit, expected):
+    from sftrl.config import check_experiment
+    from sftrl.names import rl_model
+
+    sft_steps = [5, 25, 50, 100, 200, 300, 600]
+    config = copy.deepcopy(default_config)
+    check_experiment(config, sft_steps, [], _grid(config, [rl_model("ppo", 600, 0)], "sft-600"), "sft-600")
+    edit(config)
+    starts = sft_steps if config["rl"]["from_steps"] in ("all", "plan") else config["rl"]["from_steps"]
+    rl_models = [rl_model(a, s, 0) for a in ("ppo", "grpo") for s in starts]
+    with pytest.raises(ValueError, match=expected):
+        check_experiment(config, sft_steps, rl_models, _grid(config, rl_models, "sft-600"), "sft-600")
+
+
+def test_the_planned_restoration_is_an_svd_edit_of_the_peak_and_end_pair(default_config):
+    from sftrl.config import restore_plan_spec
+
+    config = copy.deepcopy(default_config)
+    grid = _grid(config, ["rl-ppo-from600-s0", "rl-grpo-from600-s0"], "sft-600")
+    assert restore_plan_spec(config, grid).name == config["plan"]["restore_edit"]
+    assert restore_plan_spec({**config, "plan": {**config["plan"], "restore_target": None}}, grid) is None
+    config["plan"]["restore_edit"] = "layer-first25pct"
+    with pytest.raises(ValueError, match=r"not an SVD edit of the sft_peak -> sft_end pair.*direction-top20-tail0"):
+        restore_plan_spec(config, grid)

@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from sftrl import names
-from sftrl.edits import EDIT_KINDS, KINDS, SVD_KINDS
+from sftrl.restoration.spec import EDIT_KINDS, KINDS, SVD_KINDS
 from sftrl.evaluate.backends import BACKEND_BUILDERS
 from sftrl.evaluate.engine import BACKENDS
 from sftrl.rl import ALGORITHMS, algorithm_colour
-from sftrl.restore import SVD_EDITS
+from sftrl.restoration.apply import SVD_EDITS
 
 
 @pytest.fixture(scope="module")

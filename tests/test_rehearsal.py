@@ -28,7 +28,7 @@ import yaml
 
 from conftest import tiny_mllama_config
 from sftrl import cards, io
-from sftrl.edits import parse_edits
+from sftrl.restoration.spec import parse_edits
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_ood_samples
 from sftrl import io
-from sftrl.edits import EditError
+from sftrl.restoration.spec import EditError
 from sftrl.roles import (
     RestorePair,
     RoleError,

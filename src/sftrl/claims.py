@@ -37,9 +37,9 @@ from typing import Any, cast
 import numpy as np
 
 from sftrl import io, peak, stats
-from sftrl.edits import EditSpec
 from sftrl.evaluate.metrics import wilson_interval
 from sftrl.names import BASE, OOD, rl_model, sft_model
+from sftrl.restoration.spec import EditSpec
 from sftrl.stats import ALPHA, Arm, Comparison, Counts, Outcomes, Recovery
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"

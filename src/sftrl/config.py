@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -124,3 +125,76 @@ def check_schedule(max_steps: int, schedule_steps: int | None, where: str = "sft
             f"{where}.schedule_steps ({schedule_steps}) is below {where}.max_steps ({max_steps}), the last "
             f"trained step: set it to {max_steps} or more, or null for a schedule that ends at max_steps"
         )
+
+
+# --- checks across sections, before any job -------------------------------------------------------
+
+HUB_PREFIX = "hf:"  # model.source naming a hub id (the only case that touches the network)
+BASE_READING_SPECTRA = {"base_to_sft", "base_to_rl", "sft_vs_rl"}  # spectrum pairs that read the base's weights
+ANGLE_SPECTRA = {"base_to_sft", "base_to_rl"}  # spectrum pairs whose principal angles F2 reads
+
+
+def check_experiment(
+    config: Mapping[str, Any],
+    sft_steps: Sequence[int],
+    rl_models: Sequence[str],
+    restore_pairs: Sequence[Any],
+    sft_end: str,
+) -> None:
+    """What no single section can tell: settings that contradict each other, each refused with the keys to
+    change. `sft_steps` is the ladder, `rl_models` the configured RL runs, `restore_pairs` the restoration
+    grid (`sftrl.roles.RestorePair`) and `sft_end` the checkpoint playing that role."""
+    from sftrl.names import rl_run
+
+    from_steps = config["rl"]["from_steps"]
+    if from_steps not in ("all", "plan"):
+        off_ladder = sorted(set(from_steps) - set(sft_steps))
+        if off_ladder:
+            raise ValueError(f"rl.from_steps {off_ladder} are not on the SFT ladder {list(sft_steps)}")
+    source = config["model"]["source"]
+    spectra = set(config["spectrum"]["pairs"])
+    if source.startswith(HUB_PREFIX) and (
+        spectra & BASE_READING_SPECTRA or any("base" in (pair.source, pair.target) for pair in restore_pairs)
+    ):
+        raise ValueError(
+            f"model.source {source} is a hub id, but spectral analysis and restoration read the base model's "
+            "weights from a directory: download it and set model.source to that directory, or leave the base "
+            "out of spectrum.pairs and restore.pairs"
+        )
+    if from_steps == "plan":
+        if config["plan"]["rl_budget"] is None:
+            raise ValueError(
+                "rl.from_steps is 'plan' but plan.rl_budget is null: give the GPU-hours the RL runs may use"
+            )
+        tokens = {token for pair in restore_pairs for token in (pair.source, pair.target)}
+        unplanned = sorted(t for t in tokens if t in rl_models and rl_run(t).start != sft_end)
+        if unplanned:
+            raise ValueError(
+                f"restore.pairs names RL runs {unplanned}, but with rl.from_steps: plan only the runs from "
+                f"sft_end ({sft_end}) are sure to exist: use the role rl_from_end"
+            )
+    angle = config["report"]["claims"]["angle_k_fraction"]
+    if spectra & ANGLE_SPECTRA and not any(abs(f - angle) < 1e-9 for f in config["spectrum"]["k_fractions"]):
+        raise ValueError(
+            f"report.claims.angle_k_fraction {angle} is not among spectrum.k_fractions "
+            f"{config['spectrum']['k_fractions']}"
+        )
+
+
+def restore_plan_spec(config: Mapping[str, Any], restore_pairs: Sequence[Any]) -> Any:
+    """The measured sft_peak -> sft_end edit the cheapest-restoration plan narrows (`plan.restore_edit`),
+    or None where the grid has no such pair or no plan is asked for; an edit that is not one of the pair's
+    SVD edits is refused."""
+    from sftrl.restoration.spec import SVD_KINDS
+
+    pair = next((p for p in restore_pairs if (p.source, p.target) == ("sft_peak", "sft_end")), None)
+    if pair is None or config["plan"]["restore_target"] is None:
+        return None
+    named = {spec.name: spec for spec in pair.specs}
+    spec = named.get(config["plan"]["restore_edit"])
+    if spec is None or spec.kind not in SVD_KINDS:
+        raise ValueError(
+            f"plan.restore_edit {config['plan']['restore_edit']!r} is not an SVD edit of the sft_peak -> sft_end "
+            f"pair of restore.pairs; its SVD edits are {[n for n, s in named.items() if s.kind in SVD_KINDS]}"
+        )
+    return spec

@@ -18,10 +18,10 @@ from typing import Any
 
 from sftrl import stats
 from sftrl.claims import Rate, num, ood_curve, ood_episodes, rl_starts
-from sftrl.edits import EDIT_KINDS
 from sftrl.names import EVAL_SPLITS
 from sftrl.outputs import SPLIT_STYLE, plot_rates, save_figure
 from sftrl.peak import peak_index
+from sftrl.restoration.spec import EDIT_KINDS
 from sftrl.rl import algorithm_colour
 
 

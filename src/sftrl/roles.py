@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import io, peak
-from sftrl.edits import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
 from sftrl.names import BASE, OOD, is_rl_model, metrics_path, model_step, rl_run, sft_model
+from sftrl.restoration.spec import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
 GROUP_ROLES = ("rl", "rl_from_end")

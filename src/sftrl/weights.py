@@ -42,8 +42,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sftrl.edits import tied_embeddings
 from sftrl.io import atomic_path
+from sftrl.restoration.spec import tied_embeddings
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sftrl.edits import KINDS
 from sftrl.names import EVAL_SPLITS, is_rl_model, model_step, read_metrics
 from sftrl.outputs import SPLIT_STYLE, save_figure, write_rows_csv
+from sftrl.restoration.spec import KINDS
 from sftrl.roles import RestorePair, resolve
 from sftrl.stats import recovery_pct
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sftrl import io
-from sftrl.restoration import COLUMNS, kinds_in, plot_family, restoration_rows, write_restoration_csv
+from sftrl.restoration.table import COLUMNS, kinds_in, plot_family, restoration_rows, write_restoration_csv
 from sftrl.roles import restore_pairs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restoration_table.py"

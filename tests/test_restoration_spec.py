@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sftrl.edits import EditError, EditSpec, dedupe_layer_edits, num_decoder_layers, parse_edits
+from sftrl.restoration.spec import EditError, EditSpec, dedupe_layer_edits, num_decoder_layers, parse_edits
 
 
 def test_parse_edits_builds_specs_in_order():
@@ -65,6 +65,6 @@ def test_layer_reset_beyond_the_model_is_an_error():
 
 
 def test_planning_does_not_import_torch():
-    code = "import sys, sftrl.edits, sftrl.roles, sftrl.restoration; print('torch' in sys.modules)"
+    code = "import sys, sftrl.restoration.spec, sftrl.roles, sftrl.restoration.table; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sftrl import restore
+from sftrl.restoration import apply as restore
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
-from sftrl.restore import EditError, EditSpec, apply_edits, edit_grid, svd_edit
+from sftrl.restoration.apply import apply_edits, edit_grid, svd_edit
+from sftrl.restoration.spec import EditError, EditSpec
 from sftrl.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, SvdCache, select, thin_svd
 from sharding import shard
 

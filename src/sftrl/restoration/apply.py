@@ -33,9 +33,9 @@ from typing import cast
 
 import torch
 
-from sftrl.edits import KINDS, SVD_KINDS, EditError, EditSpec  # noqa: F401 (the specs are part of this API)
 from sftrl.io import atomic_path
 from sftrl.provenance import provenance
+from sftrl.restoration.spec import SVD_KINDS, EditError, EditSpec
 from sftrl.weights import (
     DECODER_LAYER,
     DTYPES,
@@ -72,7 +72,7 @@ def put_back_triplets(target, u_t, s_t, vh_t, u_s, s_s, vh_s):
     return target - (u_t * s_t) @ vh_t + (u_s * s_s) @ vh_s
 
 
-# How each SVD kind of `sftrl.edits.EDIT_KINDS` edits a matrix, given both thin SVDs restricted to the
+# How each SVD kind of `sftrl.restoration.spec.EDIT_KINDS` edits a matrix, given both thin SVDs restricted to the
 # edited indices (target T: u_t, s_t, vh_t; source S: u_s, s_s, vh_s).
 SVD_EDITS = {"direction": put_back_directions, "value": put_back_values, "triplet": put_back_triplets}
 

@@ -1,7 +1,7 @@
 """Restoration edit specifications: what to put back from a source S into a target T, and the grid's checks.
 
 Kept free of torch at import time so that the workflow can name, check and deduplicate the edited models
-of a grid when it builds its DAG; `sftrl.restore` applies them.
+of a grid when it builds its DAG; `sftrl.restoration.apply` applies them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class EditKind:
     """A family of restoration edits: `svd` ones edit singular triplets of each matrix of the scope (each
-    applied by its function in `sftrl.restore.SVD_EDITS`), the others copy whole decoder layers."""
+    applied by its function in `sftrl.restoration.apply.SVD_EDITS`), the others copy whole decoder layers."""
 
     name: str
     svd: bool
