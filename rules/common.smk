@@ -143,7 +143,6 @@ ROLE_TOKENS = ["base", "sft_peak", "sft_end", *RL_MODELS]
 SPECTRUM_KINDS = config["spectrum"]["pairs"]
 
 
-
 def config_json(*sections):
     """The named config sections as one JSON argument, so a script sees exactly what the rule saw."""
     return json.dumps({name: config[name] for name in sections}, sort_keys=True)

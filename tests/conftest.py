@@ -19,6 +19,12 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """The end-to-end workflow tests first: each takes minutes, and the workers take test files in this
+    order, so started last they would leave one worker running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
