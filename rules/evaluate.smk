@@ -4,8 +4,8 @@ rule evaluate:
         model=lambda wc: model_dir(wc.model),
         episodes=[DATA / f"eval_{split}.jsonl" for split in EVAL_SPLITS],
     output:
-        metrics=[EVAL / "{model}" / split / "metrics.json" for split in EVAL_SPLITS],
-        samples=[EVAL / "{model}" / split / "samples.jsonl" for split in EVAL_SPLITS],
+        metrics=[eval_metrics("{model}", split) for split in EVAL_SPLITS],
+        samples=[eval_samples("{model}", split) for split in EVAL_SPLITS],
     log:
         LOGS / "eval" / "{model}.log",
     benchmark:
