@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import io, peak
-from sftrl.names import BASE, OOD, is_rl_model, metrics_path, model_step, rl_run, sft_model
+from sftrl.names import BASE, OOD, is_rl_model, model_step, read_metrics, rl_run, sft_model
 from sftrl.restoration.spec import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
@@ -111,7 +111,7 @@ def choose_roles(
     sft_peak = peak.ood_peak(eval_root, sft_models, split)
     ood = []
     for model in sft_models:
-        success = io.read_json(metrics_path(eval_root, model, OOD))["success"]
+        success = read_metrics(eval_root, model, OOD)["success"]
         ood.append(
             {
                 "model": model,
