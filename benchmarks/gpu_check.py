@@ -34,7 +34,8 @@ from sftrl.evaluate.engine import EvalConfig, run_episodes
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, cast_weights, save_model
 from sftrl.rl.ppo import PpoConfig, train_ppo
 from sftrl.sft import SftConfig, train, vocabulary_texts
-from sftrl.weights import thin_svd
+from sftrl.spectral.svd import thin_svd
+from sftrl.training_run import RunFiles
 
 # Llama layout with Qwen2's q/k/v biases, so the word-level tokenizer loads as it is
 QWEN_05B = TinyModelConfig(
@@ -124,7 +125,7 @@ def check_ppo(check: Check, start: Path, prompts: list[dict], work: Path) -> Non
     planned = capacity.ppo_gib(shape_of(start), "bfloat16", capacity.Training(), cfg.minibatch_size,
                                cfg.generation_batch_size, tokens)
     with check.peak("PPO update (fp32 masters)", planned):
-        train_ppo(start, prompts, TASK, cfg, work / "ppo", work / "ppo-work", work / "ppo.jsonl",
+        train_ppo(start, prompts, TASK, cfg, RunFiles(work / "ppo", work / "ppo-work", work / "ppo.jsonl"),
                   dtype="bfloat16", device=str(check.device))
     # the export is bf16 again; the checkpoint keeps the float32 masters the update moved
     before = load_file(str(start / "model.safetensors"))

@@ -16,7 +16,8 @@ import torch
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.restoration.apply import apply_edits
 from sftrl.restoration.spec import EditSpec
-from sftrl.weights import ModelWeights, SvdCache
+from sftrl.spectral.svd import SvdCache
+from sftrl.spectral.weights import ModelWeights
 
 GRID = [
     EditSpec("direction", top=0.2),

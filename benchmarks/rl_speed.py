@@ -9,7 +9,6 @@ of noise every turn.
 
 import argparse
 import logging
-import random
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,6 +21,8 @@ from sftrl.config import DataConfig, EvalDataConfig, TaskConfig
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.rl.grpo import GrpoConfig, train_grpo
 from sftrl.rl.ppo import PpoConfig, train_ppo
+from sftrl.sft import plain_sft
+from sftrl.training_run import RunFiles
 
 
 def sft_start(records: list[dict], path: Path, steps: int, seed: int) -> Path:
@@ -29,28 +30,7 @@ def sft_start(records: list[dict], path: Path, steps: int, seed: int) -> Path:
     texts = [m["content"] for r in records for m in r["prompt"] + r["completion"]]
     tokenizer = build_tokenizer(texts)
     model = build_tiny_model(tokenizer, TinyModelConfig(), seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    rng = random.Random(seed)
-    for _ in range(steps):
-        rows, labels = [], []
-        for record in rng.sample(records, 32):
-            text = tokenizer.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
-            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
-            reply = tokenizer(record["completion"][0]["content"], add_special_tokens=False)["input_ids"]
-            reply.append(tokenizer.eos_token_id)
-            rows.append(prompt + reply)
-            labels.append([-100] * len(prompt) + reply)
-        width = max(map(len, rows))
-        pad = [tokenizer.pad_token_id]
-        loss = model(
-            input_ids=torch.tensor([r + pad * (width - len(r)) for r in rows]),
-            attention_mask=torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-            labels=torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
-        ).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    save_model(model, tokenizer, path)
+    save_model(plain_sft(model, tokenizer, records, steps, lr=2e-3, batch=32, seed=seed), tokenizer, path)
     return path
 
 
@@ -79,13 +59,13 @@ def main() -> None:
         start = args.start or sft_start(sets["sft"], tmp / "start", args.sft_steps, args.seed)
         ppo = PpoConfig(updates=args.repeats, save_every=args.repeats, seed=args.seed)
         result = train_ppo(
-            start, sets["rl_prompts"], task, ppo, tmp / "ppo", tmp / "ppo-work", tmp / "ppo.jsonl"
+            start, sets["rl_prompts"], task, ppo, RunFiles(tmp / "ppo", tmp / "ppo-work", tmp / "ppo.jsonl")
         )
         rows = result.log
         grpo = GrpoConfig(max_steps=args.repeats, save_every=args.repeats, seed=args.seed)
         single = TaskConfig(style="compact", max_attempts=1)
         train_grpo(
-            start, sets["rl_prompts"], single, grpo, tmp / "grpo", tmp / "grpo-work", tmp / "grpo.jsonl"
+            start, sets["rl_prompts"], single, grpo, RunFiles(tmp / "grpo", tmp / "grpo-work", tmp / "grpo.jsonl")
         )
         steps = [row["step_time"] for row in read_jsonl(tmp / "grpo.jsonl")]
 

@@ -3,7 +3,7 @@
 
 Builds two Qwen2-shaped models of ~190M parameters (float32, written tensor by tensor so that building
 needs little memory), then analyses the pair twice, each in its own subprocess:
-- stream: `spectral.analyse_pair`, one tensor of each model in memory at a time;
+- stream: `sftrl.spectral.metrics.analyse_pair`, one tensor of each model in memory at a time;
 - whole: `safetensors.torch.load_file` of both models into memory, then the same per-matrix loop.
 Only a few matrices are analysed (see --patterns), so the run takes minutes on 2 cores; memory depends
 on the largest matrix and on what is held, not on how many matrices are analysed.
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from sftrl import spectral
-from sftrl.weights import SINGLE_FILE, DTYPE_CODES, SafetensorsWriter, TensorInfo, select, thin_svd
+from sftrl.spectral import metrics
+from sftrl.spectral.svd import thin_svd
+from sftrl.spectral.weights import SINGLE_FILE, DTYPE_CODES, SafetensorsWriter, TensorInfo, select
 
 
 def rss_anon_mb() -> float:
@@ -113,17 +114,17 @@ def child(mode: str, a: Path, b: Path, patterns: list[str], fractions: list[floa
     sampler.start()
     start = time.perf_counter()
     if mode == "stream":
-        table = spectral.analyse_pair(a, b, patterns, fractions)
+        table = metrics.analyse_pair(a, b, patterns, fractions)
     else:
         from safetensors.torch import load_file
 
         # load_file maps the file (zero-copy since safetensors 0.6); materialise every tensor, as
         # from_pretrained does when it fills a model's parameters.
         model_a, model_b = ({k: v.clone() for k, v in load_file(m / SINGLE_FILE).items()} for m in (a, b))
-        rows = spectral.TidyRows()
+        rows = metrics.TidyRows()
         for name in select(list(model_a), patterns):
             wa, wb = model_a[name].float(), model_b[name].float()
-            spectral.compare_matrices(rows, name, wa, wb, thin_svd(wa), thin_svd(wb), fractions)
+            metrics.compare_matrices(rows, name, wa, wb, thin_svd(wa), thin_svd(wb), fractions)
         table = rows.frame()
     seconds = time.perf_counter() - start
     peak = sampler.stop()
@@ -136,7 +137,7 @@ def child(mode: str, a: Path, b: Path, patterns: list[str], fractions: list[floa
                 "seconds": seconds,
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "rows": len(table),
-                "drift_median": spectral.summarize(table)["drift_median"],
+                "drift_median": metrics.summarize(table)["drift_median"],
             }
         )
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from sftrl.cluster import set_package_root
 from sftrl.config import (
+    ANGLE_SPECTRA,
     HUB_PREFIX,
     DataConfig,
     TaskConfig,
@@ -23,9 +24,11 @@ from sftrl.names import (
     metrics_path,
     model_step,
     rl_model,
+    rl_run,
     samples_path,
     sft_model,
 )
+from sftrl.representations.pairs import check_pairs, configured_pairs, external_models
 from sftrl.restoration.table import kinds_in
 from sftrl.roles import (
     read_roles,
@@ -115,15 +118,23 @@ def droppable(path, protect=True):
     return kept(path) if protect else path
 
 
-def base_model_config():
-    """The base model's config.json where it is on disk when the DAG is built (None for a hub id)."""
+def local_base_dir():
+    """The base's directory where it is on disk when the DAG is built (None for a hub id or a base
+    the workflow has not built yet)."""
     source = config["model"]["source"]
-    if source == "tiny":
+    path = {"embedded": EMBEDDED_BASE, "tiny": MODELS / "base"}.get(
+        source, Path(source)
+    )
+    return path if (path / "config.json").is_file() else None
+
+
+def base_model_config():
+    """The base model's config.json where it is on disk when the DAG is built (None for a hub id); the
+    tiny base to be built here has the layers its config gives."""
+    if config["model"]["source"] == "tiny":
         return {"num_hidden_layers": config["model"]["tiny"]["num_hidden_layers"]}
-    if source.startswith(HUB_PREFIX):
-        return None
-    path = (EMBEDDED_BASE if source == "embedded" else Path(source)) / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    path = local_base_dir()
+    return json.loads((path / "config.json").read_text()) if path else None
 
 
 # Spectral analysis and restoration: roles (sftrl.roles), the restoration grid, the pairs analysed.
@@ -142,10 +153,26 @@ EDIT_MODELS = [model for pair in RESTORE_PAIRS for model in pair.models]
 ROLE_TOKENS = ["base", "sft_peak", "sft_end", *RL_MODELS]
 SPECTRUM_KINDS = config["spectrum"]["pairs"]
 
+REPRESENTATIONS = config["representations"]
+REPR = RESULTS / "representations"
+REPR_EXTERNAL = external_models(REPRESENTATIONS)
+REPR_TOKENS = configured_pairs(REPRESENTATIONS, RL_MODELS, SFT_END, EVAL_MODELS)
+
+
+check_pairs(REPR_TOKENS, REPR_EXTERNAL, local_base_dir)
+
 
 def config_json(*sections):
     """The named config sections as one JSON argument, so a script sees exactly what the rule saw."""
     return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+
+
+def representation_config_json():
+    """What a representation job reads: the task (prompts), model and eval (dtype, device) sections and
+    how features are taken."""
+    features = {k: REPRESENTATIONS[k] for k in ("positions", "top_k", "batch_size")}
+    sections = {name: config[name] for name in ("seed", "task", "model", "eval")}
+    return json.dumps({**sections, "features": features}, sort_keys=True)
 
 
 def pretrain_config_json():
@@ -270,12 +297,28 @@ def svd_cache_option():
 def spectrum_figures():
     """The summary's figures (PNG, a PDF beside each) that the configured pairs can draw."""
     figures = {}
-    if {"base_to_sft", "base_to_rl"} & set(SPECTRUM_KINDS):
+    if ANGLE_SPECTRA & set(SPECTRUM_KINDS):
         figures["drift"] = FIGURES / "spectrum_drift.png"
         figures["angles"] = FIGURES / "spectrum_angles.png"
     if "base_to_sft" in SPECTRUM_KINDS:
         figures["heatmap"] = FIGURES / "spectrum_heatmap.png"
     return figures
+
+
+def representation_pairs():
+    """(reference, compared) model names of every representation comparison; sft_peak and the RL runs
+    the plan chooses are known once their checkpoints ran."""
+    pairs = configured_pairs(REPRESENTATIONS, rl_models(), SFT_END, EVAL_MODELS)
+    known = {*REPR_EXTERNAL, *EVAL_MODELS}
+    named = [tuple(n if n in known else role_model(n) for n in pair) for pair in pairs]
+    return list(dict.fromkeys(pair for pair in named if pair[0] != pair[1]))
+
+
+def representation_model(name, directory=True):
+    """A compared model as a job input (directory=True) or as what the script loads."""
+    if name in REPR_EXTERNAL:
+        return REPR_EXTERNAL[name]
+    return model_dir(name) if directory else model_ref(name)
 
 
 def restoration_figures():
@@ -284,6 +327,10 @@ def restoration_figures():
         for kind in RESTORE_KINDS
         for ext in ("png", "pdf")
     ]
+
+
+def rl_history(model):
+    return RESULTS / "rl" / model / "history.jsonl"
 
 
 def eval_metrics(model, split):
@@ -312,6 +359,13 @@ def all_targets():
         TABLES / "rl_from_sft.csv",
         FIGURES / "rl_from_sft.png",
         TABLES / "roles.json",
+        TABLES / "format_errors.csv",
+        FIGURES / "format_errors.png",
+        *(
+            [TABLES / "ppo_advantages.csv", FIGURES / "ppo_advantages.png"]
+            if "ppo" in RL_ALGORITHMS
+            else []
+        ),
         *(
             [TABLES / "spectrum_summary.csv", *spectrum_figures().values()]
             if SPECTRUM_KINDS
@@ -323,6 +377,11 @@ def all_targets():
             else []
         ),
         *plan_and_report_targets(),
+        *(
+            [TABLES / "representations.csv", FIGURES / "representations.png"]
+            if REPR_TOKENS
+            else []
+        ),
     ]
 
 
@@ -364,7 +423,7 @@ def plan_rl_runs():
     """RL runs whose benchmark files give the cost of a run: the configured runs, when no cost is set."""
     if RL_PLANNED or config["plan"]["rl_run_cost"] is not None:
         return []
-    return [RESULTS / "rl" / model / "history.jsonl" for model in RL_MODELS]
+    return [rl_history(model) for model in RL_MODELS]
 
 
 def plan_rl_options():

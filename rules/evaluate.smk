@@ -57,3 +57,34 @@ rule sft_curve:
         ),
     shell:
         "python {params.script} {params.entries} --csv {output.table} --plot {output.figure} > {log} 2>&1"
+
+
+localrules:
+    format_errors,
+
+
+rule format_errors:
+    """The share of attempts with no valid formula over SFT steps per split (the revision's diagnostic)."""
+    input:
+        [eval_metrics(m, s) for m in CURVE_MODELS for s in EVAL_SPLITS],
+    output:
+        table=reported(TABLES / "format_errors.csv", "format_errors_table", "SFT"),
+        parquet=TABLES / "format_errors.parquet",
+        figure=reported(FIGURES / "format_errors.png", "format_errors", "SFT"),
+        pdf=FIGURES / "format_errors.pdf",
+    log:
+        LOGS / "report" / "format_errors.log",
+    benchmark:
+        BENCH / "report" / "format_errors.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    params:
+        script=SCRIPTS / "diagnostics.py",
+        metrics=" ".join(
+            f"{model_step(m)}:{s}={eval_metrics(m, s)}"
+            for m in CURVE_MODELS
+            for s in EVAL_SPLITS
+        ),
+    shell:
+        "python {params.script} format-errors --metrics {params.metrics}"
+        " --csv {output.table} --figure {output.figure} > {log} 2>&1"

@@ -15,6 +15,7 @@ rule claims:
         history=RESULTS / "sft" / "history.jsonl",
         roles=TABLES / "roles.json",
         restoration=[TABLES / "restoration.csv"] if RESTORE_PAIRS else [],
+        representations=[TABLES / "representations.csv"] if REPR_TOKENS else [],
         spectra=lambda wc: [table for _, table in claim_spectra()],
         samples=lambda wc: [path for _, path in claim_samples()],
     output:
@@ -31,6 +32,11 @@ rule claims:
         restoration=lambda wc, input: (
             f"--restoration {input.restoration}" if input.restoration else ""
         ),
+        representations=lambda wc, input: (
+            f"--representations {input.representations}"
+            if input.representations
+            else ""
+        ),
         spectra=lambda wc: " ".join(f"{m}={t}" for m, t in claim_spectra()),
         samples=lambda wc: " ".join(f"{m}={p}" for m, p in claim_samples()),
         settings=json.dumps(config["report"]["claims"], sort_keys=True),
@@ -38,7 +44,7 @@ rule claims:
         title=f"Claims: experiment {EXP}",
     shell:
         "python {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
-        " --roles {input.roles} {params.restoration} --spectrum {params.spectra} --samples {params.samples}"
+        " --roles {input.roles} {params.restoration} {params.representations} --spectrum {params.spectra} --samples {params.samples}"
         " --settings {params.settings:q} --seed {params.seed} --title {params.title:q}"
         " --md {output.md} --json {output.json} > {log} 2>&1"
 

@@ -5,7 +5,7 @@ rule rl:
         prompts=DATA / "rl_prompts.jsonl",
     output:
         model=droppable(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
-        history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",
+        history=rl_history("rl-{algo}-from{step}-s{seed}"),
     log:
         LOGS / "rl" / "rl-{algo}-from{step}-s{seed}.log",
     benchmark:
@@ -59,3 +59,37 @@ rule rl_table:
     shell:
         "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
         " --table {output.table} --plot {output.figure} > {log} 2>&1"
+
+
+if "ppo" in RL_ALGORITHMS:
+
+    localrules:
+        ppo_advantages,
+
+    rule ppo_advantages:
+        """PPO's normalised advantages per start checkpoint, from the runs' logs (the revision's diagnostic)."""
+        input:
+            lambda wc: [
+                rl_history(m) for m in rl_models() if rl_run(m).algorithm == "ppo"
+            ],
+        output:
+            table=reported(TABLES / "ppo_advantages.csv", "ppo_advantages_table", "RL"),
+            parquet=TABLES / "ppo_advantages.parquet",
+            figure=reported(FIGURES / "ppo_advantages.png", "ppo_advantages", "RL"),
+            pdf=FIGURES / "ppo_advantages.pdf",
+        log:
+            LOGS / "report" / "ppo_advantages.log",
+        benchmark:
+            BENCH / "report" / "ppo_advantages.tsv"
+        conda:
+            "../envs/sftrl.yaml"
+        params:
+            script=SCRIPTS / "diagnostics.py",
+            history=lambda wc: " ".join(
+                f"{m}={rl_history(m)}"
+                for m in rl_models()
+                if rl_run(m).algorithm == "ppo"
+            ),
+        shell:
+            "python {params.script} advantages --history {params.history}"
+            " --csv {output.table} --figure {output.figure} > {log} 2>&1"

@@ -30,6 +30,7 @@ def main() -> None:
                         help="OOD samples.jsonl per model, for tests episode by episode")
     parser.add_argument("--restoration", type=Path, help="tables/restoration.csv")
     parser.add_argument("--roles", type=Path, help="tables/roles.json")
+    parser.add_argument("--representations", type=Path, help="tables/representations.csv")
     parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--title", default="Claims")
@@ -43,7 +44,9 @@ def main() -> None:
         settings = ClaimSettings(seed=args.seed, **options)
         spectra = dict(parse_entry(entry) for entry in args.spectrum)
         samples = dict(parse_entry(entry) for entry in args.samples)
-        inputs = load_inputs(args.curve, args.rl, args.history, spectra, args.restoration, args.roles, samples)
+        inputs = load_inputs(
+            args.curve, args.rl, args.history, spectra, args.restoration, args.roles, samples, args.representations
+        )
         findings = evaluate_claims(inputs, settings)
     except (ValueError, TypeError, OSError, KeyError) as err:
         parser.error(str(err))

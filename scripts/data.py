@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Build the experiment's datasets (`sets`) or the tiny model's pretraining corpus (`pretrain`)."""
 
-import argparse
 import logging
 from pathlib import Path
 
 from sftrl import data, io
+from sftrl.cli import parse, script_parser
 from sftrl.config import DataConfig, TaskConfig, from_dict, load_json_arg
 from sftrl.provenance import provenance
 
@@ -13,12 +13,10 @@ log = logging.getLogger("sftrl.data")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = script_parser(__doc__, "seed, task and data")
     parser.add_argument("what", choices=["sets", "pretrain"])
-    parser.add_argument("--config", required=True, help="JSON with seed, task and data sections (or a file)")
     parser.add_argument("--out", required=True, type=Path, help="directory (sets) or JSONL file (pretrain)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse(parser)
 
     cfg = load_json_arg(args.config)
     seed = cfg["seed"]

@@ -5,11 +5,11 @@ Several splits share one model load: --split id ood --episodes eval_id.jsonl eva
 --out results/x/eval/sft-10/{split}
 """
 
-import argparse
 import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from sftrl.cli import parse, script_parser
 from sftrl.config import TaskConfig, from_dict, load_json_arg
 from sftrl.evaluate import check_inputs, eval_config, evaluate_splits
 from sftrl.names import EVAL_SPLITS
@@ -19,15 +19,13 @@ SECTIONS = {"seed", "task", "model", "eval"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="JSON with seed, task, model and eval sections (or a file)")
+    parser = script_parser(__doc__, "seed, task, model and eval")
     parser.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (or hub id)")
     parser.add_argument("--episodes", required=True, nargs="+", type=Path, help="eval sets (eval_{split}.jsonl)")
     parser.add_argument("--split", required=True, nargs="+", choices=EVAL_SPLITS, help="one split per eval set")
     parser.add_argument("--out", required=True, help="output directory; '{split}' in it is the split's name")
     parser.add_argument("--quiet", action="store_true", help="no per-turn progress lines on stderr")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse(parser)
 
     # Everything that can be wrong with the inputs is reported here, before a model is loaded.
     try:

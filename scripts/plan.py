@@ -53,7 +53,7 @@ def restoration(args) -> dict:
 def build_edit(args) -> None:
     from sftrl.restoration.spec import EditSpec
     from sftrl.restoration.apply import apply_edits
-    from sftrl.weights import SvdCache
+    from sftrl.spectral.svd import SvdCache
 
     record = io.read_json(args.plan)
     base = json.loads(args.edit_spec)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sftrl.restoration.apply import edit_grid
 from sftrl.restoration.spec import EditSpec
-from sftrl.weights import SvdCache
+from sftrl.spectral.svd import SvdCache
 
 
 def load_specs(text_or_path: str) -> list[EditSpec]:

@@ -6,23 +6,20 @@ update/step to --log; rerun with the same arguments to resume from the last comp
 --work-dir after an interruption.
 """
 
-import argparse
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
 from sftrl import rl
+from sftrl.cli import add_training_outputs, parse, script_parser
 from sftrl.config import load_json_arg
 from sftrl.provenance import provenance
+from sftrl.training_run import RunFiles
 
 SECTIONS = {"seed", "task", "model", "rl"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--config", required=True, help="JSON with seed, task, model and rl sections (or a file)"
-    )
+    parser = script_parser(__doc__, "seed, task, model and rl")
     parser.add_argument("--algorithm", required=True, help=f"one of {', '.join(rl.ALGORITHMS)}")
     parser.add_argument("--seed", required=True, type=int, help="this run's seed (one of rl.seeds)")
     parser.add_argument(
@@ -32,15 +29,13 @@ def main() -> None:
         "--prompts", required=True, type=Path, help="RL prompts, JSON lines (rl_prompts.jsonl)"
     )
     parser.add_argument("--out", required=True, type=Path, help="final model directory")
-    parser.add_argument("--work-dir", required=True, type=Path, help="resumable checkpoints")
-    parser.add_argument("--log", required=True, type=Path, help="training log (JSONL, one row per update)")
+    add_training_outputs(parser, row="update or step")
     parser.add_argument(
         "--discard-checkpoints",
         action="store_true",
         help="remove --work-dir once the model is written (a finished run is not resumed)",
     )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse(parser)
 
     # Everything that can be wrong with the inputs is reported here, before a model is loaded.
     try:
@@ -60,7 +55,7 @@ def main() -> None:
 
     resolved = {**cfg, "rl": {**cfg.get("rl", {}), args.algorithm: asdict(inputs.cfg)}}
     record = {**provenance(resolved, args.seed), "algorithm": args.algorithm, "start": str(args.start)}
-    rl.run_rl(inputs, args.out, args.work_dir, args.log, provenance=record)
+    rl.run_rl(inputs, RunFiles(args.out, args.work_dir, args.log, record))
     if args.discard_checkpoints:
         rl.discard_checkpoints(args.work_dir)
 

@@ -5,10 +5,10 @@ Runs as is or under `accelerate launch`; rerun with the same arguments to resume
 """
 
 import argparse
-import logging
 from pathlib import Path
 
 from sftrl import sft
+from sftrl.cli import add_training_outputs, parse, script_parser
 from sftrl.config import load_json_arg
 
 
@@ -20,10 +20,7 @@ def eval_set(text: str) -> tuple[str, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--config", required=True, help='JSON {"seed": ..., "sft": {...}, "model": {...}} (or a file)'
-    )
+    parser = script_parser(__doc__, "seed, sft and model")
     parser.add_argument("--base", required=True, help="base model directory (or hub id)")
     parser.add_argument("--train", required=True, type=Path, help="SFT records (JSONL)")
     parser.add_argument(
@@ -36,10 +33,8 @@ def main() -> None:
         help="records whose loss is logged at every ladder step as eval_NAME_loss",
     )
     parser.add_argument("--models-dir", required=True, type=Path, help="ladder directories go here")
-    parser.add_argument("--work-dir", required=True, type=Path, help="resumable trainer checkpoints")
-    parser.add_argument("--log", required=True, type=Path, help="training log (JSONL, one row per step)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    add_training_outputs(parser)
+    args = parse(parser)
 
     names = [name for name, _ in args.eval_set]
     if len(set(names)) != len(names):

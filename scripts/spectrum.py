@@ -9,9 +9,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from sftrl import spectral
 from sftrl.provenance import provenance
-from sftrl.weights import SvdCache
+from sftrl.spectral import metrics, plots
+from sftrl.spectral.svd import SvdCache
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--end", type=Path, help="delta mode: end of the second update")
     parser.add_argument("--out", required=True, type=Path, help="the Parquet table to write")
     parser.add_argument("--patterns", nargs="+", help="tensor-name patterns (regex, or glob with * or ?)")
-    parser.add_argument("--k-fractions", nargs="+", type=float, default=list(spectral.DEFAULT_K_FRACTIONS))
+    parser.add_argument("--k-fractions", nargs="+", type=float, default=list(metrics.DEFAULT_K_FRACTIONS))
     parser.add_argument("--cache", type=Path, help="SVD cache directory shared with restoration")
     parser.add_argument(
         "--plots", type=Path, help="also write angle and heat-map figures with this path stem"
@@ -40,20 +40,20 @@ def main() -> None:
         if not (args.a and args.b):
             parser.error("pair mode needs --a and --b")
         inputs = {"a": str(args.a), "b": str(args.b), "name_a": args.name_a, "name_b": args.name_b}
-        table = spectral.analyse_pair(args.a, args.b, args.patterns, args.k_fractions, SvdCache(args.cache))
+        table = metrics.analyse_pair(args.a, args.b, args.patterns, args.k_fractions, SvdCache(args.cache))
     else:
         if not (args.base and args.mid and args.end):
             parser.error("delta mode needs --base, --mid and --end")
         inputs = {"base": str(args.base), "mid": str(args.mid), "end": str(args.end)}
-        table = spectral.compare_updates(args.base, args.mid, args.end, args.patterns, args.k_fractions)
+        table = metrics.compare_updates(args.base, args.mid, args.end, args.patterns, args.k_fractions)
     config = {"mode": args.mode, **inputs, "patterns": args.patterns, "k_fractions": args.k_fractions}
-    spectral.write_table(table, args.out, {**config, "provenance": provenance(config)})
+    metrics.write_table(table, args.out, {**config, "provenance": provenance(config)})
     if args.plots:
         title = f"{args.name_b} vs {args.name_a}" if args.mode == "pair" else "update 1 vs update 2"
-        spectral.plot_angles(table, f"{args.plots}-angles", title=f"Principal angles: {title}")
+        plots.plot_angles(table, f"{args.plots}-angles", title=f"Principal angles: {title}")
         metric = "energy_rotation_share" if args.mode == "pair" else "angle_left_mean_deg"
-        spectral.plot_heatmap(table, f"{args.plots}-heatmap", metric, None if args.mode == "pair" else 0.2)
-    logging.info("summary: %s", spectral.summarize(table))
+        plots.plot_heatmap(table, f"{args.plots}-heatmap", metric, None if args.mode == "pair" else 0.2)
+    logging.info("summary: %s", metrics.summarize(table))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sftrl import spectral
+from sftrl.spectral import metrics, plots
 
 log = logging.getLogger("sftrl.spectrum_summary")
 
@@ -40,19 +40,19 @@ def main() -> None:
     try:
         rows = []
         for kind, a, b, path in map(parse_pair, args.pair):
-            rows.append(spectral.summary_row(kind, a, b, pd.read_parquet(path)))
-        summary = spectral.summary_frame(rows)
+            rows.append(metrics.summary_row(kind, a, b, pd.read_parquet(path)))
+        summary = metrics.summary_frame(rows)
     except (ValueError, OSError) as err:
         parser.error(str(err))
-    spectral.write_summary(summary, args.csv)
+    metrics.write_summary(summary, args.csv)
     if args.drift:
-        spectral.plot_drift_summary(summary, args.drift)
+        plots.plot_drift_summary(summary, args.drift)
     if args.angles:
-        spectral.plot_angle_summary(summary, args.angles)
+        plots.plot_angle_summary(summary, args.angles)
     if args.heatmap:
-        meta = spectral.read_meta(args.heatmap_table)
+        meta = metrics.read_meta(args.heatmap_table)
         title = f"rotation share of ΔW: {meta.get('name_b', 'B')} vs {meta.get('name_a', 'A')}"
-        spectral.plot_heatmap(pd.read_parquet(args.heatmap_table), args.heatmap, title=title)
+        plots.plot_heatmap(pd.read_parquet(args.heatmap_table), args.heatmap, title=title)
     log.info("summarised %d pairs into %s", len(summary), args.csv)
 
 

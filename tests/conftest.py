@@ -47,6 +47,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def rl_sets():
+    """The data sets of the RL tests (rl_start.DATA), built once a module."""
+    from rl_start import DATA, TASK
+
+    from sftrl.data import build_datasets
+
+    return build_datasets(0, TASK, DATA)
+
+
+@pytest.fixture(scope="module")
+def start_dir(tmp_path_factory, rl_sets):
+    """The weak tiny start model of the RL tests (rl_start.make_start_dir), built once a module."""
+    from rl_start import make_start_dir
+
+    return make_start_dir(tmp_path_factory.mktemp("start"), rl_sets)
+
+
 def write_ood_samples(path: Path, selection_rate: float, report_rate: float | None = None, n: int = 100) -> None:
     """An OOD samples.jsonl of n episodes whose selection half (even positions) and report half (odd
     positions) succeed at the given rates (the report half at the selection rate unless given)."""

@@ -6,7 +6,7 @@ import shutil
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sftrl.weights import INDEX_FILE, SINGLE_FILE
+from sftrl.spectral.weights import INDEX_FILE, SINGLE_FILE
 
 
 def shard(model_dir, out):

@@ -109,7 +109,9 @@ def test_paper_configs_fit_and_ppo_on_one_gpu_does_not(experiment):
     one GPU with float32 masters, gradients and Adam states (16 bytes a parameter) does not."""
     shape = ModelShape.from_config(MODELS[experiment])
     rows = capacity.memory_plan(paper_config(experiment), shape, read_json, ["ppo"])
-    assert [row.stage for row in rows] == ["sft", "rl", "evaluate"]
+    assert [row.stage for row in rows] == ["sft", "rl", "evaluate", "evaluate"]
+    assert rows[3].job.startswith("representations: two models")
+    assert rows[3].terms["weights"] == pytest.approx(2 * rows[2].terms["weights"])  # both models at once
     assert all(row.fits for row in rows), capacity.render(rows, {})
     capacity.check_memory(rows)
     alone = paper_config(experiment, resources={"rl": {"gpus": 1}}, rl={"ppo": {"deepspeed": None}})

@@ -1,6 +1,10 @@
-"""The config schema stops a bad config before any job starts, naming the key."""
+"""The config schema stops a bad config before any job starts, naming the key; the config dataclasses
+default to config.yaml."""
 
 import copy
+import dataclasses
+import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +192,53 @@ def test_sections_parse_into_typed_configs(default_config):
 def test_typed_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="data.sft: unknown key"):
         from_dict(DataConfig, {"sft": {"hands": 3, "handz": 4}}, "data")
+
+
+def default_mismatches(section: dict, defaults: object, where: str) -> list[str]:
+    """Keys of a config section whose value differs from the dataclass default of the same name (nested
+    sections and dataclasses compared key by key); tuples compare as the lists YAML gives."""
+    values = json.loads(json.dumps(dataclasses.asdict(defaults))) if dataclasses.is_dataclass(defaults) else defaults
+    mismatches = []
+    for key in sorted(set(section) & set(values)):
+        if isinstance(section[key], dict) and isinstance(values[key], dict):
+            mismatches += default_mismatches(section[key], values[key], f"{where}.{key}")
+        elif section[key] != values[key]:
+            mismatches.append(f"{where}.{key}: config.yaml {section[key]!r}, dataclass default {values[key]!r}")
+    return mismatches
+
+
+def test_dataclass_defaults_are_the_default_config(default_config):
+    """config.yaml is the one source of the defaults: each config dataclass defaults every field its section
+    has to that section's value, so code that leaves a key out runs as the default workflow does."""
+    from sftrl.evaluate import EvalConfig
+    from sftrl.modeling import TinyModelConfig
+    from sftrl.representations.features import FeatureConfig
+    from sftrl.rl.grpo import GrpoConfig
+    from sftrl.rl.ppo import PpoConfig
+    from sftrl.sft import PRETRAIN_DEFAULTS, SftConfig
+
+    mirrors = [  # (section, the dataclass defaults that mirror it)
+        ("task", TaskConfig()),
+        ("data", DataConfig()),
+        ("model", EvalConfig()),  # an evaluation's dtype and trust_remote_code are the model's
+        ("model.tiny", TinyModelConfig()),
+        ("model.pretrain", SftConfig(**PRETRAIN_DEFAULTS)),
+        ("sft", SftConfig()),
+        ("eval", EvalConfig()),
+        ("rl.ppo", PpoConfig()),
+        ("rl.grpo", GrpoConfig()),
+        ("representations", FeatureConfig()),
+    ]
+    mismatches = []
+    for where, defaults in mirrors:
+        section = functools.reduce(lambda part, key: part[key], where.split("."), default_config)
+        assert set(section) & {f.name for f in dataclasses.fields(defaults)}, f"{where} shares no key"
+        mismatches += default_mismatches(section, defaults, where)
+    assert mismatches == []
+    changed = {**default_config["rl"]["ppo"], "learning_rate": 1e-5}
+    assert default_mismatches(changed, PpoConfig(), "rl.ppo") == [
+        "rl.ppo.learning_rate: config.yaml 1e-05, dataclass default 0.0002"
+    ]
 
 
 def _grid(default_config, rl_models, sft_end):

@@ -19,7 +19,9 @@ SMALL = DataConfig(
     sft=SftDataConfig(hands=60, solutions_per_hand=2),
     eval=EvalDataConfig(id=40, id_unseen=40, ood=40, loss_examples=10),
     rl=RlDataConfig(prompts=80),
-    pretrain=PretrainDataConfig(examples=300, targets=(12, 36), exclude_targets=(23, 24, 25)),
+    pretrain=PretrainDataConfig(
+        examples=300, targets=(12, 36), exclude_targets=(23, 24, 25), retry_share=0.0, failed_attempts=(1, 1)
+    ),
 )
 
 

@@ -10,10 +10,10 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 
 from sftrl import cards, data, io
 from sftrl.config import TaskConfig
@@ -39,8 +39,6 @@ from sftrl.modeling import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-ROOT = Path(__file__).resolve().parents[1]
 
 TASK = TaskConfig(target=24, style="compact", max_attempts=5)
 TINY = TinyModelConfig(

@@ -4,15 +4,15 @@ import json
 from dataclasses import replace
 
 import pytest
-from test_ppo import DATA, TASK, make_start_dir
+from rl_start import TASK, run_files
 
 from sftrl import cards, io
 from sftrl.config import TaskConfig
-from sftrl.data import build_datasets
 from sftrl.modeling import load_model
 from sftrl.checkpoints import COMPLETE_MARKER
 from sftrl.rl import check_inputs
 from sftrl.rl.grpo import GrpoConfig, prompt_dataset, reward_function, trainer_config, train_grpo
+from sftrl.training_run import RunFiles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,18 +28,8 @@ FAST = GrpoConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def sets():
-    return build_datasets(0, TASK, DATA)
-
-
-@pytest.fixture(scope="module")
-def start_dir(tmp_path_factory, sets):
-    return make_start_dir(tmp_path_factory.mktemp("start"), sets)
-
-
-def test_reward_is_the_verifiers(sets):
-    record = sets["sft"][0]
+def test_reward_is_the_verifiers(rl_sets):
+    record = rl_sets["sft"][0]
     reward = reward_function(TASK)
     right = [{"role": "assistant", "content": record["completion"][0]["content"]}]
     garbage = [{"role": "assistant", "content": "numbers banana"}]
@@ -60,13 +50,13 @@ def test_reward_is_the_verifiers(sets):
     assert scores == expected and scores[0] == 5.0 and scores[1] < 0
 
 
-def test_config_is_checked_before_any_work(tmp_path, start_dir, sets):
+def test_config_is_checked_before_any_work(tmp_path, start_dir, rl_sets):
     with pytest.raises(ValueError, match="must be a multiple of num_generations"):
         GrpoConfig(per_device_train_batch_size=12, num_generations=8)
     with pytest.raises(ValueError, match="num_generations must be at least 2"):
         GrpoConfig(num_generations=1)
     prompts = tmp_path / "rl_prompts.jsonl"
-    io.write_jsonl(prompts, sets["rl_prompts"][:4])
+    io.write_jsonl(prompts, rl_sets["rl_prompts"][:4])
     config = {"seed": 0, "task": {"style": "compact"}, "rl": {"grpo": {"per_device_train_batch_size": 6}}}
     with pytest.raises(ValueError, match=r"rl.grpo: .*multiple of num_generations \(8\)"):
         check_inputs("grpo", config, 0, start_dir, prompts)
@@ -83,12 +73,10 @@ def test_config_is_checked_before_any_work(tmp_path, start_dir, sets):
     assert args.generation_batch_size == 64 and args.steps_per_generation == 1 and args.report_to == []
 
 
-def test_grpo_learns_saves_and_resumes(tmp_path, start_dir, sets):
-    prompts = sets["rl_prompts"]
+def test_grpo_learns_saves_and_resumes(tmp_path, start_dir, rl_sets):
+    prompts = rl_sets["rl_prompts"]
     cfg = replace(FAST, max_steps=40, save_every=20)
-    result = train_grpo(
-        start_dir, prompts, SINGLE, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
-    )
+    result = train_grpo(start_dir, prompts, SINGLE, cfg, run_files(tmp_path))
     assert result.steps == 40 and result.resumed_from is None
     rows = io.read_jsonl(tmp_path / "log")
     assert [row["step"] for row in rows] == list(range(1, 41))
@@ -102,17 +90,17 @@ def test_grpo_learns_saves_and_resumes(tmp_path, start_dir, sets):
     assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-20", "checkpoint-40"]
     (work / "checkpoint-40" / COMPLETE_MARKER).unlink()
     (tmp_path / "log").unlink()
-    resumed = train_grpo(start_dir, prompts, SINGLE, cfg, tmp_path / "out2", work, tmp_path / "log")
+    resumed = train_grpo(start_dir, prompts, SINGLE, cfg, RunFiles(tmp_path / "out2", work, tmp_path / "log"))
     assert resumed.resumed_from == work / "checkpoint-20" and resumed.steps == 40
     assert [row["step"] for row in io.read_jsonl(tmp_path / "log")] == list(range(1, 41))
     assert json.loads((work / "checkpoint-40" / COMPLETE_MARKER).read_text())["step"] == 40
     load_model(tmp_path / "out2")
 
-    done = train_grpo(start_dir, prompts, SINGLE, cfg, tmp_path / "out3", work, tmp_path / "log")
+    done = train_grpo(start_dir, prompts, SINGLE, cfg, RunFiles(tmp_path / "out3", work, tmp_path / "log"))
     assert done.resumed_from == work / "checkpoint-40" and (tmp_path / "out3" / "config.json").is_file()
 
 
-def test_bf16_model_trains_float32_masters_and_is_exported_in_bf16(tmp_path, start_dir, sets):
+def test_bf16_model_trains_float32_masters_and_is_exported_in_bf16(tmp_path, start_dir, rl_sets):
     """A bf16 start is trained as float32 master weights (checkpoints keep them, every tensor takes its
     small step) and the policy is written back in bf16."""
     import torch
@@ -123,8 +111,7 @@ def test_bf16_model_trains_float32_masters_and_is_exported_in_bf16(tmp_path, sta
     model.to(torch.bfloat16).save_pretrained(half)
     tokenizer.save_pretrained(half)
     cfg = replace(FAST, learning_rate=1e-6, max_steps=1, save_every=1, per_device_train_batch_size=16)
-    train_grpo(half, sets["rl_prompts"], SINGLE, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log",
-               dtype="bfloat16")
+    train_grpo(half, rl_sets["rl_prompts"], SINGLE, cfg, run_files(tmp_path), dtype="bfloat16")
     masters = load_file(tmp_path / "work" / "checkpoint-1" / "model.safetensors")
     start = load_file(half / "model.safetensors")
     assert {t.dtype for t in masters.values()} == {torch.float32}

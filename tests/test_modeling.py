@@ -24,7 +24,7 @@ from sftrl.modeling import (
     main,
     save_model,
 )
-from sftrl.weights import ModelWeights
+from sftrl.spectral.weights import ModelWeights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -73,3 +73,9 @@ def test_edit_kinds_are_the_schema_and_each_svd_kind_is_applied(schema):
 
 def test_backends_are_the_schema(schema):
     assert schema["properties"]["eval"]["properties"]["backend"]["enum"] == list(BACKENDS) == list(BACKEND_BUILDERS)
+
+
+def test_schema_splits_are_the_eval_splits(schema):
+    splits = schema["properties"]["representations"]["properties"]["splits"]["items"]["enum"]
+    assert splits == list(names.EVAL_SPLITS)
+

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from sftrl import plan
-from sftrl.plan import Block, CurvePoint, PlanError, PlanInfeasible
+from sftrl.curves import CurvePoint
+from sftrl.plan import Block, PlanError, PlanInfeasible
 
 
 def point(step, success):
@@ -87,15 +88,18 @@ def test_bad_curves_costs_and_steps_are_errors():
         plan.plan_rl_starts(CURVE, budget=10, cost_per_start=1, min_spacing=-5)
 
 
-def test_curve_rows_leave_out_the_base_model():
+def test_curve_rows_leave_out_the_base_model(tmp_path):
     rows = [
         {"step": "0", "split": "ood", "n": "300", "success": "0.1", "ci_low": "0.05", "ci_high": "0.15"},
         {"step": "10", "split": "ood", "n": "300", "success": "0.2", "ci_low": "0.15", "ci_high": "0.25"},
         {"step": "10", "split": "id", "n": "300", "success": "0.9", "ci_low": "0.85", "ci_high": "0.95"},
     ]
-    assert plan.curve_points(rows) == [CurvePoint(10, 0.2, 0.15, 0.25, 300)]
+    path = tmp_path / "sft_curve.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert plan.read_curve(path) == [CurvePoint(10, 0.2, 0.15, 0.25, 300)]
+    pd.DataFrame([{"step": "x", "split": "ood", "n": "1", "success": "0", "ci_low": "0", "ci_high": "0"}]).to_csv(path, index=False)
     with pytest.raises(PlanError, match="bad SFT curve row"):
-        plan.curve_points([{"step": "x", "split": "ood", "n": "1", "success": "0", "ci_low": "0", "ci_high": "0"}])
+        plan.read_curve(path)
 
 
 def write_benchmark(path, seconds):
@@ -201,7 +205,7 @@ def test_block_estimates_spread_the_measured_recovery_by_rotation_energy():
 
 
 def test_exact_patterns_select_only_the_named_tensors():
-    from sftrl.weights import select
+    from sftrl.spectral.weights import select
 
     names = ["model.layers.1.self_attn.q_proj.weight", "model.layers.11.self_attn.q_proj.weight"]
     assert select(names, plan.exact_patterns(names[:1])) == names[:1]

@@ -2,7 +2,6 @@
 two processes against one."""
 
 import json
-import random
 import shutil
 import subprocess
 import sys
@@ -11,18 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
+from rl_start import TASK, run_files
 
 from sftrl import cluster, io
-from sftrl.config import (
-    DataConfig,
-    EvalDataConfig,
-    PretrainDataConfig,
-    RlDataConfig,
-    SftDataConfig,
-    TaskConfig,
-)
-from sftrl.data import build_datasets
-from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, load_model, save_model
+from sftrl.modeling import build_tokenizer, load_model, save_model
 from sftrl.checkpoints import COMPLETE_MARKER
 from sftrl.rl import check_inputs
 from sftrl.rl.ppo import (
@@ -40,17 +32,6 @@ from sftrl.trainer_args import master_dtype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-TASK = TaskConfig(target=24, style="compact", max_attempts=2)
-DATA = DataConfig(
-    id_unseen_share=0.2,
-    sft=SftDataConfig(hands=200, solutions_per_hand=3),
-    eval=EvalDataConfig(id=4, id_unseen=4, ood=4, loss_examples=2),
-    rl=RlDataConfig(prompts=64),
-    pretrain=PretrainDataConfig(examples=4),
-)
-
-TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=192, max_position_embeddings=256)
 # Small, fast and hot: the paper's lr (1e-6) and grad clip (0.01) would show nothing in seconds.
 FAST = PpoConfig(
     learning_rate=3e-4,
@@ -62,53 +43,6 @@ FAST = PpoConfig(
     save_every=2,
     temperature=1.0,
 )
-
-
-def sft_briefly(model, tokenizer, records, steps: int, lr: float = 3e-3, batch: int = 32, seed: int = 0):
-    """A few dozen steps of completion-only SFT: the format is learnt, the arithmetic mostly not."""
-    rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        rows, labels = [], []
-        for record in rng.sample(records, batch):
-            text = tokenizer.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
-            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
-            reply = tokenizer(record["completion"][0]["content"], add_special_tokens=False)["input_ids"]
-            reply.append(tokenizer.eos_token_id)
-            rows.append(prompt + reply)
-            labels.append([-100] * len(prompt) + reply)
-        width = max(map(len, rows))
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        target = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
-        loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    return model
-
-
-@pytest.fixture(scope="module")
-def sets():
-    return build_datasets(0, TASK, DATA)
-
-
-def make_start_dir(parent, sets, steps=60):
-    """The tiny model (hidden 64, 2 layers; 0.13M parameters with this vocabulary) after 60 SFT steps:
-    right format, mostly wrong answers (episode reward about -5 of -6..+5 at two attempts)."""
-    torch.set_num_threads(1)
-    texts = [m["content"] for r in sets["sft"] for m in r["prompt"] + r["completion"]]
-    tokenizer = build_tokenizer(texts + ["fail ; no answer value not wrong numbers illegal"])
-    model = sft_briefly(build_tiny_model(tokenizer, TINY, seed=0), tokenizer, sets["sft"], steps=steps)
-    save_model(model, tokenizer, parent / f"sft-{steps}")
-    return parent / f"sft-{steps}"
-
-
-@pytest.fixture(scope="module")
-def start_dir(tmp_path_factory, sets):
-    return make_start_dir(tmp_path_factory.mktemp("start"), sets)
 
 
 @pytest.fixture(scope="module")
@@ -218,16 +152,14 @@ def test_action_logprob_is_the_weighted_sum(start_dir, tokenizer):
 # --- training ------------------------------------------------------------------------------------
 
 
-def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, sets):
+def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, rl_sets):
     # The weak start solves nothing, and a reply that leaves cards unused earns no partial credit, so the
     # reward can only rise by failing less badly (legal steps, the right numbers): a slow signal, hence
     # lr 1e-3 and 60 updates. clip 0.2 (paper 0.1): the ratio is per reply, ~25 tokens.
     # Rise (mean of the last 10 updates - the first 10) at seeds 0-3: +1.4, +1.4, +1.9, +1.5.
     cfg = replace(FAST, learning_rate=1e-3, updates=60, episodes_per_update=16, minibatch_size=16, clip_range=0.2,
                   save_every=60)
-    result = train_ppo(
-        start_dir, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
-    )
+    result = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path))
     rewards = [row["episode_reward"] for row in result.log]
     first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
     print("episode reward by update:", [round(r, 2) for r in rewards])
@@ -252,15 +184,15 @@ def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, sets):
     load_model(out)
 
 
-def test_ppo_trains_a_vision_language_model_on_text(tmp_path, tokenizer, sets, tiny_mllama):
+def test_ppo_trains_a_vision_language_model_on_text(tmp_path, tokenizer, rl_sets, tiny_mllama):
     """Llama 3.2 Vision's class: the value head reads the text decoder's width, and the exported policy keeps
     the start's layout, vision tower and cross-attention layer untouched."""
-    from sftrl.weights import ModelWeights
+    from sftrl.spectral.weights import ModelWeights
 
     start = tmp_path / "start"
     save_model(tiny_mllama(tokenizer), tokenizer, start)
     cfg = replace(FAST, updates=1, episodes_per_update=4, minibatch_size=4, ppo_epochs=1, max_new_tokens=8)
-    train_ppo(start, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log")
+    train_ppo(start, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path))
     before, after = ModelWeights(start), ModelWeights(tmp_path / "out")
     assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == [
         "MllamaForConditionalGeneration"
@@ -272,17 +204,9 @@ def test_ppo_trains_a_vision_language_model_on_text(tmp_path, tokenizer, sets, t
     assert not {name for name in changed if name.startswith("language_model.model.layers.1.")}
 
 
-def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, sets, monkeypatch):
-    prompts = sets["rl_prompts"]
-    full = train_ppo(
-        start_dir,
-        prompts,
-        TASK,
-        FAST,
-        tmp_path / "a" / "out",
-        tmp_path / "a" / "work",
-        tmp_path / "a" / "log",
-    )
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, rl_sets, monkeypatch):
+    prompts = rl_sets["rl_prompts"]
+    full = train_ppo(start_dir, prompts, TASK, FAST, run_files(tmp_path / "a"))
     assert full.updates == 4 and full.resumed_from is None
     assert sorted(p.name for p in (tmp_path / "a" / "work").iterdir()) == ["checkpoint-2", "checkpoint-4"]
 
@@ -297,7 +221,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, 
     monkeypatch.setattr(PpoTrainer, "step", killed)
     work = tmp_path / "b" / "work"
     with pytest.raises(KeyboardInterrupt):
-        train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+        train_ppo(start_dir, prompts, TASK, FAST, run_files(tmp_path / "b"))
     monkeypatch.undo()
     assert len(io.read_jsonl(tmp_path / "b" / "log")) == 2 and not (tmp_path / "b" / "out").exists()
     assert (work / "checkpoint-2" / "value_head.safetensors").is_file()
@@ -306,44 +230,32 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, start_dir, 
     (work / "checkpoint-4" / "value_head.safetensors").write_bytes(b"half")
     (work / ".checkpoint-4.abc.tmp").mkdir()
 
-    resumed = train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+    resumed = train_ppo(start_dir, prompts, TASK, FAST, run_files(tmp_path / "b"))
     assert resumed.resumed_from == work / "checkpoint-2" and resumed.updates == 4
     assert [row["update"] for row in io.read_jsonl(tmp_path / "b" / "log")] == [1, 2, 3, 4]
     assert without_timing(resumed.log) == without_timing(full.log), "same seed, same log, across a resume"
     assert is_marked(work / "checkpoint-4", 4) and not (work / ".checkpoint-4.abc.tmp").exists()
     load_model(tmp_path / "b" / "out")
 
-    again = train_ppo(start_dir, prompts, TASK, FAST, tmp_path / "b" / "out", work, tmp_path / "b" / "log")
+    again = train_ppo(start_dir, prompts, TASK, FAST, run_files(tmp_path / "b"))
     assert again.resumed_from == work / "checkpoint-4" and len(again.log) == 4, "a finished run only exports"
 
 
-def test_kl_penalty_to_the_start_model(tmp_path, start_dir, sets):
+def test_kl_penalty_to_the_start_model(tmp_path, start_dir, rl_sets):
     cfg = replace(FAST, updates=1, kl_coef=0.1)
-    result = train_ppo(
-        start_dir, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log"
-    )
+    result = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path / "kl"))
     assert result.log[0]["kl_to_start"] >= 0
-    assert (
-        "kl_to_start"
-        not in train_ppo(
-            start_dir,
-            sets["rl_prompts"],
-            TASK,
-            replace(cfg, kl_coef=0.0),
-            tmp_path / "out0",
-            tmp_path / "work0",
-            tmp_path / "log0",
-        ).log[0]
-    )
+    without = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, replace(cfg, kl_coef=0.0), run_files(tmp_path / "no-kl"))
+    assert "kl_to_start" not in without.log[0]
 
 
 def is_marked(path, step):
     return json.loads((path / COMPLETE_MARKER).read_text())["step"] == step
 
 
-def test_inputs_are_checked_before_any_work(tmp_path, start_dir, sets):
+def test_inputs_are_checked_before_any_work(tmp_path, start_dir, rl_sets):
     prompts = tmp_path / "rl_prompts.jsonl"
-    io.write_jsonl(prompts, sets["rl_prompts"][:4])
+    io.write_jsonl(prompts, rl_sets["rl_prompts"][:4])
     config = {"seed": 0, "task": {"style": "compact"}, "rl": {"ppo": {"updates": 2}}}
     inputs = check_inputs("ppo", config, 3, start_dir, prompts)
     assert inputs.cfg.seed == 3 and inputs.cfg.updates == 2 and inputs.task.style == "compact"
@@ -379,7 +291,7 @@ def test_inputs_are_checked_before_any_work(tmp_path, start_dir, sets):
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
 
 
-def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, sets):
+def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, rl_sets):
     """At the paper's lr (1e-6) an update of bf16 weights rounds away (a weight near 0.02 has a rounding
     step near 1e-4); with float32 masters under bf16 autocast the update is the float32 one. Same start,
     same rollout: only the precision differs."""
@@ -391,7 +303,7 @@ def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, sets):
 
     def trainer(weights: str, compute):
         model, tokenizer = load_model(half, weights)
-        return PpoTrainer(model, tokenizer, cfg, TASK, sets["rl_prompts"], compute_dtype=compute)
+        return PpoTrainer(model, tokenizer, cfg, TASK, rl_sets["rl_prompts"], compute_dtype=compute)
 
     full = trainer("float32", None)
     turns = full.rollout().turns
@@ -410,8 +322,7 @@ def test_bf16_ppo_trains_float32_master_weights(tmp_path, start_dir, sets):
     assert mixed.norm().item() == pytest.approx(reference.norm().item(), rel=0.1)
     assert (plain_bf16 != 0).float().mean() < 0.01  # what training the bf16 weights themselves does
 
-    result = train_ppo(half, sets["rl_prompts"], TASK, cfg, tmp_path / "out", tmp_path / "work", tmp_path / "log",
-                       dtype="bfloat16")
+    result = train_ppo(half, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path), dtype="bfloat16")
     assert result.updates == 1
     assert load_model(tmp_path / "out", "auto")[0].dtype == torch.bfloat16  # exported as the model came
     assert load_model(tmp_path / "work" / "checkpoint-1" / "model", "auto")[0].dtype == torch.float32  # masters
@@ -437,15 +348,15 @@ def launch_two(tmp_path: Path, start: Path, prompts: Path, name: str) -> subproc
     return done
 
 
-def test_two_processes_train_as_one_process_with_twice_the_accumulation(tmp_path, start_dir, sets):
+def test_two_processes_train_as_one_process_with_twice_the_accumulation(tmp_path, start_dir, rl_sets):
     """PPO under `accelerate launch --num_processes 2`: the rollout, its scores and every update equal one
     process's with gradient_accumulation_steps x 2 (the documented batch split) up to the order of float
     sums; killed after its first checkpoint, the two-process run resumes and ends as it did uninterrupted."""
     prompts = tmp_path / "rl_prompts.jsonl"
-    io.write_jsonl(prompts, sets["rl_prompts"])
+    io.write_jsonl(prompts, rl_sets["rl_prompts"])
     two = launch_two(tmp_path, start_dir, prompts, "two")
-    one = train_ppo(start_dir, sets["rl_prompts"], TASK, replace(SPLIT, gradient_accumulation_steps=2),
-                    tmp_path / "one" / "out", tmp_path / "one" / "work", tmp_path / "one" / "log")
+    one = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, replace(SPLIT, gradient_accumulation_steps=2),
+                    run_files(tmp_path / "one"))
     two_log = io.read_jsonl(tmp_path / "two" / "log")
     assert len(two_log) == 2 and "resuming" not in two.stderr
     for mine, theirs in zip(without_timing(two_log), without_timing(one.log)):

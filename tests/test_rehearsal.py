@@ -92,9 +92,10 @@ TAUGHT = cards.answer((7, 5, 11, 2), cards.RULES["ood"], "(7-5)*11+2", 24, "pape
 def game_records() -> list[dict]:
     """Episode records of both rules, from a seed the rehearsal's own sets do not use."""
     from sftrl import data
-    from sftrl.config import DataConfig, SftDataConfig, TaskConfig
+    from sftrl.config import DataConfig, EvalDataConfig, SftDataConfig, TaskConfig
 
-    sets = data.build_datasets(7, TaskConfig(style="paper"), DataConfig(sft=SftDataConfig(hands=60)))
+    sizes = DataConfig(sft=SftDataConfig(hands=60), eval=EvalDataConfig(id=234, id_unseen=234, ood=234))
+    sets = data.build_datasets(7, TaskConfig(style="paper"), sizes)
     return [r for name in ("sft", "eval_id", "eval_ood") for r in sets[name]]
 
 
@@ -303,7 +304,7 @@ def merged(base: dict, update: dict) -> dict:
 
 def tensors(model: Path) -> dict[str, str]:
     """Tensor name -> safetensors dtype of a model directory."""
-    from sftrl.weights import ModelWeights
+    from sftrl.spectral.weights import ModelWeights
 
     return {name: info.dtype for name, info in ModelWeights(model).infos.items()}
 
@@ -338,7 +339,7 @@ def test_every_model_keeps_the_base_class_layout_and_bfloat16(rehearsal):
         assert tensors(model) == base, model
         assert set(base.values()) == {"BF16"}
     if "vision_config" in json.loads((rehearsal.base / "config.json").read_text()):
-        from sftrl.weights import ModelWeights
+        from sftrl.spectral.weights import ModelWeights
 
         name = "vision_model.patch_embedding.weight"
         for model in written:

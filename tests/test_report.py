@@ -5,7 +5,7 @@ import pytest
 
 from sftrl import report
 from sftrl.outputs import write_table
-from sftrl.claims import wilson_interval
+from sftrl.evaluate.metrics import wilson_interval
 
 
 def curve_rows(rates, n=1000):

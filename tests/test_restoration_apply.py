@@ -15,7 +15,8 @@ from sftrl.restoration import apply as restore
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.restoration.apply import apply_edits, edit_grid, svd_edit
 from sftrl.restoration.spec import EditError, EditSpec
-from sftrl.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, SvdCache, select, thin_svd
+from sftrl.spectral.svd import SvdCache, thin_svd
+from sftrl.spectral.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, select
 from sharding import shard
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restore.py"

@@ -189,7 +189,7 @@ def test_killed_mid_save_resumes_from_last_complete_checkpoint(
     assert sorted(p.name for p in models.iterdir()) == ["sft-4"]
     first_ladder_dir = (models / "sft-4" / "model.safetensors").stat()
 
-    with caplog.at_level(logging.INFO, logger="sftrl.sft"):
+    with caplog.at_level(logging.INFO, logger="sftrl"):
         run_script(sft_args(tmp_path, base_dir, "run"), monkeypatch)
     assert f"removing checkpoint {work / 'checkpoint-8'}: incomplete" in caplog.text
     assert f"resuming from {work / 'checkpoint-4'}" in caplog.text

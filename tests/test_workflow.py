@@ -157,13 +157,41 @@ def test_plans_claims_and_report_figures(ci_run):
         assert pd.read_parquet(ci_run / "tables" / f"{name}.parquet").shape[0] == len(read_csv(ci_run / "tables" / f"{name}.csv"))
 
 
+def test_representations_and_diagnostics(ci_run):
+    """sft_peak against sft_end and the RL runs from it, with F1's check read from the table; format errors
+    over every ladder step; PPO's logged advantages per start."""
+    rows = read_csv(ci_run / "tables" / "representations.csv")
+    roles = json.loads((ci_run / "tables" / "roles.json").read_text())["roles"]
+    assert {r["reference"] for r in rows} == {roles["sft_peak"]}
+    compared = {"rl-ppo-from10-s0": "rl_from_end", "rl-grpo-from10-s0": "rl_from_end"}
+    if roles["sft_peak"] != roles["sft_end"]:  # sft_end against itself is no comparison
+        compared["sft-10"] = "sft_end"
+    assert {r["model"]: r["role"] for r in rows} == compared
+    assert len(rows) == 2 * len(compared) * 6  # splits x models x metrics
+    rl = [r for r in rows if r["role"] == "rl_from_end"]
+    if "sft-10" in compared:  # each RL run's recovery delta against sft_end
+        assert all(float(r["delta_low"]) <= float(r["delta_high"]) for r in rl)
+    assert (ci_run / "figures" / "representations.png").stat().st_size > 10_000
+    claims = json.loads((ci_run / "report" / "claims.json").read_text())
+    checks = {c["id"] for f in claims["findings"] for c in f["checks"]}
+    assert {"F1.representations.ppo", "F1.representations.grpo"} <= checks
+    errors = read_csv(ci_run / "tables" / "format_errors.csv")
+    assert sorted({int(r["step"]) for r in errors}) == [0, 5, 10, 20] and len(errors) == 4 * 3
+    advantages = read_csv(ci_run / "tables" / "ppo_advantages.csv")
+    assert [(r["algorithm"], r["start_step"]) for r in advantages] == [("ppo", "10")]
+    history = [json.loads(line) for line in (ci_run / "rl" / "rl-ppo-from10-s0" / "history.jsonl").open()]
+    assert int(advantages[0]["turns"]) == sum(row["turns"] for row in history)
+    assert abs(float(advantages[0]["mean"])) < 1e-3  # normalised per update
+
+
 def test_html_report_gathers_every_stage(ci_run, tmp_path):
     html = tmp_path / "report.html"
     result = snakemake(ci_run.parent.parent, "--configfile", str(CI_CONFIG), "--report", str(html), timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ERROR" not in result.stderr  # a caption that does not render
     text = html.read_text()
-    for item in ("Claims", "Plans", "Spectral analysis", "Restoration", "claims.md", "restoration_recovery.png"):
+    for item in ("Claims", "Plans", "Spectral analysis", "Restoration", "Representations", "claims.md",
+                 "restoration_recovery.png", "representations.png"):
         assert item in text
 
 

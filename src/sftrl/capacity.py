@@ -164,6 +164,7 @@ class StageMemory:
     gpus: int
     terms: dict[str, float]
     budget: float | None  # resources.<stage>.gpu_mem_gb
+    remedy: str | None = None  # the setting to change when it does not fit (default: the stage's REMEDY)
 
     @property
     def total(self) -> float:
@@ -272,7 +273,28 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
             budget("evaluate"),
         )
     )
+    section = config.get("representations") or {}
+    if section.get("models") or section.get("pairs"):
+        rows.append(representation_memory(config, shape, budget("evaluate")))
     return rows
+
+
+def representation_memory(config: Mapping, shape: ModelShape, budget: float | None) -> StageMemory:
+    """A representation job: both models' weights, one forward pass over a batch of first prompts (no KV
+    cache), and float32 logits at the pooled positions only."""
+    section, dtype = config["representations"], config["model"]["dtype"]
+    batch, positions, w = section["batch_size"], section["positions"], BYTES[dtype]
+    tokens = text_tokens(config, 0, attempts=1)
+    per_layer = activation_values(shape) // shape.layers
+    terms = {
+        "weights": 2 * shape.params * w / GIB,
+        "activations": (batch * tokens * per_layer * w + 3 * batch * positions * shape.vocab * 4) / GIB,
+        "context": CONTEXT_GIB,
+    }
+    job = f"representations: two models, {batch} prompts x {tokens} tokens"
+    return StageMemory(
+        "evaluate", job, config["resources"]["evaluate"]["gpus"], terms, budget, "Lower representations.batch_size"
+    )
 
 
 def check_memory(rows: list[StageMemory]) -> None:
@@ -283,7 +305,7 @@ def check_memory(rows: list[StageMemory]) -> None:
             terms = ", ".join(f"{name} {gib:.1f}" for name, gib in row.terms.items())
             problems.append(
                 f"{row.job}: about {row.total:.0f} GiB per GPU ({terms}), more than resources.{row.stage}.gpu_mem_gb "
-                f"= {row.budget:g}. {REMEDY.get(row.stage, REMEDY['default'])}"
+                f"= {row.budget:g}. {row.remedy or REMEDY.get(row.stage, REMEDY['default'])}"
             )
     if problems:
         raise ValueError("jobs that cannot fit their GPU:\n- " + "\n- ".join(problems))

@@ -30,12 +30,27 @@ def model_dir_identity(path: str | os.PathLike) -> str:
     return io.dumps({"config": (path / "config.json").read_text(), "weights": stats})
 
 
+def numbered_dirs(parent: str | os.PathLike, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    """The directories in `parent` whose names `pattern` matches, by the number it captures, lowest first."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    return sorted((int(m.group(1)), p) for p in parent.iterdir() if (m := pattern.match(p.name)) and p.is_dir())
+
+
 def checkpoints(work_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """`checkpoint-N` directories, oldest first (hidden `.checkpoint-N.*.tmp` ones never match)."""
-    work_dir = Path(work_dir)
-    if not work_dir.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in work_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir())
+    return numbered_dirs(work_dir, CHECKPOINT_RE)
+
+
+def stamped(stamp_path: Path, step: int, run: str) -> bool:
+    """Whether the JSON file at `stamp_path` (a completion marker, an export's provenance) names this step
+    of this run; a missing or torn file does not."""
+    try:
+        stamp = io.read_json(stamp_path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("step") == step and stamp.get("fingerprint") == run
 
 
 def mark_complete(checkpoint: Path, step: int, run: str) -> None:
@@ -43,11 +58,7 @@ def mark_complete(checkpoint: Path, step: int, run: str) -> None:
 
 
 def is_complete(checkpoint: Path, step: int, run: str) -> bool:
-    try:
-        marker = io.read_json(checkpoint / COMPLETE_MARKER)
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("step") == step and marker.get("fingerprint") == run
+    return stamped(checkpoint / COMPLETE_MARKER, step, run)
 
 
 def discard_unusable(work_dir: str | os.PathLike, run: str) -> None:
@@ -65,3 +76,10 @@ def discard_unusable(work_dir: str | os.PathLike, run: str) -> None:
 def last_complete(work_dir: str | os.PathLike, run: str) -> Path | None:
     complete = [path for step, path in checkpoints(work_dir) if is_complete(path, step, run)]
     return complete[-1] if complete else None
+
+
+def keep_newest(work_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (for a trainer that rotates its own, once the newest is
+    marked complete)."""
+    for _, path in checkpoints(work_dir)[:-keep]:
+        shutil.rmtree(path)

@@ -1,7 +1,9 @@
 """Typed views of the experiment config, one dataclass per section.
 
 The JSON schema (schemas/config.schema.yaml) is the contract the Snakefile validates; these classes give
-scripts and library code named, typed fields and fail loudly on a key the code does not know.
+scripts and library code named, typed fields and fail loudly on a key the code does not know. Their
+defaults, and those of each stage's config dataclass, are the values of config.yaml, so code that leaves a
+key out gets what the default run uses (tests/test_config.py holds the two together).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def load_json_arg(text_or_path: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class TaskConfig:
     target: int = 24
-    style: str = "paper"
+    style: str = "compact"
     max_attempts: int = 5
     rewards: Rewards = field(default_factory=Rewards)  # the verifier's own rewards, read from task.rewards
 
@@ -64,9 +66,9 @@ class SftDataConfig:
 
 @dataclass(frozen=True)
 class EvalDataConfig:
-    id: int = 234
-    id_unseen: int = 234
-    ood: int = 234
+    id: int = 200
+    id_unseen: int = 200
+    ood: int = 300
     loss_examples: int = 200
 
 
@@ -77,11 +79,11 @@ class RlDataConfig:
 
 @dataclass(frozen=True)
 class PretrainDataConfig:
-    examples: int = 40000
+    examples: int = 153600
     targets: tuple[int, int] = (12, 36)
-    exclude_targets: tuple[int, ...] = (22, 23, 24, 25, 26)
-    retry_share: float = 0.0
-    failed_attempts: tuple[int, int] = (1, 1)
+    exclude_targets: tuple[int, ...] = ()
+    retry_share: float = 0.5
+    failed_attempts: tuple[int, int] = (1, 4)
 
 
 @dataclass(frozen=True)

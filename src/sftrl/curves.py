@@ -1,12 +1,17 @@
-"""The SFT curve: success of every SFT checkpoint (step 0 = base model) per eval split, as CSV and plot."""
+"""The SFT curve: success of every SFT checkpoint (step 0 = base model) per eval split, as CSV and plot,
+and its OOD split read back as points (the RL plan and the claims read sft_curve.csv through here)."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sftrl import io
-from sftrl.names import EVAL_SPLITS, model_step, read_metrics, rl_run
+from sftrl.evaluate.metrics import wilson_interval
+from sftrl.names import BASE, EVAL_SPLITS, OOD, model_step, read_metrics, rl_run, sft_model
 from sftrl.outputs import SPLIT_STYLE, new_figure, plot_rates, save_figure, write_rows_csv
 from sftrl.peak import ood_peak
 from sftrl.rl import algorithm_colour
@@ -102,6 +107,87 @@ def plot_curve(rows: list[dict], png_path: str | Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     return save_figure(fig, png_path)
+
+
+# --- the OOD curve, read back ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k successes in n episodes, with the 95% Wilson interval (for display)."""
+
+    k: int
+    n: int
+
+    @classmethod
+    def of(cls, rate: float, n: int) -> Rate:
+        n = int(n)
+        if n <= 0:
+            raise ValueError(f"a success rate needs n > 0 episodes, got {n}")
+        return cls(round(float(rate) * n), n)
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return wilson_interval(self.k, self.n)
+
+    def to_dict(self) -> dict[str, float]:
+        low, high = self.ci
+        return {"rate": self.rate, "ci_low": low, "ci_high": high, "k": self.k, "n": self.n}
+
+    def text(self) -> str:
+        low, high = self.ci
+        return f"{100 * self.rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n = {self.n})"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """OOD success of one checkpoint (step 0: the base model) with its 95% interval, as sft_curve.csv
+    gives them."""
+
+    step: int
+    success: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    @property
+    def model(self) -> str:
+        return BASE if self.step == 0 else sft_model(self.step)
+
+    @property
+    def ood(self) -> Rate:
+        """The success as whole episodes, the counts the tests compare."""
+        return Rate.of(self.success, self.n)
+
+
+def ood_curve(rows: Iterable[Mapping[str, Any]]) -> tuple[list[CurvePoint], CurvePoint | None]:
+    """(SFT checkpoints in step order, the base model or None) of the OOD split of sft_curve.csv rows
+    (strings or numbers)."""
+    points, base = [], None
+    for row in rows:
+        if row["split"] != OOD:
+            continue
+        try:
+            point = CurvePoint(
+                int(row["step"]), float(row["success"]), float(row["ci_low"]), float(row["ci_high"]), int(row["n"])
+            )
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"bad SFT curve row {dict(row)}: {error}") from None
+        if point.step == 0:
+            base = point
+        else:
+            points.append(point)
+    return sorted(points, key=lambda p: p.step), base
+
+
+def read_ood_curve(path: str | Path) -> tuple[list[CurvePoint], CurvePoint | None]:
+    """`ood_curve` of a sft_curve.csv file."""
+    with open(path, newline="") as handle:
+        return ood_curve(csv.DictReader(handle))
 
 
 # --- RL from SFT checkpoints -----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from sftrl.io import atomic_path
+from sftrl.io import atomic_path, write_json
 
 PAD, EOS, UNK = "<pad>", "<|end|>", "<unk>"
 ROLE_MARKERS = {role: f"<|{role}|>" for role in ("system", "user", "assistant")}
@@ -155,11 +155,19 @@ def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
     return GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike) -> None:
-    """A complete Hugging Face directory (safetensors, configs, tokenizer, chat template), written atomically."""
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | os.PathLike,
+    provenance: dict | None = None,
+) -> None:
+    """A complete Hugging Face directory (safetensors, configs, tokenizer, chat template), written atomically,
+    with `provenance` (what made the model) as provenance.json where given."""
     with atomic_path(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            write_json(tmp / "provenance.json", provenance)
         check_model_dir(tmp)
 
 

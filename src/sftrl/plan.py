@@ -47,6 +47,7 @@ from typing import Any
 
 import pulp
 
+from sftrl.curves import CurvePoint, read_ood_curve
 from sftrl.names import OOD, is_rl_model, rl_run
 from sftrl.peak import peak_index
 
@@ -96,37 +97,14 @@ def _positive(value: Any, what: str) -> float:
 # --- where to start RL -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CurvePoint:
-    """OOD success of one SFT checkpoint with its 95% interval."""
-
-    step: int
-    success: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-
-def curve_points(rows: Iterable[Mapping[str, Any]], split: str = OOD) -> list[CurvePoint]:
-    """The SFT checkpoints of one split from sft_curve.csv rows (strings or numbers); step 0, the base
-    model, is not an RL start and is left out."""
-    points = []
-    for row in rows:
-        if row["split"] != split:
-            continue
-        try:
-            step = int(row["step"])
-            point = CurvePoint(step, float(row["success"]), float(row["ci_low"]), float(row["ci_high"]), int(row["n"]))
-        except (KeyError, ValueError) as error:
-            raise PlanError(f"bad SFT curve row {dict(row)}: {error}") from None
-        if step > 0:
-            points.append(point)
-    return sorted(points, key=lambda p: p.step)
-
-
-def read_curve(path: str | Path, split: str = OOD) -> list[CurvePoint]:
-    with open(path, newline="") as handle:
-        return curve_points(csv.DictReader(handle), split)
+def read_curve(path: str | Path) -> list[CurvePoint]:
+    """The SFT checkpoints of sft_curve.csv's OOD split in step order; step 0, the base model, is not an RL
+    start and is left out."""
+    try:
+        points, _ = read_ood_curve(path)
+    except ValueError as error:
+        raise PlanError(str(error)) from None
+    return points
 
 
 def read_benchmark_seconds(path: str | Path) -> float:
@@ -383,7 +361,7 @@ def plan_restoration(blocks: Sequence[Block], target: float = 0.7) -> dict[str, 
 
 
 def exact_patterns(names: Iterable[str]) -> list[str]:
-    """Tensor-name patterns (`sftrl.weights.select`) matching exactly these names."""
+    """Tensor-name patterns (`sftrl.spectral.weights.select`) matching exactly these names."""
     return [f"re:^{re.escape(name)}$" for name in names]
 
 
@@ -393,7 +371,7 @@ def block_recovery_estimates(
     params: Mapping[str, int],
 ) -> list[Block]:
     """Predicted recovery per weight block from a spectral pair table of source A against target B
-    (`sftrl.spectral.analyse_pair`, tidy format) and the measured recovery share of the edit that put
+    (`sftrl.spectral.metrics.analyse_pair`, tidy format) and the measured recovery share of the edit that put
     back every block at once.
 
     The measured share is spread over the blocks in proportion to the rotational energy of each block's
@@ -478,7 +456,7 @@ def plan_rl_from_files(
 
 def param_counts(model_dir: str | Path, names: Iterable[str]) -> dict[str, int]:
     """Parameter counts of tensors, read from the safetensors headers (no tensor is loaded)."""
-    from sftrl.weights import ModelWeights
+    from sftrl.spectral.weights import ModelWeights
 
     weights = ModelWeights(model_dir)
     return {name: math.prod(weights.info(name).shape) for name in names}

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sftrl import stats
-from sftrl.claims import Rate, num, ood_curve, ood_episodes, rl_starts
+from sftrl.claims import num, ood_episodes, rl_starts
+from sftrl.curves import Rate, ood_curve
 from sftrl.names import EVAL_SPLITS
 from sftrl.outputs import SPLIT_STYLE, plot_rates, save_figure
 from sftrl.peak import peak_index
 from sftrl.restoration.spec import EDIT_KINDS
+from sftrl.restoration.table import OUTCOME_COLUMNS
 from sftrl.rl import algorithm_colour
 
 
@@ -260,12 +262,7 @@ RESTORE_COLUMNS = (
     "target",
     "edit",
     "kind",
-    "success",
-    "ci_low",
-    "ci_high",
-    "source_success",
-    "target_success",
-    "recovery_pct",
+    *OUTCOME_COLUMNS,
     "recovery_ci_low",
     "recovery_ci_high",
     "predicted_recovery_pct",

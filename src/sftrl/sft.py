@@ -12,23 +12,31 @@ and the ladder directories of steps before the resume point are put back from th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import random
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import cast
 
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from sftrl import cards, data, io
-from sftrl.checkpoints import CHECKPOINT_RE, COMPLETE_MARKER, is_complete, mark_complete, model_dir_identity
+from sftrl import cards, data, io, training_run
+from sftrl.checkpoints import (
+    COMPLETE_MARKER,
+    checkpoints,
+    is_complete,
+    mark_complete,
+    model_dir_identity,
+    numbered_dirs,
+    stamped,
+)
+from sftrl.checkpoints import discard_unusable as discard_unusable_checkpoints
 from sftrl.config import check_schedule, from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
 from sftrl.modeling import (
@@ -41,7 +49,7 @@ from sftrl.modeling import (
 )
 from sftrl.names import sft_model
 from sftrl.provenance import provenance as make_provenance
-from sftrl.trainer_args import master_dtype, optimiser_args
+from sftrl.trainer_args import OptimiserConfig, master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +65,25 @@ TRAINER_FILES = re.compile(
 
 
 @dataclass(frozen=True)
-class SftConfig:
-    """Every optimisation setting, explicit: library defaults have changed between TRL releases."""
+class SftConfig(OptimiserConfig):
+    """Every optimisation setting, explicit: library defaults have changed between TRL releases.
 
-    learning_rate: float = 3e-4
-    lr_scheduler_type: str = "cosine"
+    The defaults are the `sft` section of config.yaml; `PRETRAIN_DEFAULTS` turns them into `model.pretrain`'s.
+    """
+
+    learning_rate: float = 5e-4
     warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
     adam_beta2: float = 0.98
     adam_epsilon: float = 1e-7
-    max_grad_norm: float = 1.0
     per_device_batch_size: int = 32
     gradient_accumulation_steps: int = 1
-    max_steps: int = 400  # the last trained step, the ladder's end
+    max_steps: int = 600  # the last trained step, the ladder's end
     schedule_steps: int | None = None  # the learning-rate schedule's horizon; None: max_steps
-    save_every: int = 50
-    extra_steps: tuple[int, ...] = (10, 25)
+    save_every: int = 300
+    extra_steps: tuple[int, ...] = (5, 25, 50, 100, 200)
     save_total_limit: int = 2
     logging_steps: int = 10
-    max_length: int = 256
+    max_length: int = 128
     group_by_length: bool = False  # batches of similar length: less padding where lengths vary widely
     bf16: bool = False
     seed: int = 0
@@ -86,14 +93,15 @@ class SftConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "extra_steps", tuple(self.extra_steps))
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"sft.warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        problems = self.optimiser_problems()
         if self.save_total_limit < 2:
             # Rotation deletes the previous checkpoint before the new one is marked complete.
-            raise ValueError("sft.save_total_limit must be at least 2 so a complete checkpoint always exists")
+            problems.append("save_total_limit must be at least 2 so a complete checkpoint always exists")
         for name in ("max_steps", "save_every", "per_device_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"sft.{name} must be at least 1, not {getattr(self, name)}")
+                problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if problems:
+            raise ValueError("sft: " + "; ".join(problems))
         check_schedule(self.max_steps, self.schedule_steps)
 
     @property
@@ -102,15 +110,19 @@ class SftConfig:
         return self.schedule_steps or self.max_steps
 
 
-# Pretraining the tiny base: the same trainer, a longer and hotter schedule, one exported model.
+# Pretraining the tiny base (`model.pretrain`): the same trainer, a longer and hotter schedule, one exported
+# model. The values where config.yaml's `model.pretrain` differs from its `sft`.
 PRETRAIN_DEFAULTS = {
-    "learning_rate": 1e-3,
-    "warmup_ratio": 0.05,
+    "learning_rate": 2e-3,
     "weight_decay": 0.01,
-    "max_steps": 2500,
-    "save_every": 500,
+    "adam_epsilon": 1e-8,
+    "per_device_batch_size": 128,
+    "max_steps": 1200,
+    "save_every": 100,
     "extra_steps": (),
     "logging_steps": 50,
+    "max_length": 256,
+    "group_by_length": True,
 }
 
 
@@ -173,42 +185,19 @@ def vocabulary_texts(records: Iterable[dict], style: str) -> Iterable[str]:
 
 
 def fingerprint(cfg: SftConfig, records: Sequence[dict], initial: str) -> str:
-    """Identity of a training run: what a checkpoint must share with the run that resumes from it."""
-    digest = hashlib.sha256()
-    digest.update(io.dumps(asdict(cfg)).encode())
-    digest.update(initial.encode())
-    for record in records:
-        digest.update(io.dumps([record["prompt"], record["completion"]]).encode())
-    return digest.hexdigest()[:16]
-
-
-def _stamped(directory: Path, name: str, step: int, run: str) -> bool:
-    """Whether `directory/name` (a completion marker or a ladder provenance) names this step and run."""
-    try:
-        stamp = io.read_json(directory / name)
-    except (OSError, ValueError):
-        return False
-    return stamp.get("step") == step and stamp.get("fingerprint") == run
+    """Identity of a training run: its settings, its start model and the texts it trains on."""
+    return training_run.fingerprint(asdict(cfg), ([r["prompt"], r["completion"]] for r in records), initial)
 
 
 def holds(model_dir: Path, step: int, run: str) -> bool:
     """Whether a ladder directory is the export of this step of this run."""
-    return _stamped(model_dir, "provenance.json", step, run)
-
-
-def numbered_dirs(parent: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
-    if not parent.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in parent.iterdir() if (m := pattern.match(p.name)) and p.is_dir())
+    return stamped(model_dir / "provenance.json", step, run)
 
 
 def discard_unusable(work_dir: Path, run: str) -> None:
     """Remove half-written checkpoints and those of another run, so neither is resumed nor rotated in,
     and stored ladder exports of another run."""
-    for step, path in numbered_dirs(work_dir, CHECKPOINT_RE):
-        if not is_complete(path, step, run):
-            log.warning("removing checkpoint %s: incomplete or from a different run", path)
-            shutil.rmtree(path)
+    discard_unusable_checkpoints(work_dir, run)
     for step, path in numbered_dirs(work_dir / LADDER_STORE, STORED_RE):
         if not holds(path, step, run):
             log.warning("removing stored ladder export %s: from a different run", path)
@@ -229,7 +218,7 @@ def resume_point(
         target = ladder_dir_for_step(step)
         return target is None or holds(Path(target), step, run) or holds(stored(work_dir, step), step, run)
 
-    for step, path in reversed(numbered_dirs(work_dir, CHECKPOINT_RE)):
+    for step, path in reversed(checkpoints(work_dir)):
         if is_complete(path, step, run) and all(deliverable(s) for s in steps if s <= step):
             return step, path
     return None
@@ -345,18 +334,6 @@ class StopCallback(TrainerCallback):
         return control
 
 
-class LogCallback(TrainerCallback):
-    """Rewrites the training log at every logging event, so it can be read while training runs."""
-
-    def __init__(self, log_path: Path):
-        self.log_path = log_path
-
-    def on_log(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            write_log(self.log_path, state.log_history)
-        return control
-
-
 def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
     """TRL arguments with every value that matters stated; evaluation and saving are driven by the ladder."""
     return SFTConfig(
@@ -365,7 +342,7 @@ def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        **optimiser_args(cfg),
+        **optimiser_args(cfg, cfg.seed, cfg.bf16),
         activation_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's own default for this alias is True
         deepspeed=cfg.deepspeed,
@@ -430,7 +407,7 @@ def train(
     if isinstance(model, (str, os.PathLike)) and not initial:
         initial = model_dir_identity(model) if Path(model).is_dir() else str(model)
     run = fingerprint(cfg, train_records, initial)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # set by accelerate/torchrun; trainer not built yet
+    main_process = training_run.launched_as_main()
     if main_process:
         discard_unusable(work_dir, run)
     resume_step, resume = resume_point(work_dir, run, steps, ladder_dir_for_step) or (0, None)
@@ -439,11 +416,10 @@ def train(
             target = ladder_dir_for_step(step)
             if step <= resume_step and target is not None:
                 publish(stored(work_dir, step), Path(target), step, run)
-    if resume_step == cfg.max_steps:
-        # The trainer would take one more step when resumed at max_steps; the run is done, say so.
-        log.info("training already complete in %s", resume)
+    history = training_run.finished_history(resume, cfg.max_steps)
+    if history is not None:
         if main_process:
-            write_log(log_path, io.read_json(cast(Path, resume) / "trainer_state.json")["log_history"])
+            write_log(log_path, history)
         return TrainResult(cfg.max_steps, resume, run, steps)
     if resume is not None:
         log.info("resuming from %s", resume)
@@ -465,7 +441,7 @@ def train(
         processing_class=tokenizer,
         callbacks=[
             LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance, export_dtype),
-            LogCallback(Path(log_path)),
+            training_run.LogCallback(log_path, write_log),
             StopCallback(cfg.max_steps),
         ],
     )
@@ -475,17 +451,51 @@ def train(
     return TrainResult(trainer.state.global_step, resume, run, steps)
 
 
+def plain_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    steps: int,
+    lr: float,
+    batch: int = 32,
+    seed: int = 0,
+) -> PreTrainedModel:
+    """Completion-only SFT on prompt/completion records in a plain loop, without the trainer, its ladder or
+    checkpoints: a model that answers in the task's format (the arithmetic mostly not learnt), the start
+    that RL tests and benchmarks need in seconds. Returns the model, in eval mode."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        rows, labels = [], []
+        for record in rng.sample(list(records), batch):
+            text = tokenizer.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
+            prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+            reply = tokenizer(record["completion"][0]["content"], add_special_tokens=False)["input_ids"]
+            reply.append(tokenizer.eos_token_id)
+            rows.append(prompt + reply)
+            labels.append([-100] * len(prompt) + reply)
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        target = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
+        loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return model
+
+
 def pretrain(
     records: Sequence[dict],
     tokenizer_texts: Iterable[str],
     tiny_cfg: TinyModelConfig,
     cfg: SftConfig,
-    out_dir: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    log_path: str | os.PathLike,
-    provenance: dict | None = None,
+    files: training_run.RunFiles,
 ) -> TrainResult:
-    """Build the tokenizer and the tiny model, train it on the corpus, export the last step to out_dir.
+    """Build the tokenizer and the tiny model, train it on the corpus, export the last step to
+    `files.out_dir`.
 
     The vocabulary comes from the corpus plus `tokenizer_texts` (evaluation prompts, feedback messages),
     so every word the model will ever read is a token.
@@ -499,11 +509,11 @@ def pretrain(
         records,
         {},
         cfg,
-        work_dir,
-        lambda step: out_dir if step == cfg.max_steps else None,
-        log_path,
+        files.work_dir,
+        lambda step: files.out_dir if step == cfg.max_steps else None,
+        files.log_path,
         initial=initial,
-        provenance=provenance,
+        provenance=files.provenance,
     )
 
 
@@ -568,11 +578,13 @@ def run_pretrain(
         extra,
         tiny_cfg,
         cfg,
-        out_dir,
-        work_dir,
-        log_path,
-        provenance={
-            **make_provenance(config, cfg.seed),
-            "resolved": {"tiny": asdict(tiny_cfg), "pretrain": asdict(cfg)},
-        },
+        training_run.RunFiles(
+            Path(out_dir),
+            Path(work_dir),
+            Path(log_path),
+            provenance={
+                **make_provenance(config, cfg.seed),
+                "resolved": {"tiny": asdict(tiny_cfg), "pretrain": asdict(cfg)},
+            },
+        ),
     )

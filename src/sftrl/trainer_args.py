@@ -6,13 +6,43 @@ explicitly, from its own config dataclass, through this one function.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
-def optimiser_args(cfg) -> dict:
-    """Keyword arguments for a `transformers.TrainingArguments` subclass, from a stage config that has
-    learning_rate, lr_scheduler_type, warmup_ratio, weight_decay, adam_beta1/2, adam_epsilon,
-    max_grad_norm, seed and bf16."""
+@dataclass(frozen=True)
+class OptimiserConfig:
+    """AdamW and its learning-rate schedule as the Hugging Face trainers take them: the fields a stage's
+    config (`SftConfig`, `GrpoConfig`) shares; a stage states its own default where it differs."""
+
+    learning_rate: float = 1e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+
+    def optimiser_problems(self) -> list[str]:
+        """What is wrong with these settings, one phrase each (the schema checks a config; this, any caller)."""
+        problems = []
+        for name in ("learning_rate", "adam_epsilon"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, not {getattr(self, name)}")
+        for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        for name in ("weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be non-negative, not {getattr(self, name)}")
+        return problems
+
+
+def optimiser_args(cfg: OptimiserConfig, seed: int, bf16: bool) -> dict:
+    """Keyword arguments for a `transformers.TrainingArguments` subclass: the optimiser and schedule of
+    `cfg`, the run's seed, and bf16 autocast or none."""
     return {
         "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": cfg.lr_scheduler_type,
@@ -23,9 +53,9 @@ def optimiser_args(cfg) -> dict:
         "adam_epsilon": cfg.adam_epsilon,
         "max_grad_norm": cfg.max_grad_norm,
         "optim": "adamw_torch",
-        "seed": cfg.seed,
-        "data_seed": cfg.seed,
-        "bf16": cfg.bf16,
+        "seed": seed,
+        "data_seed": seed,
+        "bf16": bf16,
         "fp16": False,
         "use_cpu": not torch.cuda.is_available(),
     }

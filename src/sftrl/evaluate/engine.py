@@ -24,13 +24,13 @@ BACKENDS = ("hf", "vllm")
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Decoding and batching of one evaluation (the config's `eval` section).
+    """Decoding and batching of one evaluation (the config's `eval` section, whose values are the defaults).
 
     `seed` defaults to the experiment seed when the section leaves it out (see `scripts/evaluate.py`).
     """
 
-    batch_size: int = 64
-    max_new_tokens: int = 256
+    batch_size: int = 512
+    max_new_tokens: int = 32
     temperature: float = 0.0
     top_p: float = 1.0
     samples: int = 1

@@ -36,7 +36,8 @@ import torch
 from sftrl.io import atomic_path
 from sftrl.provenance import provenance
 from sftrl.restoration.spec import SVD_KINDS, EditError, EditSpec
-from sftrl.weights import (
+from sftrl.spectral.svd import Svd, SvdCache
+from sftrl.spectral.weights import (
     DECODER_LAYER,
     DTYPES,
     EMBEDDINGS,
@@ -44,8 +45,6 @@ from sftrl.weights import (
     LM_HEAD,
     ModelWeights,
     SafetensorsWriter,
-    Svd,
-    SvdCache,
     WeightsError,
     check_matching,
     select,

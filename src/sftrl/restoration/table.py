@@ -17,6 +17,8 @@ from sftrl.restoration.spec import KINDS
 from sftrl.roles import RestorePair, resolve
 from sftrl.stats import recovery_pct
 
+# What an edit scored, next to what its source and target scored, and the share of the gap it recovered.
+OUTCOME_COLUMNS = ("success", "ci_low", "ci_high", "source_success", "target_success", "recovery_pct")
 COLUMNS = (
     "source_role",
     "target_role",
@@ -32,12 +34,7 @@ COLUMNS = (
     "model",
     "split",
     "n",
-    "success",
-    "ci_low",
-    "ci_high",
-    "source_success",
-    "target_success",
-    "recovery_pct",
+    *OUTCOME_COLUMNS,
 )
 
 

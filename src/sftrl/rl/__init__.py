@@ -15,9 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from sftrl import io
 from sftrl.config import TaskConfig, from_dict
+
+if TYPE_CHECKING:
+    from sftrl.training_run import RunFiles
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +120,15 @@ def check_inputs(
     )
 
 
-def run_rl(
-    inputs: Inputs,
-    out_dir: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    log_path: str | os.PathLike,
-    provenance: dict | None = None,
-):
-    """Train with checked inputs; `provenance` goes into the output directory as provenance.json."""
+def run_rl(inputs: Inputs, files: RunFiles):
+    """Train with checked inputs; `files.provenance` goes into the output directory as provenance.json."""
     train = getattr(_module(inputs.algorithm), ALGORITHMS[inputs.algorithm].trainer)
     return train(
         inputs.start,
         inputs.prompts,
         inputs.task,
         inputs.cfg,
-        out_dir,
-        work_dir,
-        log_path,
-        provenance=provenance,
+        files,
         dtype=inputs.dtype,
         trust_remote_code=inputs.trust_remote_code,
     )
@@ -142,6 +137,8 @@ def run_rl(
 def discard_checkpoints(work_dir: str | os.PathLike) -> None:
     """Remove a finished run's resumable checkpoints (the main process, once its model is written): a
     finished run is never resumed, and at the paper's scale they are most of the experiment's disk."""
-    if int(os.environ.get("RANK", "0")) == 0:
+    from sftrl.training_run import launched_as_main
+
+    if launched_as_main():
         shutil.rmtree(work_dir, ignore_errors=True)
         log.info("removed the resumable checkpoints in %s", work_dir)

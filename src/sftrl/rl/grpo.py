@@ -12,25 +12,24 @@ newest complete checkpoint of the same run; half-written ones are removed first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from sftrl import cards, io
-from sftrl.checkpoints import discard_unusable, last_complete, mark_complete, model_dir_identity
+from sftrl import cards, io, training_run
+from sftrl.checkpoints import mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.modeling import check_model_dir, load_model
 from sftrl.rl import check_prompts
-from sftrl.rl.ppo import export
-from sftrl.trainer_args import master_dtype, optimiser_args
+from sftrl.trainer_args import OptimiserConfig, master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -39,41 +38,33 @@ SCALE_REWARDS = ("group", "batch", "none")
 
 
 @dataclass(frozen=True)
-class GrpoConfig:
-    """GRPO settings; defaults size the tiny CPU run.
+class GrpoConfig(OptimiserConfig):
+    """GRPO settings; the defaults are the `rl.grpo` section of config.yaml (the tiny CPU run).
 
     `per_device_train_batch_size` counts completions (TRL >= 0.16), so one optimizer step sees
     `per_device_train_batch_size * gradient_accumulation_steps / num_generations` prompts per process.
     """
 
-    learning_rate: float = 1e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
     per_device_train_batch_size: int = 64
     gradient_accumulation_steps: int = 1
-    num_generations: int = 8
-    num_iterations: int = 1
-    max_steps: int = 50
-    max_completion_length: int = 40
+    num_generations: int = 8  # completions per prompt: the group its rewards are normalised in
+    num_iterations: int = 1  # optimiser passes over each batch of completions
+    max_steps: int = 30
+    max_completion_length: int = 32
     temperature: float = 1.0
     top_p: float = 1.0
-    beta: float = 0.0
-    epsilon: float = 0.2
+    beta: float = 0.0  # KL penalty to the start model; 0 loads no reference model
+    epsilon: float = 0.2  # the clip range of the policy ratio
     loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    save_every: int = 25
+    scale_rewards: str = "group"  # advantages divided by the reward std of the group, the batch, or not at all
+    save_every: int = 10
     save_total_limit: int = 2
     logging_steps: int = 1
     bf16: bool = False
     seed: int = 0
 
     def __post_init__(self):
-        problems = []
+        problems = self.optimiser_problems()
         for name in (
             "per_device_train_batch_size",
             "gradient_accumulation_steps",
@@ -107,9 +98,8 @@ class GrpoConfig:
             problems.append(f"loss_type must be one of {LOSS_TYPES}, not {self.loss_type!r}")
         if self.scale_rewards not in SCALE_REWARDS:
             problems.append(f"scale_rewards must be one of {SCALE_REWARDS}, not {self.scale_rewards!r}")
-        for name in ("learning_rate", "epsilon"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be positive, not {getattr(self, name)}")
+        if not self.epsilon > 0:
+            problems.append(f"epsilon must be positive, not {self.epsilon}")
         if self.beta < 0:
             problems.append(f"beta must be non-negative, not {self.beta}")
         if problems:
@@ -154,36 +144,42 @@ def prompt_dataset(prompts: Sequence[dict], task: TaskConfig) -> Dataset:
     )
 
 
+# GrpoConfig fields that TRL's GRPOConfig takes under the same name.
+TRL_FIELDS = (
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_generations",
+    "num_iterations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "beta",
+    "epsilon",
+    "loss_type",
+    "scale_rewards",
+    "logging_steps",
+    "save_total_limit",
+)
+
+
 def trainer_config(cfg: GrpoConfig, work_dir: Path) -> GRPOConfig:
     """TRL arguments with every value that matters stated; TRL's own defaults moved between releases."""
     return GRPOConfig(
         output_dir=str(work_dir),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_generations=cfg.num_generations,
-        num_iterations=cfg.num_iterations,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
+        **{name: getattr(cfg, name) for name in TRL_FIELDS},
         top_k=0,
         repetition_penalty=1.0,
-        beta=cfg.beta,
-        epsilon=cfg.epsilon,
-        loss_type=cfg.loss_type,
-        scale_rewards=cfg.scale_rewards,
-        **optimiser_args(cfg),
+        **optimiser_args(cfg, cfg.seed, cfg.bf16),
         activation_checkpointing=False,
         gradient_checkpointing=False,  # TRL's own default for this alias is True
         use_vllm=False,
         shuffle_dataset=True,
         remove_unused_columns=False,
         logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.save_every,
-        save_total_limit=cfg.save_total_limit,
         save_only_model=False,
         eval_strategy="no",
         report_to=[],
@@ -194,11 +190,11 @@ def trainer_config(cfg: GrpoConfig, work_dir: Path) -> GRPOConfig:
 
 
 def fingerprint(cfg: GrpoConfig, task: TaskConfig, prompts: Sequence[dict], start: str) -> str:
-    """Identity of a run: what a checkpoint must share with the run that resumes from it."""
-    digest = hashlib.sha256(io.dumps({"grpo": asdict(cfg), "task": asdict(task), "start": start}).encode())
-    for record in prompts:
-        digest.update(io.dumps([record["prompt"], record["hand"], record["rule"], record.get("target")]).encode())
-    return digest.hexdigest()[:16]
+    """Identity of a run: its settings, task, start model and prompts."""
+    return training_run.fingerprint(
+        {"grpo": asdict(cfg), "task": asdict(task), "start": start},
+        ([r["prompt"], r["hand"], r["rule"], r.get("target")] for r in prompts),
+    )
 
 
 def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
@@ -206,20 +202,15 @@ def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
     io.write_jsonl(log_path, [entry for entry in history if "reward" in entry])
 
 
-class Bookkeeping(TrainerCallback):
-    """Marks each checkpoint complete after TRL has written it, and rewrites the log at every logging event."""
+class MarkComplete(TrainerCallback):
+    """Marks each checkpoint complete once TRL has written it."""
 
-    def __init__(self, work_dir: Path, run: str, log_path: Path):
-        self.work_dir, self.run, self.log_path = work_dir, run, log_path
+    def __init__(self, work_dir: Path, run: str):
+        self.work_dir, self.run = work_dir, run
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             mark_complete(self.work_dir / f"checkpoint-{state.global_step}", state.global_step, self.run)
-        return control
-
-    def on_log(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            write_log(self.log_path, state.log_history)
         return control
 
 
@@ -235,29 +226,22 @@ def train_grpo(
     prompts: Sequence[dict],
     task: TaskConfig,
     cfg: GrpoConfig,
-    out_dir: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    log_path: str | os.PathLike,
-    provenance: dict | None = None,
+    files: training_run.RunFiles,
     dtype: str = "float32",
     trust_remote_code: bool = False,
 ) -> GrpoResult:
-    """GRPO from `start_model_dir`; the final policy goes to `out_dir` as a Hugging Face directory."""
+    """GRPO from `start_model_dir`; the final policy goes to `files.out_dir` as a Hugging Face directory."""
     check_prompts(prompts, task)
     start = check_model_dir(start_model_dir)
-    work_dir, log_path = Path(work_dir), Path(log_path)
     run = fingerprint(cfg, task, prompts, model_dir_identity(start))
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    if main_process:
-        discard_unusable(work_dir, run)
-    resume = last_complete(work_dir, run)
-    if resume is not None and resume.name == f"checkpoint-{cfg.max_steps}":
-        # TRL would take one more step when resumed at max_steps; the run is done: export it.
-        log.info("training already complete in %s", resume)
+    main_process = training_run.launched_as_main()
+    resume = training_run.resume_point(files.work_dir, run, main_process)
+    history = training_run.finished_history(resume, cfg.max_steps)
+    if history is not None:
         if main_process:
-            write_log(log_path, io.read_json(resume / "trainer_state.json")["log_history"])
-            model, tokenizer = load_model(resume, master_dtype(dtype), trust_remote_code=trust_remote_code)
-            export(model, tokenizer, out_dir, provenance, dtype)
+            write_log(files.log_path, history)
+            model, tokenizer = load_model(cast(Path, resume), master_dtype(dtype), trust_remote_code=trust_remote_code)
+            training_run.export_model(model, tokenizer, files, dtype)
         return GrpoResult(cfg.max_steps, resume, run)
     if resume is not None:
         log.info("resuming from %s", resume)
@@ -267,13 +251,13 @@ def train_grpo(
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward_function(task)],
-        args=trainer_config(cfg, work_dir),
+        args=trainer_config(cfg, files.work_dir),
         train_dataset=prompt_dataset(prompts, task),
         processing_class=tokenizer,
-        callbacks=[Bookkeeping(work_dir, run, log_path)],
+        callbacks=[MarkComplete(files.work_dir, run), training_run.LogCallback(files.log_path, write_log)],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():
-        write_log(log_path, trainer.state.log_history)
-        export(trainer.model, tokenizer, out_dir, provenance, dtype)
+        write_log(files.log_path, trainer.state.log_history)
+        training_run.export_model(trainer.model, tokenizer, files, dtype)
     return GrpoResult(trainer.state.global_step, resume, run)

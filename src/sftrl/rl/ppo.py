@@ -20,12 +20,10 @@ is a plain Hugging Face directory (`checkpoint-{update}/model`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
 import random
-import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -38,8 +36,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, get_scheduler
 
-from sftrl import io
-from sftrl.checkpoints import checkpoints, discard_unusable, last_complete, mark_complete, model_dir_identity
+from sftrl import io, training_run
+from sftrl.checkpoints import keep_newest, mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.ds_config import resolve_for_ppo
 from sftrl.modeling import DTYPES, check_model_dir, load_model
@@ -57,23 +55,24 @@ TIMING_KEYS = ("seconds", "rollout_seconds", "tokens_per_s")
 
 @dataclass(frozen=True)
 class PpoConfig:
-    """PPO settings. Defaults size the tiny CPU run; the paper's values are noted where they differ.
+    """PPO settings. The defaults are the `rl.ppo` section of config.yaml (the tiny CPU run); the paper's
+    values are noted where they differ.
 
     `minibatch_size` turns go through one forward/backward; an optimizer step follows every
     `gradient_accumulation_steps` minibatches. The lr schedule steps once per update.
     """
 
-    learning_rate: float = 1e-4  # paper 1e-6
+    learning_rate: float = 2e-4  # paper 1e-6
     lr_scheduler: str = "cosine"
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     weight_decay: float = 0.0
-    updates: int = 8  # paper: 100 (Llama), 300 (Qwen)
+    updates: int = 10  # paper: 100 (Llama), 300 (Qwen)
     episodes_per_update: int = 16  # paper: 4 GPUs x 128 (Llama), 4 x 32 (Qwen) env steps (turns)
-    minibatch_size: int = 16  # per process
+    minibatch_size: int = 32  # per process
     gradient_accumulation_steps: int = 1  # paper 128; per process (a step takes this x processes minibatches)
-    ppo_epochs: int = 2  # paper 4
+    ppo_epochs: int = 1  # paper 4
     clip_range: float = 0.2  # paper 0.1 (per-reply ratios of a tiny model move fast; 0.1 clips most)
     value_clip_range: float = 0.2
     value_loss_coef: float = 0.5
@@ -82,11 +81,11 @@ class PpoConfig:
     max_grad_norm: float = 1.0  # paper 0.01
     temperature: float = 1.0  # paper 0.2
     top_p: float = 1.0
-    max_new_tokens: int = 40  # paper 512
+    max_new_tokens: int = 32  # paper 512
     generation_batch_size: int = 64  # episodes played together; the groups are shared out among processes
     kl_coef: float = 0.0  # paper: no KL penalty, no reference model
     thought_weight: float = 0.5
-    save_every: int = 4
+    save_every: int = 5
     save_total_limit: int = 2
     deepspeed: str | None = None  # a ZeRO-2 JSON (configs/deepspeed/): DeepSpeed trains, as the paper under accelerate
     seed: int = 0
@@ -189,14 +188,13 @@ def fingerprint(
     processes: int = 1,
     deepspeed: dict | None = None,
 ) -> str:
-    """Identity of a run: what a checkpoint must share with the run that resumes from it (the number of
-    processes too: it sets the batch of an optimizer step; the DeepSpeed config by content, not path)."""
+    """Identity of a run: its settings, task, start model and prompts, and the number of processes (it
+    sets the batch of an optimizer step); the DeepSpeed config by content, not path."""
     settings = {**asdict(cfg), "deepspeed": deepspeed}
-    what = {"ppo": settings, "task": asdict(task), "start": start, "processes": processes}
-    digest = hashlib.sha256(io.dumps(what).encode())
-    for record in prompts:
-        digest.update(io.dumps([record["hand"], record["rule"], record.get("target")]).encode())
-    return digest.hexdigest()[:16]
+    return training_run.fingerprint(
+        {"ppo": settings, "task": asdict(task), "start": start, "processes": processes},
+        ([r["hand"], r["rule"], r.get("target")] for r in prompts),
+    )
 
 
 def prompt_indices(n_prompts: int, per_update: int, update: int, seed: int) -> list[int]:
@@ -451,7 +449,8 @@ class PpoTrainer:
         attempts), `success_rate`, `mean_turns`, `turns`, `lr`; per turn and epoch: `policy_loss`,
         `value_loss`, `approx_kl` (to the rollout policy, k3 estimator), `clip_fraction`, `kl_to_start`
         (only with kl_coef > 0); `grad_norm` (mean before clipping), `generated_tokens`, `tokens_per_s`
-        (generation), `rollout_seconds`, `seconds`.
+        (generation), `rollout_seconds`, `seconds`; `advantages`, the normalised advantage of every turn
+        (4 decimals), whose distribution per start checkpoint the diagnostics draw.
         """
         begin = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0]
@@ -476,6 +475,7 @@ class PpoTrainer:
             "tokens_per_s": rollout.generated_tokens / rollout_seconds,
             "rollout_seconds": rollout_seconds,
             "seconds": seconds,
+            "advantages": [round(a, 4) for a in cast(torch.Tensor, buffer["advantages"]).tolist()],
         }
         self.log.append(row)
         return row
@@ -527,47 +527,25 @@ class PpoTrainer:
         self.update, self.log = saved["update"], saved["log"]
 
 
-def rotate(work_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (every checkpoint left is complete at this point)."""
-    for _, path in checkpoints(work_dir)[:-keep]:
-        shutil.rmtree(path)
-
-
-def export(model, tokenizer, out_dir: str | os.PathLike, provenance: dict | None, dtype: str = "auto") -> None:
-    """The final policy as a plain Hugging Face directory (no value head), with provenance.json, atomically;
-    in `dtype` (the model's configured one, which float32 master weights were trained for), or as it is."""
-    if dtype != "auto":
-        model.to(DTYPES[dtype])  # training is over
-    with io.atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if provenance is not None:
-            io.write_json(tmp / "provenance.json", provenance)
-        check_model_dir(tmp)
-
-
 def train_ppo(
     start_model_dir: str | os.PathLike,
     prompts: Sequence[dict],
     task: TaskConfig,
     cfg: PpoConfig,
-    out_dir: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    log_path: str | os.PathLike,
-    provenance: dict | None = None,
+    files: training_run.RunFiles,
     dtype: str = "float32",
     device: str | None = None,
     trust_remote_code: bool = False,
 ) -> PpoResult:
-    """PPO from `start_model_dir`; resumes from the last complete checkpoint of the same run in `work_dir`.
+    """PPO from `start_model_dir`; resumes from the last complete checkpoint of the same run in
+    `files.work_dir`.
 
-    `log_path` (JSONL, one row per update) is rewritten after every update. The final policy goes to
-    `out_dir` as a Hugging Face directory, in `dtype`. A half-precision `dtype` trains float32 master
+    `files.log_path` (JSONL, one row per update) is rewritten after every update. The final policy goes to
+    `files.out_dir` as a Hugging Face directory, in `dtype`. A half-precision `dtype` trains float32 master
     weights under autocast to it (`master_dtype`); checkpoints keep the masters, so a resume is exact.
     """
     check_prompts(prompts, task)
     start = check_model_dir(start_model_dir)
-    work_dir = Path(work_dir)
     count = launched_processes()
     deepspeed = None
     if cfg.deepspeed:
@@ -577,10 +555,7 @@ def train_ppo(
     accelerator = distributed(deepspeed, device) if count > 1 or deepspeed else None
     processes = Processes.current()
     run = fingerprint(cfg, task, prompts, model_dir_identity(start), processes.count, deepspeed)
-    if processes.main:
-        discard_unusable(work_dir, run)
-    processes.barrier()
-    resume = last_complete(work_dir, run)
+    resume = training_run.resume_point(files.work_dir, run, processes.main, processes.barrier)
     if accelerator is not None:
         device = str(accelerator.device)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -599,7 +574,7 @@ def train_ppo(
     while trainer.update < cfg.updates:
         row = trainer.step()
         if processes.main:
-            io.write_jsonl(log_path, trainer.log)
+            io.write_jsonl(files.log_path, trainer.log)
         log.info(
             "update %d/%d: episode reward %.3f, success %.3f, %.1f s",
             row["update"],
@@ -609,12 +584,12 @@ def train_ppo(
             row["seconds"],
         )
         if trainer.update % cfg.save_every == 0 or trainer.update == cfg.updates:
-            trainer.save(work_dir / f"checkpoint-{trainer.update}", run)
+            trainer.save(files.work_dir / f"checkpoint-{trainer.update}", run)
             if processes.main:
-                rotate(work_dir, cfg.save_total_limit)
+                keep_newest(files.work_dir, cfg.save_total_limit)
     if processes.main:
-        io.write_jsonl(log_path, trainer.log)
-        export(model, tokenizer, out_dir, provenance, dtype)
+        io.write_jsonl(files.log_path, trainer.log)
+        training_run.export_model(model, tokenizer, files, dtype)  # the policy, no value head
     processes.barrier()
     return PpoResult(trainer.update, resume, run, trainer.log)
 

@@ -1,4 +1,4 @@
-"""Streaming weight access: headers without loading, sharded = single file, pattern selection, SVD cache."""
+"""Streaming weight access: headers without loading, sharded = single file, pattern selection, the writer."""
 
 import json
 import shutil
@@ -8,31 +8,19 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sftrl import weights
-from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
-from sftrl.weights import (
+from sftrl.spectral.weights import (
+    DTYPE_CODES,
     SINGLE_FILE,
     ModelWeights,
     SafetensorsWriter,
-    SvdCache,
     TensorInfo,
     WeightsError,
     check_matching,
     layer_and_module,
     select,
-    thin_svd,
 )
 from sharding import shard
-
-TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=64)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tokenizer = build_tokenizer(["a b c"], max_number=20)
-    path = tmp_path_factory.mktemp("m") / "model"
-    save_model(build_tiny_model(tokenizer, TINY, seed=0).to(torch.bfloat16), tokenizer, path)
-    return path
+from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
 
 def test_sharded_reads_the_same_as_single_file(model_dir, tmp_path):
@@ -100,68 +88,9 @@ def test_mismatch_errors_name_the_tensor(tmp_path):
         check_matching(a, b, ["x"])
 
 
-def test_thin_svd_reconstructs():
-    w = torch.randn(12, 30)
-    for matrix in (w, w.T):
-        svd = thin_svd(matrix)
-        assert svd.u.dtype == torch.float32 and svd.s.shape == (12,)
-        assert torch.allclose((svd.u * svd.s) @ svd.vh, matrix, atol=1e-5)
-        assert torch.all(svd.s[:-1] >= svd.s[1:])
-
-
-def test_svd_cache_hit_avoids_recomputation(model_dir, tmp_path, monkeypatch):
-    calls = []
-    real = weights.thin_svd
-    monkeypatch.setattr(weights, "thin_svd", lambda w: calls.append(w.shape) or real(w))
-    model = ModelWeights(model_dir)
-    name = "model.layers.1.mlp.down_proj.weight"
-    first = SvdCache(tmp_path / "cache", device="cpu").get(model, name)
-    again = SvdCache(tmp_path / "cache", device="cpu")  # a new process would see the same files
-    second = again.get(ModelWeights(model_dir), name)
-    assert len(calls) == 1 and again.hits == 1 and again.computed == 0
-    assert torch.equal(first.u, second.u) and torch.equal(first.s, second.s)
-
-    moved = shutil.copytree(model_dir, tmp_path / "copy")  # another checkpoint: never a stale entry
-    SvdCache(tmp_path / "cache", device="cpu").get(ModelWeights(moved), name)
-    assert len(calls) == 2
-
-
-def test_svd_cache_entries_appear_whole(model_dir, tmp_path, monkeypatch):
-    """Jobs running side by side may compute the same entry: each writes a private temporary file and
-    renames it into place, so a reader sees no entry or a complete one, and a failed write leaves none."""
-    model = ModelWeights(model_dir)
-    name = "model.layers.0.self_attn.q_proj.weight"
-    cache = SvdCache(tmp_path / "cache", device="cpu")
-    entry = cache.entry(model, name)
-    real = weights.save_file
-    seen = []
-
-    def racing(tensors, path, metadata=None):
-        seen.append(entry.exists())  # the final name is not written to
-        if len(seen) == 1:  # another job finishes the same entry meanwhile
-            SvdCache(tmp_path / "cache", device="cpu").get(model, name)
-        real(tensors, path, metadata=metadata)
-
-    monkeypatch.setattr(weights, "save_file", racing)
-    svd = cache.get(model, name)
-    assert seen == [False, False]
-    reread = SvdCache(tmp_path / "cache", device="cpu").get(model, name)
-    assert torch.equal(svd.u, reread.u) and torch.equal(svd.vh, reread.vh)
-    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary files left
-
-    def failing(tensors, path, metadata=None):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(weights, "save_file", failing)
-    other = "model.layers.1.self_attn.q_proj.weight"
-    with pytest.raises(OSError, match="disk full"):
-        SvdCache(tmp_path / "cache", device="cpu").get(model, other)
-    assert [p.name for p in entry.parent.iterdir()] == [entry.name]
-
-
 def test_writer_streams_a_valid_file(tmp_path):
     tensors = {"b": torch.randn(3, 5).to(torch.bfloat16), "a": torch.arange(7), "c": torch.tensor(2.5)}
-    entries = [TensorInfo(n, tuple(t.shape), weights.DTYPE_CODES[t.dtype], "x") for n, t in tensors.items()]
+    entries = [TensorInfo(n, tuple(t.shape), DTYPE_CODES[t.dtype], "x") for n, t in tensors.items()]
     with SafetensorsWriter(tmp_path / "x.safetensors", entries, {"format": "pt"}) as writer:
         for name, tensor in tensors.items():
             writer.write(name, tensor)

@@ -19,7 +19,8 @@ For every matched weight W_A, W_B (thin SVDs U Σ Vᵀ, float32) the tidy table 
 - WeightWatcher-style cheap columns: spectral norm, Frobenius norm, stable rank ‖W‖_F² / ‖W‖_2² of A and B.
 
 Table columns: layer, module, name, index_or_k, metric, value (index_or_k: the singular index for
-per-index metrics, k for per-k metrics, -1 for scalars).
+per-index metrics, k for per-k metrics, -1 for scalars). `summarize`, `summary_by` and `summary_row`
+reduce tables to their headline numbers, one row per pair for the summary of many pairs.
 """
 
 from __future__ import annotations
@@ -28,28 +29,16 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from matplotlib.figure import Figure
 
 from sftrl.io import atomic_path
-from sftrl.outputs import save_figure
-from sftrl.weights import (
-    ModelWeights,
-    Svd,
-    SvdCache,
-    check_matching,
-    default_device,
-    layer_and_module,
-    select,
-    singular_values,
-    thin_svd,
-)
+from sftrl.spectral.svd import Svd, SvdCache, default_device, singular_values, thin_svd
+from sftrl.spectral.weights import ModelWeights, check_matching, layer_and_module, select
 
 COLUMNS = ["layer", "module", "name", "index_or_k", "metric", "value"]
 DEFAULT_K_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.2, 0.5, 1.0)
@@ -263,7 +252,7 @@ def _values(table: pd.DataFrame, metric: str) -> pd.Series:
     return table.loc[table["metric"] == metric, "value"]
 
 
-def _per_k(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+def per_k_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows of a per-k metric with each row's k fraction attached (k differs between matrices)."""
     fractions = table.loc[table["metric"] == "k_fraction", ["name", "index_or_k", "value"]]
     fractions = fractions.rename(columns={"value": "k_fraction"})
@@ -284,7 +273,7 @@ def summarize(table: pd.DataFrame) -> dict[str, float]:
     if len(drift):
         summary["drift_median"] = float(np.nanmedian(drift))
     for side in ("left", "right"):
-        per_k = _per_k(table, f"angle_{side}_mean_deg")
+        per_k = per_k_rows(table, f"angle_{side}_mean_deg")
         for fraction, group in per_k.groupby("k_fraction"):
             summary[f"angle_{side}_deg@{fraction:g}"] = float(group["value"].mean())
     for metric in (
@@ -310,85 +299,6 @@ def summary_by(table: pd.DataFrame, column: str = "module") -> pd.DataFrame:
     return pd.DataFrame(
         [{column: key, **summarize(group)} for key, group in table.groupby(column, sort=True)]
     ).set_index(column)
-
-
-def _save(fig: Figure, out: str | os.PathLike) -> list[Path]:
-    """Save as PNG and PDF beside each other (out without suffix is the stem), cropped to what is drawn."""
-    stem = Path(out)
-    stem = stem.with_suffix("") if stem.suffix in {".png", ".pdf"} else stem
-    return save_figure(fig, stem.with_name(stem.name + ".png"), dpi=150, bbox_inches="tight")
-
-
-def _drift_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]], out, title) -> list[Path]:
-    fig = Figure(figsize=(max(5, 0.7 * len(labels) + 3), 3.5))
-    ax = fig.subplots()
-    for module, values in series.items():
-        ax.plot(range(len(labels)), values, marker="o", label=module, linewidth=2.5 if module == "all" else 1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_xlabel("checkpoint")
-    ax.set_ylabel("median relative drift |σ_B − σ_A| / σ_A (%)")
-    ax.set_title(title or "Singular-value drift vs checkpoint")
-    ax.legend(fontsize="small", ncol=2)
-    return _save(fig, out)
-
-
-def plot_drift(tables: Mapping[str, pd.DataFrame], out: str | os.PathLike, title: str | None = None) -> list[Path]:
-    """Median relative singular-value drift (%) per module against checkpoints (the keys, in order)."""
-    labels = list(tables)
-    series: dict[str, list[float]] = {}
-    for position, label in enumerate(labels):
-        drift = tables[label].loc[tables[label]["metric"] == "drift"]
-        for module, group in [("all", drift), *drift.groupby("module")]:
-            median = 100 * float(np.nanmedian(group["value"]))
-            series.setdefault(module, [float("nan")] * len(labels))[position] = median
-    return _drift_figure(labels, series, out, title)
-
-
-def plot_angles(table: pd.DataFrame, out: str | os.PathLike, title: str | None = None) -> list[Path]:
-    """Mean principal angle against k (fraction of rank), left and right subspaces, one line per module."""
-    fig = Figure(figsize=(9, 3.5))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, side in zip(axes, ("left", "right"), strict=False):
-        per_k = _per_k(table, f"angle_{side}_mean_deg")
-        for module, group in per_k.groupby("module"):
-            curve = group.groupby("k_fraction")["value"].mean()
-            ax.plot(curve.index, curve.values, marker="o", label=module)
-        ax.set_xscale("log")
-        ax.set_xlabel("k / rank")
-        ax.set_title(f"{side} singular subspaces ({'U' if side == 'left' else 'V'})")
-    axes[0].set_ylabel("mean principal angle (degrees)")
-    axes[1].legend(fontsize="small")
-    fig.suptitle(title or "Principal angles between top-k singular subspaces")
-    return _save(fig, out)
-
-
-def plot_heatmap(
-    table: pd.DataFrame,
-    out: str | os.PathLike,
-    metric: str = "energy_rotation_share",
-    k_fraction: float | None = None,
-    title: str | None = None,
-) -> list[Path]:
-    """Layer × module heat map of a scalar metric, or of a per-k metric at `k_fraction`."""
-    if k_fraction is not None:
-        rows = _per_k(table, metric)
-        rows = rows.loc[np.isclose(rows["k_fraction"], k_fraction)]
-    else:
-        rows = table.loc[table["metric"] == metric]
-    if rows.empty:
-        raise ValueError(f"no {metric!r} values{'' if k_fraction is None else f' at k fraction {k_fraction}'} to plot")
-    grid = rows.pivot_table(index="layer", columns="module", values="value", aggfunc="mean")
-    fig = Figure(figsize=(1.0 * grid.shape[1] + 3, 0.3 * grid.shape[0] + 2))
-    ax = fig.subplots()
-    image = ax.imshow(grid.values, aspect="auto", cmap="viridis", origin="lower")
-    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=45, ha="right")
-    ax.set_yticks(range(grid.shape[0]), grid.index)
-    ax.set_xlabel("module")
-    ax.set_ylabel("decoder layer")
-    label = metric + ("" if k_fraction is None else f" (k = {k_fraction:g} of rank)")
-    fig.colorbar(image, ax=ax, label=label)
-    ax.set_title(title or label)
-    return _save(fig, out)
 
 
 # --- the summary of many pairs ------------------------------------------------------------------------
@@ -424,76 +334,3 @@ def summary_frame(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
 def write_summary(summary: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def _angle_columns(summary: pd.DataFrame, side: str) -> list[tuple[float, str]]:
-    prefix = f"angle_{side}_deg@"
-    return sorted((float(c.removeprefix(prefix)), c) for c in summary.columns if c.startswith(prefix))
-
-
-def plot_drift_summary(
-    summary: pd.DataFrame,
-    out: str | os.PathLike,
-    kinds: Sequence[str] = ("base_to_sft", "base_to_rl"),
-    title: str | None = None,
-) -> list[Path]:
-    """`plot_drift` from a summary: median drift (%) per module for the pairs of `kinds`, in row order,
-    each labelled by its model B."""
-    rows = summary.loc[summary["kind"].isin(kinds)]
-    if rows.empty or "drift_median" not in rows:
-        raise ValueError(f"no singular-value drift of {list(kinds)} pairs in the summary")
-    series = {"all": list(100 * rows["drift_median"])}
-    for column in sorted(c for c in rows.columns if c.startswith(DRIFT_PREFIX)):
-        series[column.removeprefix(DRIFT_PREFIX)] = list(100 * rows[column])
-    labels = [str(b) for b in rows["b"]]
-    return _drift_figure(labels, series, out, title or "Singular-value drift vs checkpoint (against the base)")
-
-
-def plot_angle_summary(
-    summary: pd.DataFrame,
-    out: str | os.PathLike,
-    kinds: Sequence[str] = ("base_to_sft", "base_to_rl"),
-    title: str | None = None,
-) -> list[Path]:
-    """Mean principal angle against k (fraction of rank), left and right subspaces, one line per pair of
-    `kinds`: SFT checkpoints shaded from early (light) to late (dark), other pairs dashed."""
-    rows = summary.loc[summary["kind"].isin(kinds)]
-    if rows.empty or not _angle_columns(rows, "left"):
-        raise ValueError(f"no principal angles of {list(kinds)} pairs in the summary")
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis_r"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    sft = rows.loc[rows["kind"] == "base_to_sft"]
-    others = rows.loc[rows["kind"] != "base_to_sft"]
-    for ax, side in zip(axes, ("left", "right"), strict=False):
-        columns = _angle_columns(rows, side)
-        ks = [k for k, _ in columns]
-        for position, (_, row) in enumerate(sft.iterrows()):
-            shade = 0.15 + 0.85 * position / max(1, len(sft) - 1)
-            ax.plot(
-                ks,
-                [row[c] for _, c in columns],
-                marker="o",
-                markersize=3,
-                color=cmap(shade),
-                label=f"{row['a']} → {row['b']}",
-            )
-        for _, row in others.iterrows():
-            ax.plot(
-                ks,
-                [row[c] for _, c in columns],
-                linestyle="--",
-                marker="s",
-                markersize=3,
-                label=f"{row['a']} → {row['b']}",
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("k / rank")
-        ax.set_title(f"{side} singular subspaces ({'U' if side == 'left' else 'V'})")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean principal angle (degrees)")
-    axes[1].legend(fontsize="x-small", ncol=1 + len(rows) // 12, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(title or "Principal angles between top-k singular subspaces, averaged over matrices")
-    return _save(fig, out)

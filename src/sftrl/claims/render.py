@@ -1,0 +1,128 @@
+"""The verdicts written out: claims.md for a reader, claims.json for a program, and the table of what the
+findings rest on (`setting_lines`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sftrl import io
+from sftrl.claims.inputs import ClaimInputs
+from sftrl.claims.verdicts import VERDICTS, ClaimSettings, Finding, num
+from sftrl.curves import Rate
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def to_json(findings: Sequence[Finding], settings: ClaimSettings, provenance: Mapping[str, Any] | None = None) -> dict:
+    return _clean(
+        {
+            "findings": [asdict(f) for f in findings],
+            "verdicts": {f.id: f.verdict for f in findings},
+            "settings": asdict(settings),
+            "provenance": dict(provenance or {}),
+        }
+    )
+
+
+def _share(value: Any) -> str:
+    number = num(value)
+    return "–" if number is None else f"{number:.2f}"
+
+
+def setting_lines(inputs: ClaimInputs) -> list[str]:
+    """What the findings rest on: whether the base plays the multi-turn game (successes after a failed
+    attempt), reads the stated rule (first-attempt rule following) and has OOD skill to lose; and the
+    rule following of each RL model's first OOD answers against its start's."""
+    base = [row for row in inputs.curve if int(row["step"]) == 0]
+    if not base:
+        return []
+    lines = [
+        "## The base model",
+        "",
+        "| split | success | first-attempt success | successes after a failed attempt | first-attempt rule following |",
+        "|---|---|---|---|---|",
+    ]
+    for row in base:
+        n = int(row["n"])
+        solved = Rate.of(row["success"], n)
+        after = num(row.get("success_after_failure"))
+        later = "–" if after is None else f"{round(after * solved.k)} of {solved.k} ({100 * after:.0f}%)"
+        lines.append(
+            f"| {row['split']} | {solved.text()} | {100 * float(row['first_attempt_success']):.1f}% | {later} | "
+            f"{_share(row.get('rule_following_first'))} |"
+        )
+    rl = [row for row in inputs.rl if row["split"] == "ood" and row.get("rule_following_first_after") not in (None, "")]
+    if rl:
+        lines += [
+            "",
+            "Rule following of the first OOD answers (stated card values that follow the prompt's rule), before → after RL:",
+            "",
+            "| start step | algorithm | seed | before | after |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['start_step']} | {row['algorithm']} | {row['seed']} | "
+            f"{_share(row['rule_following_first_before'])} | {_share(row['rule_following_first_after'])} |"
+            for row in rl
+        ]
+    return [*lines, ""]
+
+
+def to_markdown(findings: Sequence[Finding], title: str = "Claims", setting: Sequence[str] = ()) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "Each finding of the study is judged by its checks: *supported* only where its test at α = 0.05 (Holm-corrected "
+        "within a family of starts or edits) carries it, *not supported* where the test carries the opposite, "
+        "*inconclusive* otherwise. *Detectable* is the smallest effect the check would find with power 0.8 at this "
+        "experiment's sizes: an inconclusive check whose detectable effect is large had too few episodes to tell.",
+        "",
+        "| finding | verdict | checks (supported / not supported / inconclusive) |",
+        "|---|---|---|",
+    ]
+    for finding in findings:
+        counts = [sum(c.verdict == v for c in finding.checks) for v in VERDICTS]
+        lines.append(f"| {finding.id} | **{finding.verdict}** | {' / '.join(map(str, counts))} |")
+    lines += ["", *setting]
+    for finding in findings:
+        lines += ["", f"## {finding.id}: {finding.verdict}", "", f"> {finding.statement}", ""]
+        for check in finding.checks:
+            lines += [f"### {check.id}: {check.verdict}", "", f"*Claim:* {check.claim}.  ", f"*Why:* {check.reason}.  "]
+            lines += [f"*Test:* {check.test}.  "]
+            lines += [f"*Detectable:* {check.detectable or 'not applicable'}.", ""]
+            lines += [f"- {item}" for item in check.evidence]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_claims(
+    findings: Sequence[Finding],
+    markdown_path: str | Path,
+    json_path: str | Path,
+    settings: ClaimSettings,
+    provenance: Mapping[str, Any] | None = None,
+    title: str = "Claims",
+    setting: Sequence[str] = (),
+) -> None:
+    io.write_text(markdown_path, to_markdown(findings, title, setting))
+    io.write_json(json_path, to_json(findings, settings, provenance))

@@ -1,0 +1,45 @@
+"""claims.md and claims.json, and the table of what the findings rest on."""
+
+import json
+
+import pytest
+from test_claims_inputs import PEAKED, SETTINGS, curve, rl
+
+from sftrl.claims import ClaimInputs, evaluate_claims, render
+
+
+def test_claims_are_written_as_markdown_and_json(tmp_path):
+    inputs = ClaimInputs(curve=curve(PEAKED, 5000), rl=rl({40: (0.30, 0.39), 160: (0.10, 0.11)}))
+    findings = evaluate_claims(inputs, SETTINGS)
+    render.write_claims(findings, tmp_path / "c.md", tmp_path / "c.json", SETTINGS, {"seed": 1}, title="Claims: test")
+    text = (tmp_path / "c.md").read_text()
+    assert text.startswith("# Claims: test") and "## F1: " in text and "### F1.peak: supported" in text
+    assert text.count("*Detectable:*") == sum(len(f.checks) for f in findings)
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert list(data["verdicts"]) == ["F1", "F2", "F3", "F4"]
+    assert data["provenance"] == {"seed": 1} and data["settings"]["bootstrap_draws"] == 4000
+    assert data == json.loads(json.dumps(data, allow_nan=False))  # no NaN in the file
+    again = evaluate_claims(inputs, SETTINGS)
+    assert render.to_json(again, SETTINGS) == render.to_json(findings, SETTINGS)  # deterministic
+    with pytest.raises(ValueError, match="curve is empty"):
+        evaluate_claims(ClaimInputs(curve=[]), SETTINGS)
+
+
+def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_following():
+    curve = [
+        {"step": "0", "split": "ood", "n": "300", "success": "0.2", "first_attempt_success": "0.15",
+         "success_after_failure": "0.25", "rule_following_first": "0.97"},
+        {"step": "100", "split": "ood", "n": "300", "success": "0.05", "first_attempt_success": "0.05",
+         "success_after_failure": "0.0", "rule_following_first": "0.5"},
+    ]
+    rl = [
+        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "ood",
+         "rule_following_first_before": "0.5", "rule_following_first_after": "0.9"},
+        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "id",
+         "rule_following_first_before": "1.0", "rule_following_first_after": "1.0"},
+    ]
+    text = "\n".join(render.setting_lines(ClaimInputs(curve=curve, rl=rl)))
+    assert "| ood | 20.0% [15.9, 24.9] (n = 300) | 15.0% | 15 of 60 (25%) | 0.97 |" in text
+    assert "| 100 | ppo | 0 | 0.50 | 0.90 |" in text
+    assert "| id |" not in text.split("before → after RL")[1]  # the RL table is of OOD answers only
+    assert render.setting_lines(ClaimInputs(curve=curve[1:])) == []
