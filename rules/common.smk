@@ -15,7 +15,7 @@ from sftrl.config import (
     ladder_steps,
     restore_plan_spec,
 )
-from sftrl.data import check_pretrain, check_supply, corpus_conflicts
+from sftrl.data import check_pretrain, check_sft_source, check_supply, corpus_conflicts
 from sftrl.restoration.spec import num_decoder_layers
 from sftrl.names import (
     EVAL_SPLITS,
@@ -29,6 +29,8 @@ from sftrl.names import (
     sft_model,
 )
 from sftrl.representations.pairs import check_pairs, configured_pairs, external_models
+from sftrl.evaluate import check_decoding
+from sftrl.sft_format import check_prompt_format
 from sftrl.restoration.table import kinds_in
 from sftrl.roles import (
     read_roles,
@@ -63,7 +65,8 @@ set_package_root(workflow.basedir)
 _task = from_dict(TaskConfig, config["task"], "task")
 _data = from_dict(DataConfig, config["data"], "data")
 check_pretrain(_task, _data)
-check_supply(config["seed"], _task, _data)
+check_sft_source(_task, _data)
+check_supply(config["seed"], _task, _data, Path(".snakemake") / "sftrl")
 for _section, _where in (
     (config["sft"], "sft"),
     (config["model"]["pretrain"], "model.pretrain"),
@@ -145,6 +148,7 @@ RESTORE_PAIRS = restore_pairs(
     SFT_END,
     num_decoder_layers(base_model_config()),
     base_model_config(),
+    {key: config["restore"][key] for key in ("covering", "round_trip")},
 )
 check_experiment(config, SFT_STEPS, RL_MODELS, RESTORE_PAIRS, SFT_END)
 RESTORE_GROUPS = {pair.group: pair for pair in RESTORE_PAIRS}
@@ -160,6 +164,8 @@ REPR_TOKENS = configured_pairs(REPRESENTATIONS, RL_MODELS, SFT_END, EVAL_MODELS)
 
 
 check_pairs(REPR_TOKENS, REPR_EXTERNAL, local_base_dir)
+check_prompt_format(config["sft"]["prompt_format"], _task.style, local_base_dir())
+check_decoding(config, local_base_dir())
 
 
 def config_json(*sections):

@@ -1,5 +1,7 @@
 rule datasets:
     """Every training and evaluation set of the experiment, deterministic in (config, seed)."""
+    input:
+        sft_file=config["data"]["sft"]["file"] or [],
     output:
         files=dataset_files(),
         manifest=DATA / "manifest.json",

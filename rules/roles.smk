@@ -26,6 +26,7 @@ checkpoint roles:
         sft=" ".join(SFT_MODELS),
         rl=lambda wc: " ".join(rl_models()),
         sft_end=SFT_END,
+        peak_rule=config["restore"]["peak_rule"],
     shell:
         "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
-        " --sft-end {params.sft_end} --out {output.json} > {log} 2>&1"
+        " --sft-end {params.sft_end} --peak-rule {params.peak_rule} --out {output.json} > {log} 2>&1"

@@ -57,7 +57,7 @@ def build_edit(args) -> None:
 
     record = io.read_json(args.plan)
     base = json.loads(args.edit_spec)
-    spec = EditSpec.from_dict(plan.planned_edit(record, base["kind"], base.get("top", 0.0), base.get("tail", 0.0)))
+    spec = EditSpec.from_dict(plan.planned_edit(record, base))
     apply_edits(args.source, args.target, [spec], [args.out], SvdCache(args.cache))
 
 

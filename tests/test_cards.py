@@ -228,6 +228,19 @@ def test_parse_formats():
     assert parse("hello").format == parse("").format == "none"
 
 
+@pytest.mark.parametrize("reply", [
+    '{"cards": ["10", "6", "3", "7"], "number": [10, 6, 3, 7], "formula": "10+6/(3/7)’*0=24",}',  # not JSON
+    "'formula': '10+6/(3/7)”*0=24'",
+    "“formula”: “10+6/(3/7)\"*0”",
+])
+def test_a_formula_is_judged_as_written_never_by_a_prefix(reply):
+    """Another quote character inside a quoted formula does not end it: 10+6/(3/7) before it is a solution
+    of 10 6 3 7, the formula as written is not."""
+    assert parse(reply).formula.split("=")[0].endswith("*0")
+    verdict = verify(reply, (10, 6, 3, 7), "id")
+    assert verdict.category == "illegal_formula" and not verdict.correct
+
+
 RIGHT, WRONG = "(7-5)*11+2", "7+5+11+2"  # 24 and 25 with the cards 7 5 J 2 under the OOD rule
 STEPS_RIGHT = "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
 STEPS_WRONG = "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 + 11 = 23 ; 23 + 2 = 25"

@@ -28,7 +28,8 @@ from sftrl.evaluate import (
     wilson_interval,
 )
 from sftrl.evaluate.backends import HFBackend, VLLMBackend
-from sftrl.evaluate.incremental import Prefix, reusable
+from sftrl.evaluate.engine import Sampling
+from sftrl.evaluate.incremental import IncrementalDecoder, Prefix, reusable
 from sftrl.modeling import (
     ModelDirError,
     TinyModelConfig,
@@ -245,6 +246,58 @@ def test_sampling_is_seeded(loaded, episodes):
     other = run_episodes(HFBackend(model, tokenizer, replace(cfg, seed=12)), episodes[:4], TASK, progress=False)
     assert [r.to_record() for r in runs[0]] == [r.to_record() for r in runs[1]]
     assert [r.to_record() for r in runs[0]] != [r.to_record() for r in other]
+
+
+QWEN_SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+
+
+def test_decoding_as_the_checkpoint_configures_it(loaded, episodes):
+    """eval.decoding generation_config: each checkpoint's own knobs, as the authors' `generate()` without
+    any, seeded; greedy where it does not sample, and different from greedy where it does."""
+    model, tokenizer = loaded
+    own = replace(GREEDY, decoding="generation_config", seed=3)
+    saved = model.generation_config
+    try:
+        model.generation_config = type(saved)(**{**saved.to_diff_dict(), **QWEN_SAMPLING})
+        backend = HFBackend(model, tokenizer, own)
+        assert backend.sampling == Sampling(0.7, 0.8, 20, 1.05)
+        runs = [run_episodes(HFBackend(model, tokenizer, own), episodes[:6], TASK, progress=False) for _ in range(2)]
+        assert [r.to_record() for r in runs[0]] == [r.to_record() for r in runs[1]]
+        greedy = run_episodes(HFBackend(model, tokenizer, GREEDY), episodes[:6], TASK, progress=False)
+        assert [r.to_record() for r in runs[0]] != [r.to_record() for r in greedy]
+        model.generation_config = type(saved)(**{**saved.to_diff_dict(), "do_sample": False})
+        assert HFBackend(model, tokenizer, own).sampling == Sampling()  # greedy, as generate() would
+        with pytest.raises(ValueError, match="checkpoint's generation config decodes greedily"):
+            HFBackend(model, tokenizer, replace(own, samples=2))
+    finally:
+        model.generation_config = saved
+    assert Sampling.of_generation_config({"do_sample": True, "temperature": 0.6}) == Sampling(0.6, 1.0, 50, 1.0)
+
+
+def test_the_decoders_processors_are_generates(loaded):
+    """Repetition penalty, temperature, top-k and top-p as `generate` applies them, on the same logits."""
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    model, tokenizer = loaded
+    sampling = Sampling(0.7, 0.8, 20, 1.05)
+    decoder = IncrementalDecoder(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, sampling)
+    torch.manual_seed(0)
+    vocabulary = model.config.vocab_size
+    logits = torch.randn(3, vocabulary) * 3
+    prompts = [[1, 2, 3, 3], [5, 6], [7]]
+    ids = torch.tensor([[1, 2, 3, 3], [0, 0, 5, 6], [0, 0, 0, 7]])  # 0 is in the pad position only: not held
+    ids[1, :2] = ids[1, 2]
+    ids[2, :3] = ids[2, 3]
+    reference = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.05), TemperatureLogitsWarper(0.7),
+                                     TopKLogitsWarper(20), TopPLogitsWarper(0.8)])(ids, logits.clone())
+    ours = decoder.warpers(ids, decoder.scores(logits.clone(), decoder._seen(prompts, "cpu")))
+    assert torch.equal(ours, reference)
 
 
 # --- episode bookkeeping with a scripted backend -----------------------------------------------

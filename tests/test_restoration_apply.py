@@ -1,6 +1,7 @@
 """Restoration edits: their algebra, complete bf16 model directories, layer resets, and bad input."""
 
 import json
+from dataclasses import replace
 import runpy
 import shutil
 import sys
@@ -125,7 +126,12 @@ def test_spec_names_and_round_trip():
         ({"kind": "layer", "layers": 1}, r"layers = 1: give a fraction .* or a list of indices \(\[1\]\)"),
         ({"kind": "layer", "layers": "0.5:0.25"}, "need 0 <= a < b <= 1"),
         ({"kind": "value", "layers": 0.5}, "layers apply to a layer reset"),
-        ({"kind": "value", "top_k": 3}, r"unknown edit field\(s\) \['top_k'\]"),
+        ({"kind": "value", "k": 3}, r"unknown edit field\(s\) \['k'\]"),
+        ({"kind": "value", "top": 0.2, "top_k": 3}, "as fractions .* or as counts .* not both"),
+        ({"kind": "value", "top_k": -1}, r"top_k = -1 is not a count"),
+        ({"kind": "layer", "layers": 0.5, "top_k": 8}, "apply to SVD edits"),
+        ({"kind": "direction", "top_k": 8, "covering": "whole"}, "covering = 'whole'"),
+        ({"kind": "direction", "top_k": 8, "round_trip": "bf16"}, "round_trip = 'bf16'"),
         ({"kind": "value", "top": 1, "scope": ["heads"]}, r"scope \['heads'\]: name one or more of projections"),
         ({"kind": "value", "top": 1, "scope": []}, r"scope \[\]: name one or more"),
         ({"kind": "direction", "top": 1, "scope": ["norms"]}, "norms are vectors"),
@@ -210,6 +216,66 @@ def test_layer_reset_is_bit_exact(grid, pair):
     for name in target:
         expected = source[name] if name in layer0 else target[name]
         assert torch.equal(out[name].view(torch.int16), expected.view(torch.int16)), name
+
+
+def test_absolute_counts_are_cut_as_the_authors_cut_them():
+    spec = EditSpec("direction", top_k=3, tail_k=5)
+    assert spec.name == "direction-topk3-tailk5" and spec.absolute
+    assert spec.index_set(10).tolist() == [0, 1, 2, 5, 6, 7, 8, 9]
+    assert spec.index_set(6).tolist() == list(range(6))  # tail_k cut to what top_k leaves
+    assert not spec.copies_whole(6)  # covered, but covering "edit" edits every index
+    assert replace(spec, covering="copy").copies_whole(6) and not replace(spec, covering="copy").copies_whole(9)
+    assert EditSpec.from_dict(spec.to_dict()) == spec
+
+
+# TINY: q, o and the MLP have rank 64, k and v (2 KV heads of 16) rank 32
+AUTHORS = {"kind": "direction", "top_k": 48, "covering": "copy", "round_trip": "float16"}
+
+
+@pytest.mark.parametrize("covering", ["copy", "edit"])
+def test_a_count_above_a_matrix_rank_copies_it_whole_only_with_covering_copy(tmp_path, pair, covering):
+    spec = EditSpec("direction", top_k=48, covering=covering)
+    [out] = apply_edits(*pair, [spec], [tmp_path / "out"], SvdCache(device="cpu"))
+    source, target, edited = tensors(pair[0]), tensors(pair[1]), tensors(out)
+    for name in select(list(target)):
+        s, t, e = source[name].float(), target[name].float(), edited[name].float()
+        rank = min(t.shape)
+        if rank == 32:  # covered
+            if covering == "copy":
+                assert torch.equal(edited[name], source[name]), name  # the source's matrix, values included
+            else:
+                assert torch.allclose(torch.linalg.svdvals(e), torch.linalg.svdvals(t), rtol=1e-2, atol=1e-3)
+                assert not torch.equal(edited[name], source[name])
+        else:  # rank 64: 48 directions put back, the edit itself
+            expected = svd_edit("direction", t, thin_svd(t), thin_svd(s), spec.index_set(rank)).to(torch.bfloat16)
+            assert torch.equal(edited[name], expected), name
+
+
+def test_the_float16_round_trip_rounds_every_tensor_and_keeps_its_svds_apart(tmp_path, pair):
+    cache = SvdCache(tmp_path / "svd", device="cpu")
+    plain, through = EditSpec("direction", top=0.5), EditSpec("direction", top=0.5, round_trip="float16")
+    apply_edits(*pair, [plain, through], [tmp_path / "plain", tmp_path / "through"], cache)
+    projections = select(ModelWeights(pair[1]).names)
+    assert cache.computed == 2 * 2 * len(projections)  # each model's SVDs with and without the round trip
+    target = tensors(pair[1])
+    edited = tensors(tmp_path / "through")
+    for name, tensor in target.items():
+        if name not in projections:  # untouched: the target through float16 and back, in its own dtype
+            assert torch.equal(edited[name], tensor.to(torch.float16).to(torch.bfloat16)), name
+    assert any(not torch.equal(edited[n], tensors(tmp_path / "plain")[n]) for n in projections)
+    assert EditSpec(**AUTHORS).name == "direction-topk48-tailk0"
+
+
+def test_a_count_above_every_matrix_rank_is_refused_before_any_job():
+    from sftrl.roles import restore_pairs
+
+    config = {"hidden_size": 64, "num_hidden_layers": 2}
+    pairs = [{"source": "sft_peak", "target": "sft_end", "edits": [{"kind": "direction", "top_k": 65}]}]
+    with pytest.raises(EditError, match=r"top_k 65 \+ tail_k 0 is above the rank of every matrix .*hidden size, 64"):
+        restore_pairs(pairs, [], "sft-2", 2, config)
+    pairs[0]["edits"] = [{"kind": "direction", "top_k": 64}]
+    [pair] = restore_pairs(pairs, [], "sft-2", 2, config, {"covering": "copy", "round_trip": "float16"})
+    assert (pair.specs[0].covering, pair.specs[0].round_trip) == ("copy", "float16")
 
 
 def changed(out, target):

@@ -151,3 +151,17 @@ def test_restore_grid_expands_groups_and_names_models():
 def test_bad_grids_name_the_entry(grid, error, message):
     with pytest.raises(error, match=message):
         restore_pairs(grid, RL, "sft-100", num_layers=4)
+
+
+def test_the_authors_peak_is_reported_and_can_play_sft_peak(eval_root):
+    """Over all episodes sft-100 is best (0.30); on the selection half sft-50 and sft-100 tie (0.20) and
+    the earliest wins. Both peaks are recorded whichever rule picks sft_peak."""
+    ours = choose_roles(eval_root, SFT, RL, "sft-200")
+    theirs = choose_roles(eval_root, SFT, RL, "sft-200", peak_rule="all_episodes")
+    expected = {"selection_half": {"model": "sft-50", "step": 50}, "all_episodes": {"model": "sft-100", "step": 100}}
+    assert ours["peaks"] == theirs["peaks"] == expected
+    assert (ours["roles"]["sft_peak"], theirs["roles"]["sft_peak"]) == ("sft-50", "sft-100")
+    assert theirs["peak_rule"] == "all_episodes" and "over all OOD episodes" in theirs["rule"]
+    assert {row["model"]: row["all_rate"] for row in ours["ood"]}["sft-100"] == pytest.approx(0.30)
+    with pytest.raises(ValueError, match="unknown peak rule 'best'"):
+        choose_roles(eval_root, SFT, RL, "sft-200", peak_rule="best")

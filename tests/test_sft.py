@@ -414,6 +414,36 @@ def test_schedule_horizon_beyond_the_last_step_stops_there_with_the_rate_still_h
         replace(cfg, schedule_steps=7)
 
 
+def test_the_authors_log_warmup_is_the_schedule_their_sft_log_shows(tmp_path, base_dir, records):
+    """lr_scheduler_type warmup_log: DeepSpeed's WarmupLR as the authors' SFT ran it. With their lr 1e-6
+    over one epoch of 12,501 steps (3% warm-up: 376 steps) the rate after step t is 0 at step 1, 1.169e-7
+    at step 2, 7.77e-7 at step 100 and 1e-6 from step 376 on: what their log shows at each step
+    (analysis/sft_6579897_4294967294.out; transformers 4.46 logged the rate after the step's scheduler
+    update, transformers 5 logs the rate the step used, one step earlier: the same rates, step by step)."""
+    cfg = replace(FAST, learning_rate=1e-6, lr_scheduler_type="warmup_log", warmup_ratio=0.03, max_steps=4,
+                  schedule_steps=12501, save_every=4, logging_steps=1)
+    sft.train(str(base_dir), None, records[:4] * 4, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
+              tmp_path / "log.jsonl")
+    used = {step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row}
+    assert used[1] == used[2] == 0.0  # DeepSpeed starts at its minimum, and ln 1 = 0
+    assert used[3] == pytest.approx(1.1689632515815068e-07, rel=1e-9)  # their log at step 2
+    assert used[4] == pytest.approx(1.8527629184777592e-07, rel=1e-9)  # their log at step 3
+
+    model, tokenizer = load_model(base_dir)
+    trainer = sft.SftTrainer(schedule="warmup_log", model=model, args=sft.trainer_config(cfg, tmp_path / "w2"),
+                             train_dataset=sft.prompt_completion_dataset(records[:4]), processing_class=tokenizer)
+    trainer.create_optimizer()
+    scheduler = trainer.create_scheduler(cfg.horizon)
+    rates = {}
+    for step in range(1, 401):
+        trainer.optimizer.step()
+        scheduler.step()
+        rates[step] = scheduler.get_last_lr()[0]
+    assert rates[2] == pytest.approx(1.169e-7, abs=1e-10)
+    assert rates[100] == pytest.approx(7.77e-7, abs=1e-9)
+    assert rates[375] < 1e-6 and rates[376] == rates[400] == pytest.approx(1e-6)
+
+
 def test_bf16_model_trains_float32_masters_and_writes_a_bf16_ladder(tmp_path, base_dir, records):
     """Without DeepSpeed a bf16 model is trained as float32 master weights under bf16 autocast (an update
     far below bf16 resolution is kept), and its ladder written in bf16, as the model came."""

@@ -196,7 +196,12 @@ def text_tokens(config: Mapping, reply_tokens: int, attempts: int | None = None)
     task = config["task"]
     attempts = attempts or task["max_attempts"]
     episode = cards.Episode(
-        list(PLAN_HAND), cards.get_rule(PLAN_RULE), target=task["target"], style=task["style"], max_attempts=attempts
+        list(PLAN_HAND),
+        cards.get_rule(PLAN_RULE),
+        target=task["target"],
+        style=task["style"],
+        max_attempts=attempts,
+        feedback_text=task.get("feedback", "sftrl"),
     )
     prompt = sum(len(m["content"]) for m in episode.messages)
     episode.step("1 + 1 = 2")  # a wrong attempt: the feedback's length

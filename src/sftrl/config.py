@@ -55,6 +55,22 @@ class TaskConfig:
     style: str = "compact"
     max_attempts: int = 5
     rewards: Rewards = field(default_factory=Rewards)  # the verifier's own rewards, read from task.rewards
+    feedback: str = "sftrl"  # the feedback turn's words: this verifier's, or the reference verifier's verbatim
+
+    def __post_init__(self) -> None:
+        from sftrl.cards.episode import FEEDBACK_TEXTS
+
+        if self.feedback not in FEEDBACK_TEXTS:
+            raise ValueError(f"task.feedback {self.feedback!r}: expected one of {list(FEEDBACK_TEXTS)}")
+        if self.feedback == "reference" and self.style != "paper":
+            raise ValueError(
+                "task.feedback reference: the reference verifier's messages are English sentences about the "
+                f"paper's JSON answer, which the task.style {self.style!r} model neither writes nor can read; "
+                "set task.feedback: sftrl, or task.style: paper"
+            )
+
+
+ANSWER_LAYOUTS = ("json", "authors")  # the generated SFT answer: one-line JSON, or the authors' response template
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,12 @@ class SftDataConfig:
     hands: int = 300
     solutions_per_hand: int = 3
     orders_per_solution: int = 1
+    answer_layout: str = "json"
+    file: str | None = None  # an SFT set in the authors' format (sftrl.sft_file) instead of the generated one
+
+    def __post_init__(self) -> None:
+        if self.answer_layout not in ANSWER_LAYOUTS:
+            raise ValueError(f"data.sft.answer_layout {self.answer_layout!r}: expected one of {list(ANSWER_LAYOUTS)}")
 
 
 @dataclass(frozen=True)

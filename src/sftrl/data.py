@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from pathlib import Path
+from typing import cast
 
 from sftrl import cards
 from sftrl.cards.expr import apply as cards_apply
@@ -24,6 +27,7 @@ from sftrl.config import DataConfig, TaskConfig
 from sftrl.names import LOSS_SPLITS
 
 Multiset = tuple[int, ...]
+log = logging.getLogger(__name__)
 
 
 def stage_rng(seed: int, stage: str) -> random.Random:
@@ -106,13 +110,16 @@ def _is_natural(value: Fraction) -> bool:
     return value.denominator == 1 and value >= 0
 
 
-def example(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str) -> dict:
-    """One supervised example in TRL's conversational prompt/completion form, plus its provenance."""
+def example(
+    uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int, formula: str, style: str, layout: str = "json"
+) -> dict:
+    """One supervised example in TRL's conversational prompt/completion form, plus its provenance; `layout`
+    is the answer's (`cards.answer`)."""
     return {
         **episode_record(uid, hand, rule, target),
         "formula": formula,
         "prompt": cards.messages(hand, rule, target, style),
-        "completion": [{"role": "assistant", "content": cards.answer(hand, rule, formula, target, style)}],
+        "completion": [{"role": "assistant", "content": cards.answer(hand, rule, formula, target, style, layout)}],
     }
 
 
@@ -270,19 +277,77 @@ def draw_sft(seed: int, task: TaskConfig, data: DataConfig, split: HandSplit) ->
     return SftDraw(multisets, examples)
 
 
+def check_sft_source(task: TaskConfig, data: DataConfig) -> None:
+    """Refuse, before any job, an SFT source the task cannot use: the authors' answer layout or file is
+    the paper's JSON answer, which the compact style's model neither writes nor reads."""
+    if task.style == "paper":
+        return
+    if data.sft.answer_layout != "json":
+        raise ValueError(
+            f"data.sft.answer_layout {data.sft.answer_layout}: the authors' answer template is the paper "
+            f"style's JSON answer; task.style is {task.style!r}: set answer_layout json or task.style paper"
+        )
+    if data.sft.file is not None:
+        raise ValueError(
+            f"data.sft.file {data.sft.file}: a file in the authors' format holds paper-style prompts and "
+            f"answers; task.style is {task.style!r}: set task.style paper or data.sft.file null"
+        )
+
+
+def _training_part(data: DataConfig, multisets: set[Multiset], split: HandSplit) -> set[Multiset]:
+    """The multisets of the SFT file that training may use: those not held out for id_unseen."""
+    kept = multisets - split.held_out
+    if not kept:
+        raise ValueError(
+            f"data.sft.file {data.sft.file}: every record's multiset is held out for id_unseen "
+            f"(data.id_unseen_share {data.id_unseen_share}); nothing is left to train on"
+        )
+    return kept
+
+
+def file_records(data: DataConfig, task: TaskConfig, split: HandSplit) -> list[dict]:
+    """The examples of `data.sft.file` (sftrl.sft_file checks every record) on the multisets training may
+    use; the records on held-out multisets are left out, so id_unseen stays unseen."""
+    from sftrl.sft_file import read_sft_file
+
+    records = read_sft_file(cast(str, data.sft.file), task.target)
+    kept = _training_part(data, {multiset(r["hand"]) for r in records}, split)
+    chosen = [r for r in records if multiset(r["hand"]) in kept]
+    log.info("data.sft.file: %d of %d records (the rest are on held-out multisets)", len(chosen), len(records))
+    return chosen
+
+
+def file_multisets(data: DataConfig, task: TaskConfig, split: HandSplit, cache_dir: Path | None) -> set[Multiset]:
+    """The multisets of `file_records`, from a check of the file kept in `cache_dir` (the dry run's)."""
+    from sftrl.sft_file import checked_multisets
+
+    found = {tuple(m) for m in checked_multisets(cast(str, data.sft.file), task.target, cache_dir)}
+    return _training_part(data, found, split)
+
+
 def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, list[dict]]:
-    """All sets of one experiment except the pretraining corpus, keyed by file stem."""
+    """All sets of one experiment except the pretraining corpus, keyed by file stem.
+
+    The SFT set is generated (`data.sft` counts, in `answer_layout`) or read from `data.sft.file`; then
+    its records on held-out multisets are left out, and `id` episodes may take any card order of its
+    multisets (such a file may hold every order; the authors dealt their ID episodes regardless of it).
+    """
     target, style = task.target, task.style
     id_rule, ood_rule = cards.RULES["id"], cards.RULES["ood"]
     split = split_multisets(seed, data.id_unseen_share, target)
 
-    draw = draw_sft(seed, task, data, split)
-    sft = [
-        example(f"sft-{i:06d}", hand, id_rule, target, formula, style)
-        for i, (hand, formula) in enumerate(draw.examples)
-    ]
-    sft_ordered = draw.ordered
-    sft_seen = set(draw.multisets)
+    if data.sft.file is not None:
+        sft = file_records(data, task, split)
+        sft_ordered: set[tuple[int, ...]] = set()
+        sft_seen = {multiset(r["hand"]) for r in sft}
+    else:
+        draw = draw_sft(seed, task, data, split)
+        sft = [
+            example(f"sft-{i:06d}", hand, id_rule, target, formula, style, data.sft.answer_layout)
+            for i, (hand, formula) in enumerate(draw.examples)
+        ]
+        sft_ordered = draw.ordered
+        sft_seen = set(draw.multisets)
 
     episodes = {
         "id": sample_hands(
@@ -318,6 +383,7 @@ def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, l
                 target,
                 pick_solutions(rng, cards.solutions(ep["hand"], rules[name], target), 1, style)[0],
                 style,
+                data.sft.answer_layout,
             )
             for ep in sets[f"eval_{name}"][: data.eval.loss_examples]
         ]
@@ -338,7 +404,7 @@ def build_datasets(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, l
     return sets
 
 
-def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int, str]]:
+def supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None = None) -> dict[str, tuple[int, str]]:
     """The largest value of each dataset count the game can supply, the other settings given, with what
     bounds it. Hands are finite (989 training multisets of 24 in the default split), and a count beyond them
     would stop the datasets job after queueing. Exact: it counts the card orders of the multisets each
@@ -346,8 +412,13 @@ def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int
     """
     target = task.target
     split = split_multisets(seed, data.id_unseen_share, target)
-    limits = {"data.sft.hands": (len(split.train), "distinct ID-solvable training multisets")}
-    if data.sft.hands <= len(split.train):
+    limits = {}
+    if data.sft.file is not None:
+        multisets = file_multisets(data, task, split, cache_dir)
+        limits["data.eval.id"] = (sum(orders(ms) for ms in multisets), "card orders of the SFT file's multisets")
+    else:
+        limits["data.sft.hands"] = (len(split.train), "distinct ID-solvable training multisets")
+    if data.sft.file is None and data.sft.hands <= len(split.train):
         draw = draw_sft(seed, task, data, split)
         limits["data.eval.id"] = (
             sum(orders(ms) for ms in draw.multisets) - len(draw.ordered),
@@ -377,9 +448,10 @@ def supply(seed: int, task: TaskConfig, data: DataConfig) -> dict[str, tuple[int
     return limits
 
 
-def check_supply(seed: int, task: TaskConfig, data: DataConfig) -> None:
-    """Refuse a count the game cannot supply, naming the key and its largest feasible value."""
-    for key, (limit, what) in supply(seed, task, data).items():
+def check_supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None = None) -> None:
+    """Refuse a count the game cannot supply, naming the key and its largest feasible value; `cache_dir`
+    keeps the check of an SFT file (`data.sft.file`) between dry runs."""
+    for key, (limit, what) in supply(seed, task, data, cache_dir).items():
         section, name = key.split(".")[1:]
         asked = getattr(getattr(data, section), name)
         if asked > limit:

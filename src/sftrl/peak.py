@@ -23,6 +23,12 @@ RULE = (
     "(eval items at even positions of eval_ood.jsonl); a tie goes to the earliest step. The claims measure "
     "it on the other half."
 )
+AUTHORS_RULE = (
+    "the authors' peak: the SFT checkpoint with the best OOD success over all OOD episodes (an argmax, the "
+    "earliest step on a tie), chosen and measured on the same episodes, so its rate is biased upwards."
+)
+# restore.peak_rule: which rule picks the checkpoint playing sft_peak, and the halves() key it ranks by.
+PEAK_RULES = {"selection_half": ("selection_rate", RULE), "all_episodes": ("all_rate", AUTHORS_RULE)}
 
 
 def item_of(uid: str) -> str:
@@ -44,13 +50,14 @@ def report_mask(uids: Sequence[str]) -> np.ndarray:
 
 
 def halves(outcomes: Outcomes) -> dict[str, float | int]:
-    """Success on the selection half and on the report half, with their sizes."""
+    """Success on the selection half, on the report half and on all episodes, with their sizes."""
     chosen = selection_mask(outcomes.uids)
     return {
         "selection_rate": float(outcomes.success[chosen].mean()) if chosen.any() else float("nan"),
         "selection_n": int(chosen.sum()),
         "report_rate": float(outcomes.success[~chosen].mean()) if (~chosen).any() else float("nan"),
         "report_n": int((~chosen).sum()),
+        "all_rate": float(outcomes.success.mean()) if len(outcomes.success) else float("nan"),
     }
 
 
@@ -73,11 +80,18 @@ def ood_halves(eval_root: str | Path, sft_models: Iterable[str]) -> dict[str, di
     return halves_of
 
 
-def ood_peak(eval_root: str | Path, sft_models: Iterable[str], split: dict[str, dict] | None = None) -> str:
-    """sft_peak: the best OOD success on the selection half (the earliest step on a tie); `split`:
-    `ood_halves` already read."""
+def ood_peak(
+    eval_root: str | Path,
+    sft_models: Iterable[str],
+    split: dict[str, dict] | None = None,
+    rule: str = "selection_half",
+) -> str:
+    """The OOD peak by `rule` (PEAK_RULES): the best OOD success on the selection half, or over all episodes
+    (the authors'), the earliest step on a tie; `split`: `ood_halves` already read."""
+    if rule not in PEAK_RULES:
+        raise ValueError(f"unknown peak rule {rule!r}; expected one of {list(PEAK_RULES)}")
     split = ood_halves(eval_root, sft_models) if split is None else split
     if not split:
         raise ValueError("no SFT checkpoints given")
     models = list(split)
-    return models[peak_index([split[m]["selection_rate"] for m in models])]
+    return models[peak_index([split[m][PEAK_RULES[rule][0]] for m in models])]

@@ -524,11 +524,17 @@ def plan_restoration_from_files(
     return result
 
 
-def planned_edit(plan: Mapping[str, Any], edit_kind: str, top: float, tail: float) -> dict[str, Any]:
-    """The EditSpec dict that builds a restoration plan: the edit restricted to the chosen tensors."""
+# What a planned edit keeps of the measured edit it narrows (its scope becomes the chosen tensors).
+PLANNED_EDIT_FIELDS = ("kind", "top", "tail", "top_k", "tail_k", "covering", "round_trip")
+
+
+def planned_edit(plan: Mapping[str, Any], measured: Mapping[str, Any]) -> dict[str, Any]:
+    """The EditSpec dict that builds a restoration plan: the `measured` edit (its dict) restricted to the
+    chosen tensors."""
     if plan.get("status") != "Optimal" or not plan.get("tensors"):
         raise PlanError(f"the restoration plan has no edit to build (status {plan.get('status')!r})")
-    return {"kind": edit_kind, "top": top, "tail": tail, "patterns": exact_patterns(plan["tensors"])}
+    kept = {key: measured[key] for key in PLANNED_EDIT_FIELDS if key in measured}
+    return {**kept, "patterns": exact_patterns(plan["tensors"])}
 
 
 def infeasible_record(kind: str, error: PlanInfeasible, **extra: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from sftrl import io, peak
 from sftrl.names import BASE, OOD, is_rl_model, model_step, read_metrics, rl_run, sft_model
-from sftrl.restoration.spec import EditError, EditSpec, check_scope, dedupe_layer_edits, parse_edits
+from sftrl.restoration.spec import EditError, EditSpec, check_counts, check_scope, dedupe_layer_edits, parse_edits
 
 SINGLE_ROLES = ("base", "sft_peak", "sft_end")
 GROUP_ROLES = ("rl", "rl_from_end")
@@ -100,15 +100,20 @@ def choose_roles(
     sft_models: Iterable[str],
     rl_models: Iterable[str],
     sft_end: str,
+    peak_rule: str = "selection_half",
 ) -> dict[str, Any]:
-    """The roles of an experiment with the OOD numbers sft_peak was chosen from (see the module docstring)."""
+    """The roles of an experiment with the OOD numbers sft_peak was chosen from (see the module docstring);
+    `peak_rule` (`sftrl.peak.PEAK_RULES`) picks sft_peak, and the peak of every rule is recorded."""
     eval_root = Path(eval_root)
     sft_models = sorted(sft_models, key=model_step)
     rl_models = list(rl_models)
+    if peak_rule not in peak.PEAK_RULES:
+        raise RoleError(f"unknown peak rule {peak_rule!r}; expected one of {list(peak.PEAK_RULES)}")
     if sft_end not in sft_models:
         raise RoleError(f"sft_end {sft_end!r} is not among the SFT checkpoints {sft_models}")
     split = peak.ood_halves(eval_root, sft_models)
-    sft_peak = peak.ood_peak(eval_root, sft_models, split)
+    peaks = {rule: peak.ood_peak(eval_root, sft_models, split, rule) for rule in peak.PEAK_RULES}
+    sft_peak = peaks[peak_rule]
     ood = []
     for model in sft_models:
         success = read_metrics(eval_root, model, OOD)["success"]
@@ -125,7 +130,9 @@ def choose_roles(
         "steps": {"base": 0, "sft_peak": model_step(sft_peak), "sft_end": model_step(sft_end)},
         "rl": rl_models,
         "rl_from_end": [m for m in rl_models if rl_start(m) == sft_end],
-        "rule": peak.RULE,
+        "rule": peak.PEAK_RULES[peak_rule][1],
+        "peak_rule": peak_rule,
+        "peaks": {rule: {"model": model, "step": model_step(model)} for rule, model in peaks.items()},
         "selection": {
             "split": peak.SELECTION_SPLIT,
             "chosen_on": "selection half (even item positions)",
@@ -189,13 +196,15 @@ def restore_pairs(
     sft_end: str,
     num_layers: int | None = None,
     model_config: Mapping[str, Any] | None = None,
+    grid: Mapping[str, Any] | None = None,
 ) -> list[RestorePair]:
     """The restoration grid of the config (`restore.pairs`), with group roles expanded into models.
 
     Each entry is {source, target, edits}. Errors name the entry: an unknown role, a group that names no
     model, a source equal to its target, a pair given twice, a bad edit. Layer resets that copy the same
     layers of a `num_layers`-layer model are kept once (the first in the list). With the base's
-    `model_config` (config.json), a scope that names no parameter of the model is refused.
+    `model_config` (config.json), a scope that names no parameter of the model, or an edit count above every
+    matrix's rank, is refused. `grid` sets what applies to every edit (`covering`, `round_trip`).
     """
     result: list[RestorePair] = []
     seen: dict[tuple[str, str], int] = {}
@@ -209,8 +218,9 @@ def restore_pairs(
             targets = expand_role(entry["target"], rl_models, sft_end)
         except RoleError as error:
             raise RoleError(f"{where}: {error}") from None
-        specs = parse_edits(entry["edits"], f"{where}.edits")
+        specs = parse_edits([{**(grid or {}), **edit} for edit in entry["edits"]], f"{where}.edits")
         check_scope(specs, model_config, f"{where}.edits")
+        check_counts(specs, model_config, f"{where}.edits")
         try:
             specs, _ = dedupe_layer_edits(specs, num_layers)
         except EditError as error:

@@ -49,7 +49,8 @@ from sftrl.modeling import (
 )
 from sftrl.names import sft_model
 from sftrl.provenance import provenance as make_provenance
-from sftrl.trainer_args import OptimiserConfig, master_dtype, optimiser_args
+from sftrl.sft_format import PROMPT_FORMATS, headers_as_text, tokenizer_problem
+from sftrl.trainer_args import CUSTOM_SCHEDULES, OptimiserConfig, master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,13 @@ class SftConfig(OptimiserConfig):
     completion_only_loss: bool = True
     gradient_checkpointing: bool = False
     deepspeed: str | None = None
+    prompt_format: str = "chat_template"  # sftrl.sft_format: the chat template, or the authors' Qwen text headers
 
     def __post_init__(self):
         object.__setattr__(self, "extra_steps", tuple(self.extra_steps))
         problems = self.optimiser_problems()
+        if self.prompt_format not in PROMPT_FORMATS:
+            problems.append(f"prompt_format must be one of {PROMPT_FORMATS}, not {self.prompt_format!r}")
         if self.save_total_limit < 2:
             # Rotation deletes the previous checkpoint before the new one is marked complete.
             problems.append("save_total_limit must be at least 2 so a complete checkpoint always exists")
@@ -134,6 +138,17 @@ def ladder_steps(cfg: SftConfig) -> list[int]:
 def prompt_completion_dataset(records: Sequence[dict]) -> Dataset:
     """TRL's conversational prompt/completion form; other record fields would confuse its type sniffing."""
     return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+
+
+def training_dataset(records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, prompt_format: str) -> Dataset:
+    """The records as the trainer takes them in `prompt_format` (sftrl.sft_format): conversations that TRL
+    renders with the chat template, or the token ids of the authors' Qwen format, which TRL takes as they are."""
+    if prompt_format == "chat_template":
+        return prompt_completion_dataset(records)
+    problem = tokenizer_problem(tokenizer.all_special_tokens, list(tokenizer.get_vocab()))
+    if problem:
+        raise ValueError(f"sft.prompt_format {prompt_format} cannot apply to this model: {problem}")
+    return Dataset.from_list([headers_as_text(tokenizer, r["prompt"], r["completion"]) for r in records])
 
 
 def record_texts(records: Iterable[dict]) -> Iterable[str]:
@@ -334,6 +349,23 @@ class StopCallback(TrainerCallback):
         return control
 
 
+class SftTrainer(SFTTrainer):
+    """TRL's SFT trainer that also builds the schedules the Hugging Face trainers do not ship
+    (`sftrl.trainer_args.CUSTOM_SCHEDULES`, e.g. the authors' log warm-up); under DeepSpeed too, which takes
+    the trainer's scheduler when its own config names none."""
+
+    def __init__(self, *args, schedule: str, **kwargs):
+        self.schedule = schedule
+        super().__init__(*args, **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.schedule in CUSTOM_SCHEDULES:
+            warmup = self.args.get_warmup_steps(num_training_steps)
+            self.lr_scheduler = CUSTOM_SCHEDULES[self.schedule](optimizer or self.optimizer, warmup)
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+
 def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
     """TRL arguments with every value that matters stated; evaluation and saving are driven by the ladder."""
     return SFTConfig(
@@ -432,11 +464,12 @@ def train(
         weights = dtype if cfg.deepspeed else master_dtype(dtype)
         export_dtype = dtype if weights != dtype else None
         model, tokenizer = load_model(model, dtype=weights, trust_remote_code=trust_remote_code)
-    eval_sets = {name: prompt_completion_dataset(records) for name, records in eval_records.items()}
-    trainer = SFTTrainer(
+    eval_sets = {name: training_dataset(records, tokenizer, cfg.prompt_format) for name, records in eval_records.items()}
+    trainer = SftTrainer(
+        schedule=cfg.lr_scheduler_type,
         model=model,
         args=args,
-        train_dataset=prompt_completion_dataset(train_records),
+        train_dataset=training_dataset(train_records, tokenizer, cfg.prompt_format),
         eval_dataset=eval_sets or None,
         processing_class=tokenizer,
         callbacks=[

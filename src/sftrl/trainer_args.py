@@ -6,9 +6,11 @@ explicitly, from its own config dataclass, through this one function.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,27 @@ class OptimiserConfig:
         return problems
 
 
+def log_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int) -> LambdaLR:
+    """DeepSpeed's `WarmupLR` (warmup_type log, from 0), which the authors' SFT ran (their log shows it, not
+    the cosine their command line names): after k optimizer steps the learning rate is lr · ln k / ln W up to
+    k = W warm-up steps, then lr; the first step takes 0. The trainer logs the rate after each step, so step
+    2 of lr 1e-6 and W = 376 logs 1.169e-7. W is at least 2, as DeepSpeed has it."""
+    steps = max(2, warmup_steps)
+    return LambdaLR(optimizer, lambda k: 0.0 if k == 0 else min(1.0, math.log(k) / math.log(steps)))
+
+
+# Schedules the Hugging Face trainers do not ship: name -> builder(optimizer, warm-up steps). A trainer
+# that meets one of these names builds it in its `create_scheduler` (`sftrl.sft.SftTrainer`).
+CUSTOM_SCHEDULES = {"warmup_log": log_warmup}
+
+
 def optimiser_args(cfg: OptimiserConfig, seed: int, bf16: bool) -> dict:
     """Keyword arguments for a `transformers.TrainingArguments` subclass: the optimiser and schedule of
-    `cfg`, the run's seed, and bf16 autocast or none."""
+    `cfg`, the run's seed, and bf16 autocast or none. A schedule of CUSTOM_SCHEDULES is named "constant" to
+    the arguments; the trainer replaces it."""
     return {
         "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "lr_scheduler_type": "constant" if cfg.lr_scheduler_type in CUSTOM_SCHEDULES else cfg.lr_scheduler_type,
         "warmup_steps": cfg.warmup_ratio,  # a float below 1 is a ratio of max_steps
         "weight_decay": cfg.weight_decay,
         "adam_beta1": cfg.adam_beta1,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from .formats import messages as first_messages
+from .reference import reference_feedback
 from .rules import Rule, as_hand, get_rule
 from .verify import Rewards, Verdict, verify
 
 FEEDBACK = "You failed this trial because {message}"
 COMPACT_FEEDBACK = "fail ; {message}"
+# Whose words the feedback turn uses: this verifier's one sentence per finding, or the reference verifier's
+# messages word for word (`sftrl.cards.reference`; the paper style only). The reward is this verifier's in both.
+FEEDBACK_TEXTS = ("sftrl", "reference")
 
 
 def feedback(verdict: Verdict, style: str = "paper") -> str:
@@ -32,11 +36,15 @@ class Episode:
         style: str = "paper",
         max_attempts: int = 5,
         rewards: Rewards = Rewards(),
+        feedback_text: str = "sftrl",
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if feedback_text not in FEEDBACK_TEXTS:
+            raise ValueError(f"feedback_text must be one of {FEEDBACK_TEXTS}, got {feedback_text!r}")
         self.hand, self.rule, self.target = as_hand(hand), get_rule(rule), target
         self.style, self.max_attempts, self.rewards_table = style, max_attempts, rewards
+        self.feedback_text = feedback_text
         self.messages: list[dict] = first_messages(self.hand, self.rule, target, style)
         self.verdicts: list[Verdict] = []
 
@@ -66,5 +74,9 @@ class Episode:
         self.messages.append({"role": "assistant", "content": reply})
         self.verdicts.append(verdict)
         if not self.done:
-            self.messages.append({"role": "user", "content": feedback(verdict, self.style)})
+            if self.feedback_text == "reference":
+                turn = reference_feedback(reply, self.hand, self.rule, self.target)
+            else:
+                turn = feedback(verdict, self.style)
+            self.messages.append({"role": "user", "content": turn})
         return verdict

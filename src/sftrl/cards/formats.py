@@ -110,8 +110,24 @@ def messages(hand, rule: Rule | str, target: int = 24, style: str = "paper") -> 
     return [{"role": "user", "content": prompt(hand, rule, target, style)}]
 
 
-def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = "paper") -> str:
-    """The reference reply (SFT target) for a solution formula; ValueError if it is not one."""
+# The answer template of the authors' SFT data (Chu et al.'s `prompt_lib.ResponseEqn`): a newline first, the
+# cards and numbers as Python lists, and a trailing comma, so not JSON (the verifier reads it leniently).
+_AUTHORS_ANSWER = """
+{{
+  "cards": {cards},
+  "number": {numbers},
+  "formula": "{formula}",
+}}"""
+LAYOUTS = ("json", "authors")
+
+
+def answer(
+    hand, rule: Rule | str, formula: str, target: int = 24, style: str = "paper", layout: str = "json"
+) -> str:
+    """The reference reply (SFT target) for a solution formula; ValueError if it is not one.
+
+    `layout` (paper style): ``json``, one line of strict JSON; ``authors``, the authors' response template
+    (multi-line, Python lists, trailing comma)."""
     hand, rule = as_hand(hand), get_rule(rule)
     values = rule.values(hand)
     reading = read(expression(formula))
@@ -125,9 +141,12 @@ def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = 
     if _style(style) == "compact":
         steps = " ; ".join(f"{word(a)} {op} {word(b)} = {word(r)}" for a, op, b, r in solution_steps(formula))
         return f"numbers {' '.join(map(str, values))} ; {steps}"
-    return json.dumps(
-        {"cards": symbols(hand), "number": list(values), "formula": f"{expression(formula).strip()}={target}"}
-    )
+    written = f"{expression(formula).strip()}={target}"
+    if layout == "authors":
+        return _AUTHORS_ANSWER.format(cards=str(symbols(hand)), numbers=str(list(values)), formula=written)
+    if layout != "json":
+        raise ValueError(f"unknown answer layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
+    return json.dumps({"cards": symbols(hand), "number": list(values), "formula": written})
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,7 @@ class Answer:
 
 
 _QUOTES = "\"'“”‘’`"
+_CLOSING_QUOTE = {"“": "”", "‘": "’"}  # a quote not named here closes itself
 _KEYS_TRIED = 64
 _KEY_PATTERNS = {
     "formula": re.compile(r"formula[\"'“”‘’]?[ \t]{0,8}[:=][ \t]{0,8}"),
@@ -200,14 +220,19 @@ def _listed(text: str, key: str) -> list[str] | None:
 
 
 def _formula_value(text: str) -> str | None:
-    """The value after the first ``formula:`` key, up to its closing quote (any quote style)."""
+    """The value after the first ``formula:`` key: a quoted value up to the quote that closes its own
+    opening quote (``"…"``, ``'…'``, ``“…”``, ``‘…’``), so another quote character inside it is part of
+    the formula as written and is judged (``"10+6/(3/7)’*0=24"`` is illegal, not the solution before
+    the ``’``); an unquoted value up to the next ``,`` or ``}``."""
     match = _first_key(text, "formula")
     if match is None:
         return None
     value = text[match.end() : match.end() + _FORMULA_WINDOW].split("\n", 1)[0]
     if value[:1] and value[0] in _QUOTES:
+        closing = _CLOSING_QUOTE.get(value[0], value[0])
         value = value[1:]
-        stop = min((i for i in map(value.find, _QUOTES) if i >= 0), default=len(value))
+        stop = value.find(closing)
+        stop = len(value) if stop < 0 else stop
     else:
         stop = min((i for i in map(value.find, ",}") if i >= 0), default=len(value))
     return value[:stop].strip()

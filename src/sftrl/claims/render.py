@@ -49,13 +49,42 @@ def _share(value: Any) -> str:
     return "–" if number is None else f"{number:.2f}"
 
 
+PEAK_RULE_LABELS = {
+    "selection_half": "best on the selection half (this workflow's rule)",
+    "all_episodes": "best on all episodes (the authors' argmax)",
+}
+
+
+def peak_lines(roles: Mapping[str, Any] | None) -> list[str]:
+    """The OOD peak by each rule (roles.json), side by side, with the one that plays sft_peak marked."""
+    if not roles or "peaks" not in roles:
+        return []
+    ood = {row["model"]: row for row in roles.get("ood", [])}
+    lines = [
+        "## The OOD peak",
+        "",
+        "| rule | checkpoint | OOD success, all episodes | selection half | report half |",
+        "|---|---|---|---|---|",
+    ]
+    for rule, peak in roles["peaks"].items():
+        row = ood.get(peak["model"], {})
+        cells = [100 * float(row[k]) if row.get(k) is not None else None for k in ("all_rate", "selection_rate", "report_rate")]
+        shown = ["–" if c is None else f"{c:.1f}%" for c in cells]
+        playing = " (plays sft_peak)" if rule == roles.get("peak_rule", "selection_half") else ""
+        lines.append(f"| {PEAK_RULE_LABELS.get(rule, rule)}{playing} | {peak['model']} | {' | '.join(shown)} |")
+    if roles.get("peak_rule") == "all_episodes":
+        lines += ["", "sft_peak was chosen on all OOD episodes, so its report-half rate and every gap from it are "
+                  "biased upwards by the choice."]
+    return [*lines, ""]
+
+
 def setting_lines(inputs: ClaimInputs) -> list[str]:
     """What the findings rest on: whether the base plays the multi-turn game (successes after a failed
-    attempt), reads the stated rule (first-attempt rule following) and has OOD skill to lose; and the
-    rule following of each RL model's first OOD answers against its start's."""
+    attempt), reads the stated rule (first-attempt rule following) and has OOD skill to lose; the OOD peak
+    by each rule; and the rule following of each RL model's first OOD answers against its start's."""
     base = [row for row in inputs.curve if int(row["step"]) == 0]
     if not base:
-        return []
+        return peak_lines(inputs.roles)
     lines = [
         "## The base model",
         "",
@@ -85,7 +114,7 @@ def setting_lines(inputs: ClaimInputs) -> list[str]:
             f"{_share(row['rule_following_first_before'])} | {_share(row['rule_following_first_after'])} |"
             for row in rl
         ]
-    return [*lines, ""]
+    return [*lines, "", *peak_lines(inputs.roles)]
 
 
 def to_markdown(findings: Sequence[Finding], title: str = "Claims", setting: Sequence[str] = ()) -> str:

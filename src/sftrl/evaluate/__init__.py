@@ -30,6 +30,7 @@ __all__ = [
     "EpisodeResult",
     "EvalConfig",
     "Turn",
+    "check_decoding",
     "check_inputs",
     "check_split",
     "compute_metrics",
@@ -52,6 +53,15 @@ def eval_config(cfg: dict) -> EvalConfig:
         if key in model:
             section.setdefault(key, model[key])
     return from_dict(EvalConfig, section, "eval")
+
+
+def check_decoding(cfg: dict, model_dir: str | Path | None) -> None:
+    """Refuse, before any job, an evaluation its base's generation config cannot run: several samples per
+    hand with eval.decoding generation_config where that config decodes greedily (checked where on disk)."""
+    section = eval_config(cfg)
+    path = Path(model_dir) / "generation_config.json" if model_dir is not None else None
+    if section.decoding == "generation_config" and path is not None and path.is_file():
+        section.sampling(io.read_json(path))
 
 
 def check_split(split: str | None) -> None:

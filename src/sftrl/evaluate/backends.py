@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from sftrl.evaluate.engine import EvalConfig
+from sftrl.evaluate.engine import EvalConfig, Sampling
 from sftrl.evaluate.incremental import IncrementalDecoder, Prefix
 
 
@@ -32,8 +32,9 @@ class HFBackend:
     way, kept for the one-at-a-time comparison. Left padding keeps every prompt's last token at the end of
     the row; `generate` derives position ids from the attention mask (cumsum - 1), so a padded row sees the
     same positions as the same prompt alone.
-    All sampling knobs are passed explicitly: a checkpoint's own generation_config (e.g. Qwen's top_k=20,
-    repetition_penalty=1.05) must not silently change the evaluation.
+    All sampling knobs are passed explicitly, from `cfg.sampling`: the eval section's, or with decoding
+    generation_config the checkpoint's own (e.g. Qwen's top_k=20, repetition_penalty=1.05), never a library
+    default that changed between releases.
     """
 
     def __init__(self, model, tokenizer, cfg: EvalConfig):
@@ -44,12 +45,10 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         self.cfg = cfg
         self.eos_ids = self._eos_ids(model, tokenizer)
-        self._sampling = (
-            {"do_sample": False}
-            if cfg.greedy
-            else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": 0}
-        )
-        self.decoder = IncrementalDecoder(self.model, self.eos_ids, tokenizer.pad_token_id, cfg.temperature, cfg.top_p)
+        generation = getattr(model, "generation_config", None)
+        self.sampling = cfg.sampling(generation.to_diff_dict() if generation is not None else None)
+        self._sampling = generate_kwargs(self.sampling)
+        self.decoder = IncrementalDecoder(self.model, self.eos_ids, tokenizer.pad_token_id, self.sampling)
         self.prefixes: dict[str, Prefix] = {}
         self.calls = 0
         self.tokens_generated = 0
@@ -109,7 +108,6 @@ class HFBackend:
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             max_new_tokens=self.cfg.max_new_tokens,
-            repetition_penalty=1.0,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.eos_ids,
             use_cache=True,
@@ -124,6 +122,29 @@ class HFBackend:
         is_eos = torch.isin(new, torch.tensor(self.eos_ids, device=new.device))
         first = is_eos.int().argmax(dim=1)
         return torch.where(is_eos.any(dim=1), first + 1, torch.full_like(first, new.shape[1]))
+
+
+def checkpoint_generation_config(model_dir: str | os.PathLike) -> dict:
+    """The knobs a checkpoint's generation_config.json sets ({} where it has none)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(str(model_dir)).to_diff_dict()
+    except OSError:
+        return {}
+
+
+def generate_kwargs(sampling: Sampling) -> dict:
+    """`generate()` keyword arguments that state every sampling knob."""
+    if sampling.greedy:
+        return {"do_sample": False, "repetition_penalty": sampling.repetition_penalty}
+    return {
+        "do_sample": True,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
 
 
 class VLLMBackend:
@@ -146,7 +167,14 @@ class VLLMBackend:
             enable_prefix_caching=cfg.reuse_cache,  # a turn's prompt is the last turn's prompt and reply
         )
         # No per-request seed: it would make the `samples` copies of one prompt sample identical tokens.
-        self.params = vllm.SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
+        sampling = cfg.sampling(checkpoint_generation_config(model_dir) if cfg.decoding != "settings" else None)
+        self.params = vllm.SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            repetition_penalty=sampling.repetition_penalty,
+            max_tokens=cfg.max_new_tokens,
+        )
         self.tokens_generated = 0
 
     def render(self, conversation: list[dict]) -> str:

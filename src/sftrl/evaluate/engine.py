@@ -11,15 +11,45 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sftrl import cards
 from sftrl.config import TaskConfig
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("hf", "vllm")
+# Whose sampling knobs the evaluation decodes with: the eval section's (temperature 0: greedy), or each
+# checkpoint's own generation_config.json, as `generate()` does when it is passed none (the authors' evaluation).
+DECODINGS = ("settings", "generation_config")
+# What `generate()` used where a generation config leaves a knob unset, in transformers 4.46 (the authors' pin).
+GENERATE_DEFAULTS = {"do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 50, "repetition_penalty": 1.0}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a reply's tokens are drawn: greedy at temperature 0, else sampled after a temperature, top-k (0: all
+    tokens) and top-p (1: all); a repetition penalty (1: none) divides the positive logits and multiplies the
+    negative ones of every token the conversation already holds, in greedy decoding too (as `generate`)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @classmethod
+    def of_generation_config(cls, config: Mapping[str, Any]) -> Sampling:
+        """The sampling of a checkpoint's generation config (its JSON), unset knobs as GENERATE_DEFAULTS."""
+        values = {**GENERATE_DEFAULTS, **{k: v for k, v in config.items() if k in GENERATE_DEFAULTS and v is not None}}
+        penalty = float(values["repetition_penalty"])
+        if not values["do_sample"] or not values["temperature"]:
+            return cls(repetition_penalty=penalty)
+        return cls(float(values["temperature"]), float(values["top_p"]), int(values["top_k"]), penalty)
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,7 @@ class EvalConfig:
 
     batch_size: int = 512
     max_new_tokens: int = 32
+    decoding: str = "settings"  # DECODINGS: temperature and top_p below, or each checkpoint's generation config
     temperature: float = 0.0
     top_p: float = 1.0
     samples: int = 1
@@ -53,7 +84,9 @@ class EvalConfig:
             problems.append(f"top_p must be in (0, 1], got {self.top_p}")
         if self.samples < 1:
             problems.append(f"samples must be >= 1, got {self.samples}")
-        if self.samples > 1 and self.temperature == 0:
+        if self.decoding not in DECODINGS:
+            problems.append(f"decoding must be one of {DECODINGS}, got {self.decoding!r}")
+        if self.samples > 1 and self.temperature == 0 and self.decoding == "settings":
             problems.append("samples > 1 needs temperature > 0: greedy decoding repeats the same episode")
         if self.backend not in BACKENDS:
             problems.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
@@ -62,9 +95,19 @@ class EvalConfig:
         if problems:
             raise ValueError("eval config: " + "; ".join(problems))
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+    def sampling(self, generation_config: Mapping[str, Any] | None = None) -> Sampling:
+        """The sampling of this evaluation; with decoding generation_config, that of the checkpoint's
+        `generation_config` (its JSON; none: `generate()`'s defaults), and more than one sample per hand needs
+        it to sample."""
+        if self.decoding == "settings":
+            return Sampling(self.temperature, self.top_p)
+        sampling = Sampling.of_generation_config(generation_config or {})
+        if sampling.greedy and self.samples > 1:
+            raise ValueError(
+                "eval.samples > 1 with eval.decoding generation_config, but the checkpoint's generation config "
+                "decodes greedily (do_sample false): every sample would repeat the same episode"
+            )
+        return sampling
 
 
 class Backend(Protocol):
@@ -133,6 +176,7 @@ def _start(record: dict, task: TaskConfig) -> tuple[cards.Episode, EpisodeResult
         style=task.style,
         max_attempts=task.max_attempts,
         rewards=task.rewards,
+        feedback_text=task.feedback,
     )
     first = episode.messages
     system = first[0]["content"] if first and first[0]["role"] == "system" else None

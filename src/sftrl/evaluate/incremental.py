@@ -24,9 +24,12 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     TemperatureLogitsWarper,
+    TopKLogitsWarper,
     TopPLogitsWarper,
 )
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from sftrl.evaluate.engine import Sampling
 
 GROUPED_SDPA = "sftrl_grouped_sdpa"
 
@@ -78,18 +81,23 @@ def reusable(prefix: Prefix | None, tokens: Sequence[int]) -> int:
 
 
 class IncrementalDecoder:
-    """Greedy or sampled decoding of a batch of prompts, each optionally continuing a `Prefix`."""
+    """Greedy or sampled decoding of a batch of prompts, each optionally continuing a `Prefix`; the logits
+    pass through `generate`'s own processors in its order (repetition penalty, temperature, top-k, top-p)."""
 
-    def __init__(self, model, eos_ids: Sequence[int], pad_id: int, temperature: float, top_p: float):
+    def __init__(self, model, eos_ids: Sequence[int], pad_id: int, sampling: Sampling):
         self.model = model
         self.eos = torch.tensor(sorted(set(eos_ids)), device=model.device)
         self.pad_id = pad_id
+        self.sampling = sampling
         self.warpers = LogitsProcessorList()
-        if temperature > 0:
-            self.warpers.append(TemperatureLogitsWarper(temperature))
-            if top_p < 1:
-                self.warpers.append(TopPLogitsWarper(top_p))
-        self.greedy = temperature == 0
+        if not sampling.greedy:
+            self.warpers.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_k > 0:
+                self.warpers.append(TopKLogitsWarper(sampling.top_k))
+            if sampling.top_p < 1:
+                self.warpers.append(TopPLogitsWarper(sampling.top_p))
+        self.greedy = sampling.greedy
+        self.penalised = sampling.repetition_penalty != 1.0
 
     def decode(
         self, prompts: Sequence[Sequence[int]], prefixes: Sequence[Prefix | None], max_new_tokens: int
@@ -128,6 +136,7 @@ class IncrementalDecoder:
 
         rows = torch.arange(batch, device=device)  # the prompt each batch row belongs to
         live = torch.ones(batch, dtype=torch.bool, device=device)  # rows still generating
+        seen = self._seen(prompts, device) if self.penalised else None  # tokens each row holds
         generated: list[list[int]] = [[] for _ in range(batch)]
         finished: list[Prefix | None] = [None] * batch
         for length in range(1, max_new_tokens + 1):
@@ -143,7 +152,9 @@ class IncrementalDecoder:
                 .logits[:, -1, :]
                 .float()
             )
-            step = torch.where(live, self._pick(input_ids, logits), self.pad_id)
+            step = torch.where(live, self._pick(input_ids, self.scores(logits, seen)), self.pad_id)
+            if seen is not None:
+                seen[torch.arange(len(step), device=device), step] = True
             done = live & (torch.isin(step, self.eos) | (length == max_new_tokens))
             row_of, tokens = rows.tolist(), step.tolist()  # one device sync per step
             for b, (alive, ended) in enumerate(zip(live.tolist(), done.tolist(), strict=False)):
@@ -160,15 +171,33 @@ class IncrementalDecoder:
                 keep = live.nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 rows, live, step, mask, positions = rows[keep], live[keep], step[keep], mask[keep], positions[keep]
+                seen = seen[keep] if seen is not None else None
             input_ids = step.unsqueeze(1)
             mask = torch.cat([mask, live.long().unsqueeze(1)], dim=1)
             positions = positions[:, -1:] + 1
         return generated, cast(list[Prefix], finished)
 
-    def _pick(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def _seen(self, prompts: Sequence[Sequence[int]], device) -> torch.Tensor:
+        """[rows, vocabulary] True where a row's conversation holds the token (the repetition penalty's
+        `input_ids`: the whole prompt, then every generated token)."""
+        vocabulary = self.model.config.get_text_config(decoder=True).vocab_size
+        seen = torch.zeros((len(prompts), vocabulary), dtype=torch.bool, device=device)
+        for row, tokens in enumerate(prompts):
+            seen[row, torch.tensor(list(tokens), dtype=torch.long, device=device)] = True
+        return seen
+
+    def scores(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        """The logits after the repetition penalty (`generate`'s RepetitionPenaltyLogitsProcessor: a held
+        token's logit divided by the penalty where positive, multiplied where negative)."""
+        if seen is None:
+            return logits
+        penalty = self.sampling.repetition_penalty
+        return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+    def _pick(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.greedy:
-            return logits.argmax(dim=-1)
-        scores = self.warpers(cast(torch.LongTensor, input_ids), logits)
+            return scores.argmax(dim=-1)
+        scores = self.warpers(cast(torch.LongTensor, input_ids), scores)
         return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
 
     def _cache(self, prefixes: Sequence[Prefix | None], reuse: Sequence[int], cached: int, capacity: int) -> Cache:

@@ -212,25 +212,34 @@ def apply_edits(
     return out_paths
 
 
+def _rounded(tensor: torch.Tensor, round_trip: str) -> torch.Tensor:
+    """The tensor as its round trip leaves it: through float16 and back (`round_trip` float16), or as it is."""
+    return tensor.to(torch.float16).to(tensor.dtype) if round_trip == "float16" else tensor
+
+
 def _write_tensor(name, specs, plans, writers, source, target, cache, device) -> None:
-    """Write tensor `name` of every output: T's bytes, S's (layer reset) or an SVD edit."""
+    """Write tensor `name` of every output: T's bytes, S's (layer reset, or an SVD edit that covers the rank
+    with covering copy) or an SVD edit, each through its round trip."""
     original = target.get(name)
     editing = [spec for spec, plan in zip(specs, plans, strict=False) if name in plan]
     source_tensor = source.get(name) if editing else None
-    t32 = svd_t = svd_s = None
-    if any(spec.kind in SVD_KINDS for spec in editing):
-        t32 = original.to(device, torch.float32)
-        svd_t = cache.get(target, name, t32)
-        svd_s = cache.get(source, name, cast(torch.Tensor, source_tensor).to(device, torch.float32))
+    svds: dict[str, tuple[torch.Tensor, Svd, Svd]] = {}  # per round trip: T in float32 and both SVDs
+    decomposed = [s for s in editing if s.kind in SVD_KINDS and not s.copies_whole(min(original.shape))]
+    for round_trip in dict.fromkeys(spec.round_trip for spec in decomposed):
+        variant = "" if round_trip == "none" else round_trip
+        t32 = _rounded(original, round_trip).to(device, torch.float32)
+        s32 = _rounded(cast(torch.Tensor, source_tensor), round_trip).to(device, torch.float32)
+        svds[round_trip] = (t32, cache.get(target, name, t32, variant), cache.get(source, name, s32, variant))
     for spec, plan, writer in zip(specs, plans, writers, strict=False):
         if name not in plan:
-            out = original
-        elif spec.kind == "layer":
-            out = cast(torch.Tensor, source_tensor).to(original.dtype)
+            out = _rounded(original, spec.round_trip)
+        elif spec.kind == "layer" or spec.copies_whole(min(original.shape)):
+            out = _rounded(cast(torch.Tensor, source_tensor).to(original.dtype), spec.round_trip)
         else:
-            svd = cast(Svd, svd_t)
-            edited = svd_edit(spec.kind, cast(torch.Tensor, t32), svd, cast(Svd, svd_s), spec.index_set(len(svd.s)))
-            out = edited.to("cpu", original.dtype)
+            t32, svd_t, svd_s = svds[spec.round_trip]
+            edited = svd_edit(spec.kind, t32, svd_t, svd_s, spec.index_set(len(svd_t.s)))
+            out = edited.to("cpu", torch.float16 if spec.round_trip == "float16" else original.dtype)
+            out = out.to(original.dtype)
         writer.write(name, out)
 
 

@@ -47,6 +47,14 @@ SVD_KINDS = tuple(name for name, kind in EDIT_KINDS.items() if kind.svd)
 SCOPE_FAMILIES = {"projections": "proj", "norms": "norm", "embeddings": "emb", "lm_head": "head"}
 # Without a scope: SVD edits touch the projections; a layer reset copies every tensor of its layers.
 DEFAULT_SCOPE = {"svd": ("projections",), "layer": ("projections", "norms")}
+# What an SVD edit does to a matrix whose edited indices cover its whole rank: apply its kind to every index
+# (a direction edit keeps the target's singular values), or put the source's matrix in whole, values included
+# (the authors' scripts: `if k_top + k_tail == n: return Wb`, e.g. every k/v projection at k_top 2560).
+COVERINGS = ("edit", "copy")
+# The precision the weights pass through: none (the edit in float32 from the stored weights, rounded once to
+# the target's dtype), or float16 (the authors loaded both models in float16 and saved the edited one so:
+# every tensor of the output, edited or not, is rounded through float16).
+ROUND_TRIPS = ("none", "float16")
 
 
 class EditError(ValueError):
@@ -63,6 +71,10 @@ class EditSpec:
 
     kind: triplet | direction | value | layer.
     top, tail: fractions of the rank in [0, 1] whose first / last singular indices are edited (SVD kinds).
+    top_k, tail_k: the same as absolute counts (the authors' grids: k_top 2560, 3072, 3584), cut to each
+    matrix's rank as the authors cut them (tail_k to what top_k leaves); not with top or tail.
+    covering: COVERINGS, what an SVD edit does where its indices cover the whole rank.
+    round_trip: ROUND_TRIPS, the precision every written tensor passes through.
     layers (layer kind): a float f in (0, 1] for the first f of the decoder layers, a string "a:b" of
     fractions for the layers in [a·L, b·L) (quarters: "0:0.25", "0.25:0.5", ...), or a list of indices.
     Fractions of L layers round half up: 0.25 of 28 is layers 0-6, "0.25:0.5" of 40 is layers 10-19.
@@ -77,6 +89,10 @@ class EditSpec:
     layers: float | str | tuple[int, ...] | None = None
     patterns: tuple[str, ...] | None = None
     scope: tuple[str, ...] | None = None
+    top_k: int = 0
+    tail_k: int = 0
+    covering: str = "edit"
+    round_trip: str = "none"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -85,6 +101,16 @@ class EditSpec:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise EditError(f"{field} = {value!r} is not a fraction of the rank in [0, 1]")
+        for field in ("top_k", "tail_k"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise EditError(f"{field} = {value!r} is not a count of singular indices (an integer >= 0)")
+        if (self.top_k or self.tail_k) and (self.top or self.tail):
+            raise EditError("give the edited indices as fractions (top, tail) or as counts (top_k, tail_k), not both")
+        if self.covering not in COVERINGS:
+            raise EditError(f"covering = {self.covering!r}; expected one of {', '.join(COVERINGS)}")
+        if self.round_trip not in ROUND_TRIPS:
+            raise EditError(f"round_trip = {self.round_trip!r}; expected one of {', '.join(ROUND_TRIPS)}")
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
         if isinstance(self.patterns, (list, str)):
@@ -94,8 +120,8 @@ class EditSpec:
         if self.scope is not None:
             object.__setattr__(self, "scope", self._checked_scope(self.scope))
         if self.kind == "layer":
-            if self.top or self.tail:
-                raise EditError("top/tail apply to SVD edits, not to a layer reset")
+            if self.top or self.tail or self.top_k or self.tail_k:
+                raise EditError("top/tail (and top_k/tail_k) apply to SVD edits, not to a layer reset")
             self._layer_bounds()  # validates
         elif self.layers is not None:
             raise EditError(f"layers apply to a layer reset, not to a {self.kind} edit")
@@ -134,10 +160,18 @@ class EditSpec:
         return data
 
     @property
+    def absolute(self) -> bool:
+        """Whether the edited indices are counts (top_k, tail_k) rather than fractions of the rank."""
+        return bool(self.top_k or self.tail_k)
+
+    @property
     def name(self) -> str:
-        """A filesystem-safe id, e.g. direction-top20-tail0, layer-first25pct, layer-L0to9."""
+        """A filesystem-safe id, e.g. direction-top20-tail0, direction-topk2560-tailk0, layer-first25pct,
+        layer-L0to9. The covering and round trip, set for a whole grid, are not in it."""
         if self.kind == "layer":
             base = f"layer-{self._layers_label()}"
+        elif self.absolute:
+            base = f"{self.kind}-topk{self.top_k}-tailk{self.tail_k}"
         else:
             base = f"{self.kind}-top{_percent(self.top)}-tail{_percent(self.tail)}"
         default = self.default_families
@@ -210,12 +244,22 @@ class EditSpec:
         return indices
 
     def index_set(self, rank: int) -> torch.Tensor:
-        """Top ∪ Tail as sorted indices; a non-zero fraction takes at least one index."""
+        """Top ∪ Tail as sorted indices; a non-zero fraction takes at least one index. Counts are cut as
+        the authors cut them: top_k to the rank, tail_k to what top_k leaves."""
         import torch  # here, so that planning a grid (names, checks) does not load torch
 
-        top, tail = (0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail))
+        if self.absolute:
+            top = min(self.top_k, rank)
+            tail = min(self.tail_k, rank - top)
+        else:
+            top, tail = (0 if f == 0 else min(rank, max(1, math.floor(f * rank + 0.5))) for f in (self.top, self.tail))
         chosen = set(range(top)) | set(range(rank - tail, rank))
         return torch.tensor(sorted(chosen), dtype=torch.long)
+
+    def copies_whole(self, rank: int) -> bool:
+        """Whether this SVD edit puts the source's matrix of this rank in whole: its indices cover the rank
+        and `covering` is copy."""
+        return self.covering == "copy" and len(self.index_set(rank)) == rank
 
 
 def parse_edits(items: Iterable[Mapping[str, Any]], where: str = "edits") -> list[EditSpec]:
@@ -226,7 +270,7 @@ def parse_edits(items: Iterable[Mapping[str, Any]], where: str = "edits") -> lis
             spec = EditSpec.from_dict(dict(item))
         except (EditError, TypeError) as error:
             raise EditError(f"{where}[{position}]: {error}") from None
-        if spec.kind in SVD_KINDS and spec.top == 0 and spec.tail == 0:
+        if spec.kind in SVD_KINDS and not (spec.top or spec.tail or spec.top_k or spec.tail_k):
             raise EditError(f"{where}[{position}]: a {spec.kind} edit with top = tail = 0 edits nothing")
         specs.append(spec)
     names = [spec.name for spec in specs]
@@ -254,6 +298,25 @@ def check_scope(specs: Iterable[EditSpec], model_config: Mapping[str, Any] | Non
             raise EditError(
                 f"{where}[{position}].scope: lm_head names no parameter of this model: its LM head is tied to "
                 "the input embedding (tie_word_embeddings), so scope embeddings edits that one matrix"
+            )
+
+
+def check_counts(specs: Iterable[EditSpec], model_config: Mapping[str, Any] | None, where: str) -> None:
+    """Refuse, before any job, an absolute edit whose count exceeds the rank of every matrix it can touch
+    (the text decoder's hidden size bounds every projection's, the embedding's and the LM head's rank):
+    it would copy every matrix whole, or be cut to the whole rank, which a layer reset or a fraction says."""
+    if not model_config:
+        return
+    text = model_config.get("text_config") or model_config
+    hidden = text.get("hidden_size")
+    if not isinstance(hidden, int):
+        return
+    for position, spec in enumerate(specs):
+        if spec.absolute and spec.top_k + spec.tail_k > hidden:
+            raise EditError(
+                f"{where}[{position}]: top_k {spec.top_k} + tail_k {spec.tail_k} is above the rank of every matrix "
+                f"of this model (at most its hidden size, {hidden}): every matrix would be covered whole; give "
+                "fewer indices, a fraction (top: 1.0), or a layer reset"
             )
 
 

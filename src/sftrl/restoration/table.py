@@ -80,8 +80,9 @@ def restoration_rows(
                         "target_step": _step(target),
                         "edit": spec.name,
                         "kind": spec.kind,
-                        "top": spec.top if spec.kind != "layer" else None,
-                        "tail": spec.tail if spec.kind != "layer" else None,
+                        # fractions of the rank; an edit by counts (top_k, tail_k) says them in its name
+                        "top": spec.top if spec.kind != "layer" and not spec.absolute else None,
+                        "tail": spec.tail if spec.kind != "layer" and not spec.absolute else None,
                         "layers": layers,
                         "model": model,
                         "split": split,

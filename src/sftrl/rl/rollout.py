@@ -172,6 +172,7 @@ def play(
             style=task.style,
             max_attempts=task.max_attempts,
             rewards=rewards,
+            feedback_text=task.feedback,
         )
         for r in records
     ]

@@ -89,14 +89,18 @@ class SvdCache:
         self.computed = 0
         self.hits = 0
 
-    def entry(self, weights: ModelWeights, name: str) -> Path | None:
+    def entry(self, weights: ModelWeights, name: str, variant: str = "") -> Path | None:
         if self.root is None:
             return None
-        return self.root / weights.fingerprint / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".safetensors")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name) + (f"@{variant}" if variant else "")
+        return self.root / weights.fingerprint / (stem + ".safetensors")
 
-    def get(self, weights: ModelWeights, name: str, tensor: torch.Tensor | None = None) -> Svd:
-        """The SVD of `name` in `weights` on this cache's device; `tensor`, if given, saves a re-read."""
-        path = self.entry(weights, name)
+    def get(self, weights: ModelWeights, name: str, tensor: torch.Tensor | None = None, variant: str = "") -> Svd:
+        """The SVD of `name` in `weights` on this cache's device; `tensor`, if given, saves a re-read. A
+        `variant` (e.g. "float16": the tensor rounded through float16, given as `tensor`) is kept apart."""
+        if variant and tensor is None:
+            raise ValueError(f"the {variant} variant of {name!r} needs its tensor")
+        path = self.entry(weights, name, variant)
         if path is not None and path.is_file():
             with safe_open(path, framework="pt") as handle:
                 # clone: tensors read from the file can be unaligned, and BLAS then rounds differently
