@@ -380,3 +380,115 @@ def test_two_processes_train_as_one_process_with_twice_the_accumulation(tmp_path
     assert without_timing(io.read_jsonl(tmp_path / "again" / "log")) == without_timing(two_log)
     resumed = load_model(tmp_path / "again" / "out")[0].state_dict()
     assert all(torch.equal(weight, resumed[name]) for name, weight in two_model.state_dict().items())
+
+
+# --- as the authors ran it ---------------------------------------------------------------------------
+
+
+def trainer_on(start_dir, rl_sets, **changes) -> PpoTrainer:
+    model, tokenizer = load_model(start_dir)
+    cfg = replace(FAST, updates=4, episodes_per_update=4, max_new_tokens=16, minibatch_size=1, **changes)
+    return PpoTrainer(model, tokenizer, cfg, TASK, rl_sets["rl_prompts"])
+
+
+def test_accumulation_across_epochs_is_one_step_from_the_sampling_policy(start_dir, rl_sets):
+    """Qwen's regime in small: 4 epochs of N one-turn minibatches, accumulation 4N. Counted per epoch that
+    is 4 steps, later epochs scored by an updated policy; counted across epochs (as accelerate and DeepSpeed
+    counted it for the authors) one step, every minibatch scored by the policy that sampled it."""
+    per_epoch = trainer_on(start_dir, rl_sets, gradient_accumulation_steps=64)
+    turns = per_epoch.rollout().turns
+    n = len(turns)
+    per_epoch = trainer_on(start_dir, rl_sets, gradient_accumulation_steps=4 * n)
+    across = trainer_on(start_dir, rl_sets, gradient_accumulation_steps=4 * n, accumulation="across_epochs")
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert [len(g) for g in per_epoch.step_groups(n, generator())] == [n] * 4
+    assert [len(g) for g in across.step_groups(n, generator())] == [4 * n]
+    assert [len(g) for g in trainer_on(start_dir, rl_sets, gradient_accumulation_steps=3,
+                                       accumulation="across_epochs").step_groups(5, generator())] == [3] * 6 + [2]
+    stats = {name: run.optimise(turns, run.score_buffer(turns)) for name, run in (("per", per_epoch), ("across", across))}
+    assert stats["across"]["approx_kl"] == pytest.approx(0.0, abs=1e-6) and stats["across"]["clip_fraction"] == 0
+    assert stats["per"]["approx_kl"] > 1e-6  # epochs 2-4 were scored after a step
+
+
+def test_no_clip_steps_with_the_gradient_as_it_is(start_dir, rl_sets):
+    """max_grad_norm None (the authors' 0.01 did not apply under DeepSpeed): the optimizer steps with the
+    raw gradient; a clip scales it to the clip's norm."""
+    turns = trainer_on(start_dir, rl_sets).rollout().turns
+    for clip in (1e-6, None):
+        run = trainer_on(start_dir, rl_sets, max_grad_norm=clip)
+        norms, step = [], run.optimizer.step
+
+        def measured(*args, run=run, norms=norms, step=step, **kwargs):
+            norms.append(sum(p.grad.norm() ** 2 for p in run.parameters if p.grad is not None).item() ** 0.5)
+            return step(*args, **kwargs)
+
+        run.optimizer.step = measured
+        stats = run.optimise(turns, run.score_buffer(turns))
+        if clip is None:
+            assert stats["grad_norm"] == pytest.approx(sum(norms) / len(norms), rel=1e-4) and max(norms) > 1e-3
+        else:
+            assert max(norms) == pytest.approx(clip, rel=1e-3) and all(n <= clip * 1.001 for n in norms)
+
+
+def test_the_sixth_reply_is_paid_minus_one_unread_and_truncates(start_dir, rl_sets):
+    """episode_end truncated_sixth_reply (TASK has 2 attempts, so the extra reply is the third): after the
+    last failure the model is asked again with that failure's feedback; the reply is paid -1 whatever it
+    says, is not a success, and does not end the return: GAE bootstraps into the next episode."""
+    run = trainer_on(start_dir, rl_sets, episode_end="truncated_sixth_reply")
+    rollout = run.rollout()
+    failed = [e for e, ok in enumerate(rollout.successes) if not ok]
+    assert failed, "the weak start fails episodes"
+    by_episode: dict[int, list] = {}
+    for turn in rollout.turns:
+        by_episode.setdefault(turn.episode, []).append(turn)
+    for e in failed:
+        turns = by_episode[e]
+        assert len(turns) == TASK.max_attempts + 1 and rollout.attempts[e] == 3
+        assert (turns[-1].reward, turns[-1].done, turns[-1].category) == (-1.0, False, "step_limit")
+        assert all(not t.done for t in turns)
+        assert rollout.episode_rewards[e] == pytest.approx(sum(t.reward for t in turns))
+        assert len(turns[-1].prompt_ids) > len(turns[-2].prompt_ids)  # the last failure's feedback is in it
+    buffer = run.score_buffer(rollout.turns)
+    dones = [t.done for t in rollout.turns]
+    dones[-1] = True
+    expected = compute_gae([t.reward for t in rollout.turns], buffer["values"].tolist(), dones, FAST.gamma, FAST.gae_lambda)
+    assert torch.allclose(buffer["returns"] - buffer["values"], torch.tensor(expected), atol=1e-5)
+    terminal = trainer_on(start_dir, rl_sets).rollout()
+    assert max(terminal.attempts) == TASK.max_attempts and terminal.turns[-1].done
+
+
+def test_the_authors_cosine_annealing_stepped_once_per_process(tmp_path, start_dir, rl_sets):
+    """CosineAnnealingLR over `updates` stepped 4 times an update (inferred: once per process of 4): with 4
+    updates the rate is at its minimum after the first update and back at its peak after the second."""
+    cfg = replace(FAST, updates=2, episodes_per_update=2, max_new_tokens=8, ppo_epochs=1, save_every=2,
+                  lr_scheduler="cosine_annealing", min_learning_rate=1e-9, scheduler_steps_per_update=4)
+    cfg = replace(cfg, updates=2)
+    trainer = trainer_on(start_dir, rl_sets, lr_scheduler="cosine_annealing", min_learning_rate=1e-9,
+                         scheduler_steps_per_update=4)
+    rates = []
+    for _ in range(3):
+        rates.append(trainer.scheduler.get_last_lr()[0])
+        for _ in range(trainer.cfg.scheduler_steps_per_update):
+            trainer.scheduler.step()
+    assert rates == pytest.approx([FAST.learning_rate, 1e-9, FAST.learning_rate], rel=1e-6)
+    result = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, replace(cfg, updates=4), run_files(tmp_path))
+    assert [row["lr"] for row in result.log] == pytest.approx([3e-4, 1e-9, 3e-4, 1e-9], rel=1e-6)
+
+
+def test_rollouts_can_sample_as_the_start_checkpoint_configures(start_dir):
+    from transformers import GenerationConfig
+
+    from sftrl.evaluate.engine import Sampling
+    from sftrl.rl.ppo import rollout_sampling
+
+    model = load_model(start_dir)[0]
+    cfg = replace(FAST, temperature=0.2, decoding="generation_config")
+    assert rollout_sampling(replace(cfg, decoding="settings"), model) == Sampling(0.2, 1.0)
+    model.generation_config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.8, top_k=20,
+                                               repetition_penalty=1.05)
+    assert rollout_sampling(cfg, model) == Sampling(0.2, 0.8, 20, 1.05)  # Qwen2.5-Instruct's, at T 0.2
+    model.generation_config = GenerationConfig(do_sample=False)
+    with pytest.raises(ValueError, match="decodes greedily"):
+        rollout_sampling(cfg, model)
+    with pytest.raises(ValueError, match="accumulation must be one of"):
+        PpoConfig(accumulation="sometimes")

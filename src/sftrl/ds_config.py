@@ -54,7 +54,7 @@ def resolve_for_ppo(path: str | os.PathLike, cfg, dtype: str, processes: int, hi
         train_micro_batch_size_per_gpu=cfg.minibatch_size,
         gradient_accumulation_steps=1,
         train_batch_size=cfg.minibatch_size * processes,
-        gradient_clipping=cfg.max_grad_norm,
+        gradient_clipping=cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,  # 0: DeepSpeed does not clip
     )
     config["bf16"] = {**config.get("bf16", {}), "enabled": dtype == "bfloat16"}
     config["fp16"] = {**config.get("fp16", {}), "enabled": False}

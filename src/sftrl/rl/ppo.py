@@ -43,12 +43,23 @@ from sftrl.ds_config import resolve_for_ppo
 from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.rl import check_prompts
 from sftrl.rl.parallel import Processes, launched_processes, to_cpu
-from sftrl.rl.rollout import Rollout, Turn, play, score
+from sftrl.evaluate.engine import DECODINGS, Sampling
+from sftrl.rl.rollout import EPISODE_ENDS, Rollout, Turn, play, score
 from sftrl.trainer_args import master_dtype
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("cosine", "linear", "constant")
+# cosine, linear, constant: transformers' schedules over `updates` steps, corrected. cosine_annealing: torch's
+# CosineAnnealingLR (T_max = updates, eta_min = min_learning_rate), periodic past T_max, as the authors built
+# it (rl/trainer/*_trainer.py); stepped `scheduler_steps_per_update` times an update.
+SCHEDULERS = ("cosine", "linear", "constant", "cosine_annealing")
+# How the minibatches of an update's PPO epochs make optimizer steps. per_epoch: each epoch's passes are
+# grouped into steps of `gradient_accumulation_steps` (a short last group steps too), corrected. across_epochs:
+# the count runs on through all epochs, as accelerate and DeepSpeed counted it in the authors' runs (inferred
+# from accelerate 1.3.0's source: DeepSpeed's engine steps on its own micro-step count): with 4 epochs of 32
+# turns and accumulation 128 (Qwen) one optimizer step an update, after every minibatch was scored by the
+# policy that sampled it, so the ratio is 1 and its clip never acts.
+ACCUMULATIONS = ("per_epoch", "across_epochs")
 # Wall-clock fields of a log row; every other field is the same for the same seed (on CPU).
 TIMING_KEYS = ("seconds", "rollout_seconds", "tokens_per_s")
 
@@ -64,6 +75,8 @@ class PpoConfig:
 
     learning_rate: float = 2e-4  # paper 1e-6
     lr_scheduler: str = "cosine"
+    min_learning_rate: float = 0.0  # cosine_annealing's eta_min (the authors' 1e-9)
+    scheduler_steps_per_update: int = 1  # the authors' 4 (one per process, inferred)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -78,7 +91,10 @@ class PpoConfig:
     value_loss_coef: float = 0.5
     gamma: float = 0.9
     gae_lambda: float = 0.95
-    max_grad_norm: float = 1.0  # paper 0.01
+    max_grad_norm: float | None = 1.0  # named 0.01 by the authors, which did not apply under DeepSpeed: None
+    accumulation: str = "per_epoch"  # ACCUMULATIONS
+    episode_end: str = "terminal"  # rollout.EPISODE_ENDS
+    decoding: str = "settings"  # settings: temperature and top_p; generation_config: the start's, at this temperature
     temperature: float = 1.0  # paper 0.2
     top_p: float = 1.0
     max_new_tokens: int = 32  # paper 512
@@ -102,6 +118,7 @@ class PpoConfig:
             "generation_batch_size",
             "save_every",
             "save_total_limit",
+            "scheduler_steps_per_update",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -111,9 +128,14 @@ class PpoConfig:
         for name in ("gamma", "gae_lambda", "adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1], not {getattr(self, name)}")
-        for name in ("value_loss_coef", "max_grad_norm", "kl_coef", "thought_weight", "weight_decay"):
+        for name in ("value_loss_coef", "kl_coef", "thought_weight", "weight_decay", "min_learning_rate"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be non-negative, not {getattr(self, name)}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm must be positive (or null: no clipping), not {self.max_grad_norm}")
+        for name, known in (("accumulation", ACCUMULATIONS), ("episode_end", EPISODE_ENDS), ("decoding", DECODINGS)):
+            if getattr(self, name) not in known:
+                problems.append(f"{name} must be one of {known}, not {getattr(self, name)!r}")
         if not 0 < self.top_p <= 1:
             problems.append(f"top_p must be in (0, 1], not {self.top_p}")
         if self.lr_scheduler not in SCHEDULERS:
@@ -270,9 +292,15 @@ class PpoTrainer:
                 self.engine = accelerator.prepare_model(self.actor_critic)  # DDP
             else:
                 self.engine = self.actor_critic
-        self.scheduler = get_scheduler(
-            cfg.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
-        )
+        if cfg.lr_scheduler == "cosine_annealing":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=cfg.updates, eta_min=cfg.min_learning_rate
+            )
+        else:
+            self.scheduler = get_scheduler(
+                cfg.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
+            )
+        self.sampling = rollout_sampling(cfg, model)
         self.update = 0
         self.log: list[dict] = []
 
@@ -301,12 +329,12 @@ class PpoTrainer:
                     self.tokenizer,
                     groups[g],
                     self.task,
-                    temperature=cfg.temperature,
-                    top_p=cfg.top_p,
+                    sampling=self.sampling,
                     max_new_tokens=cfg.max_new_tokens,
                     thought_weight=cfg.thought_weight,
                     seed=(cfg.seed, self.update),
                     group=g,
+                    episode_end=cfg.episode_end,
                 )
         played = {g: rollout for part in self.processes.gather(mine) for g, rollout in part.items()}
         return Rollout.concat([played[g] for g in range(len(groups))])
@@ -334,13 +362,9 @@ class PpoTrainer:
         scored_by = {k: part for parts in self.processes.gather(mine) for k, part in parts.items()}
         ordered = [scored_by[k] for k in sorted(scored_by)]
         values = torch.cat([value for _, value, _ in ordered]).to(self.device)
-        gae = compute_gae(
-            [t.reward for t in turns],
-            values.tolist(),
-            [t.done for t in turns],
-            self.cfg.gamma,
-            self.cfg.gae_lambda,
-        )
+        dones = [t.done for t in turns]
+        dones[-1] = True  # nothing follows the buffer's last turn to bootstrap from (a truncated one too)
+        gae = compute_gae([t.reward for t in turns], values.tolist(), dones, self.cfg.gamma, self.cfg.gae_lambda)
         advantages = torch.tensor(gae, device=self.device)
         return {
             "old_logps": torch.cat([logps for logps, _, _ in ordered]).to(self.device),
@@ -395,45 +419,52 @@ class PpoTrainer:
             loss.backward()
 
     def step_optimizer(self) -> float:
-        """Clip and step (DeepSpeed did both at the boundary); the gradient norm before clipping."""
+        """Clip (unless max_grad_norm is None) and step (DeepSpeed did both at the boundary); the gradient
+        norm before clipping."""
         if self.deepspeed:
             return float(self.engine.get_global_grad_norm() or 0.0)
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm).item()
+        clip = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip).item()
         self.optimizer.step()
         return norm
 
+    def step_groups(self, n_turns: int, generator: torch.Generator) -> list[list[torch.Tensor]]:
+        """The minibatches of one update's `ppo_epochs` seeded passes, grouped into optimizer steps of
+        `gradient_accumulation_steps` per process: within each epoch, or counted on across epochs
+        (`accumulation`, ACCUMULATIONS); a short last group is a step too."""
+        cfg = self.cfg
+        epochs = [list(torch.randperm(n_turns, generator=generator).split(cfg.minibatch_size)) for _ in range(cfg.ppo_epochs)]
+        streams = [[m for epoch in epochs for m in epoch]] if cfg.accumulation == "across_epochs" else epochs
+        per_step = cfg.gradient_accumulation_steps * self.processes.count
+        return [stream[i : i + per_step] for stream in streams for i in range(0, len(stream), per_step)]
+
     def optimise(self, turns: list[Turn], buffer: dict) -> dict:
-        """`ppo_epochs` passes over the buffer in seeded random minibatches. An optimizer step takes
-        `gradient_accumulation_steps` minibatches per process, minibatch i of the step by process i mod W;
-        a process left without one runs a zero-weight pass, so every process syncs as often."""
+        """`ppo_epochs` passes over the buffer in seeded random minibatches (`step_groups`). An optimizer step
+        takes `gradient_accumulation_steps` minibatches per process, minibatch i of the step by process i mod
+        W; a process left without one runs a zero-weight pass, so every process syncs as often."""
         cfg = self.cfg
         count = self.processes.count
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + self.update)
         sums: dict[str, float] = {}
         grad_norms = []
         seen = 0
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(len(turns), generator=generator)
-            minibatches = list(order.split(cfg.minibatch_size))
-            per_step = cfg.gradient_accumulation_steps * count
-            for group_start in range(0, len(minibatches), per_step):
-                group = minibatches[group_start : group_start + per_step]
-                size = sum(len(m) for m in group)
-                mine = group[self.processes.rank :: count]
-                passes = math.ceil(len(group) / count)
-                if not self.deepspeed:
-                    self.optimizer.zero_grad(set_to_none=True)
-                for j in range(passes):
-                    index, weight = (mine[j], 1) if j < len(mine) else (group[0], 0)
-                    last = j == passes - 1
-                    with self.accumulating(last):
-                        loss, stats = self.loss(turns, buffer, index.to(self.device))
-                        # DDP and DeepSpeed average over processes: x count makes it the step's sum / size
-                        self.backward(loss * (weight * count) / size, last)
-                    for key, value in stats.items():
-                        sums[key] = sums.get(key, 0.0) + weight * value
-                grad_norms.append(self.step_optimizer())
-                seen += size
+        for group in self.step_groups(len(turns), generator):
+            size = sum(len(m) for m in group)
+            mine = group[self.processes.rank :: count]
+            passes = math.ceil(len(group) / count)
+            if not self.deepspeed:
+                self.optimizer.zero_grad(set_to_none=True)
+            for j in range(passes):
+                index, weight = (mine[j], 1) if j < len(mine) else (group[0], 0)
+                last = j == passes - 1
+                with self.accumulating(last):
+                    loss, stats = self.loss(turns, buffer, index.to(self.device))
+                    # DDP and DeepSpeed average over processes: x count makes it the step's sum / size
+                    self.backward(loss * (weight * count) / size, last)
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + weight * value
+            grad_norms.append(self.step_optimizer())
+            seen += size
         totals: dict[str, float] = {}
         for part in self.processes.gather(sums):
             for key, value in part.items():
@@ -458,7 +489,8 @@ class PpoTrainer:
         rollout_seconds = time.perf_counter() - begin
         buffer = self.score_buffer(rollout.turns)
         stats = self.optimise(rollout.turns, buffer)
-        self.scheduler.step()
+        for _ in range(self.cfg.scheduler_steps_per_update):
+            self.scheduler.step()
         self.update += 1
         seconds = time.perf_counter() - begin
         n = len(rollout.episode_rewards)
@@ -525,6 +557,24 @@ class PpoTrainer:
         torch.set_rng_state(state["rng"]["torch"])
         saved = io.read_json(path / "state.json")
         self.update, self.log = saved["update"], saved["log"]
+
+
+def rollout_sampling(cfg: PpoConfig, model) -> Sampling:
+    """How rollouts sample: rl.ppo's temperature and top_p, or with decoding generation_config the start
+    checkpoint's own generation config at rl.ppo's temperature, as the authors' `generate(temperature=...)`
+    sampled (Qwen2.5-Instruct: top-p 0.8, top-k 20, repetition penalty 1.05)."""
+    if cfg.decoding == "settings":
+        return Sampling(cfg.temperature, cfg.top_p)
+    generation = getattr(model, "generation_config", None)
+    sampling = Sampling.of_generation_config(
+        {**(generation.to_diff_dict() if generation is not None else {}), "temperature": cfg.temperature}
+    )
+    if sampling.greedy:
+        raise ValueError(
+            "rl.ppo.decoding generation_config: the start checkpoint's generation config decodes greedily "
+            "(do_sample false), and PPO needs sampled rollouts: set rl.ppo.decoding settings"
+        )
+    return sampling
 
 
 def train_ppo(

@@ -16,10 +16,18 @@ import torch
 
 from sftrl import cards
 from sftrl.config import TaskConfig
+from sftrl.evaluate.backends import generate_kwargs
+from sftrl.evaluate.engine import Sampling
 
 # The reply text that ends the "thought": the paper's JSON answer states cards and numbers before its
 # `"formula":` key; the compact answer states `numbers ...` before its first `;` step.
 THOUGHT_MARKERS = {"paper": '"formula"', "compact": ";"}
+# How an episode that failed every attempt ends. terminal: after its last attempt, its return ends there.
+# truncated_sixth_reply: the authors' environment (gym_cards general_points_oneline.py, verify_iter 5) asks
+# once more, pays that reply -1 unread ("step_limit_reached") and truncates the episode, and their GAE
+# (use_proper_time_limits false) bootstraps across the truncation into the next episode's first turn.
+EPISODE_ENDS = ("terminal", "truncated_sixth_reply")
+TRUNCATED_REWARD = -1.0
 
 
 def derived_seed(*parts) -> int:
@@ -116,8 +124,7 @@ def generate(
     tokenizer,
     prompts: list[list[int]],
     *,
-    temperature: float,
-    top_p: float,
+    sampling: Sampling,
     max_new_tokens: int,
     seed: int,
 ) -> list[list[int]]:
@@ -128,11 +135,7 @@ def generate(
     out = model.generate(
         input_ids=ids.to(model.device),
         attention_mask=mask.to(model.device),
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=0,
-        repetition_penalty=1.0,
+        **generate_kwargs(sampling),
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=stop,
@@ -151,26 +154,30 @@ def play(
     records: Sequence[dict],
     task: TaskConfig,
     *,
-    temperature: float,
-    top_p: float,
+    sampling: Sampling,
     max_new_tokens: int,
     thought_weight: float,
     seed: tuple,
     group: int = 0,
+    episode_end: str = "terminal",
 ) -> Rollout:
     """Play one episode per record to the end, all live episodes in one batched generate per turn.
 
     The records are one group of an update's episodes (at most `generation_batch_size`); turn t of group
     g samples with a seed drawn from (`seed`, t, g), so a group plays the same wherever it is played.
+    With `episode_end` "truncated_sixth_reply" (EPISODE_ENDS) an episode that failed every attempt is
+    asked once more, and that reply is paid TRUNCATED_REWARD whatever it says and ends the episode
+    without ending its return (`Turn.done` False).
     """
     rewards = task.rewards
+    sixth = episode_end == "truncated_sixth_reply"
     episodes = [
         cards.Episode(
             r["hand"],
             cards.Rule(**r["rule"]),
             target=r.get("target", task.target),
             style=task.style,
-            max_attempts=task.max_attempts,
+            max_attempts=task.max_attempts + sixth,  # the extra turn's prompt holds the last failure's feedback
             rewards=rewards,
             feedback_text=task.feedback,
         )
@@ -178,6 +185,7 @@ def play(
     ]
     marker = THOUGHT_MARKERS[task.style]
     per_episode: list[list[Turn]] = [[] for _ in episodes]
+    truncated: set[int] = set()
     generated = 0
     live = list(range(len(episodes)))
     turn = 0
@@ -187,33 +195,28 @@ def play(
             model,
             tokenizer,
             states,
-            temperature=temperature,
-            top_p=top_p,
+            sampling=sampling,
             max_new_tokens=max_new_tokens,
             seed=derived_seed(*seed, turn, group),
         )
         for i, state, reply in zip(live, states, replies, strict=False):
-            verdict = episodes[i].step(tokenizer.decode(reply, skip_special_tokens=True))
-            per_episode[i].append(
-                Turn(
-                    i,
-                    state,
-                    reply,
-                    thought_weights(tokenizer, reply, marker, thought_weight),
-                    float(verdict.reward),
-                    episodes[i].done,
-                    verdict.category,
-                )
-            )
+            weights = thought_weights(tokenizer, reply, marker, thought_weight)
+            if sixth and episodes[i].attempts == task.max_attempts:  # the step limit: not judged
+                per_episode[i].append(Turn(i, state, reply, weights, TRUNCATED_REWARD, False, "step_limit"))
+                truncated.add(i)
+            else:
+                verdict = episodes[i].step(tokenizer.decode(reply, skip_special_tokens=True))
+                done = episodes[i].success or (not sixth and episodes[i].done)
+                per_episode[i].append(Turn(i, state, reply, weights, float(verdict.reward), done, verdict.category))
             generated += len(reply)
-        live = [i for i in live if not episodes[i].done]
+        live = [i for i in live if not (episodes[i].done or i in truncated)]
         turn += 1
     return Rollout(
         turns=[t for turns in per_episode for t in turns],
-        episode_rewards=[float(sum(e.rewards)) for e in episodes],
+        episode_rewards=[float(sum(t.reward for t in turns)) for turns in per_episode],
         first_rewards=[float(e.rewards[0]) for e in episodes],
         successes=[e.success for e in episodes],
-        attempts=[e.attempts for e in episodes],
+        attempts=[len(turns) for turns in per_episode],
         generated_tokens=generated,
     )
 
