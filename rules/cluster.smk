@@ -30,7 +30,7 @@ if "ppo" in RL_ALGORITHMS and config["rl"]["ppo"]["deepspeed"]:
 def rl_runs_at_once():
     """The most RL runs Snakemake lets run together: bounded by --jobs and by a --resources gpu=N limit
     where they are given; otherwise every configured run."""
-    bounds = [len(RL_MODELS), workflow.nodes]
+    bounds = [len(RL_RUNS), workflow.nodes]
     gpus = getattr(workflow.global_resources.get("gpu"), "value", None)
     per_run = config["resources"]["rl"]["gpus"]
     if gpus is not None and per_run:
@@ -57,7 +57,8 @@ def capacity_plan():
     memory = capacity.memory_plan(config, shape, read, RL_ALGORITHMS)
     counts = {
         "ladder": len(SFT_MODELS),
-        "rl": len(RL_MODELS),
+        "rl": len(RL_RUNS),
+        "exports_per_run": len(RL_EXPORTED),
         "edits": len(EDIT_MODELS),
         "analysed": 1 + len(SFT_MODELS) + len(RL_MODELS),
         "in_flight": rl_runs_at_once(),
@@ -78,15 +79,24 @@ def job_resources(stage):
     return JOBS[stage]
 
 
+# The DeepSpeed config of each program that trains under DeepSpeed (resolved above; None: none).
+DEEPSPEED = {
+    "sft": config["sft"]["deepspeed"],
+    "pretrain": config["model"]["pretrain"]["deepspeed"],
+    "ppo": config["rl"]["ppo"]["deepspeed"],
+}
+
+
 def launch(stage, program=None):
     """The command that starts a stage's script: python, or accelerate launch with one process per GPU
-    (or resources.{stage}.processes processes on the CPU)."""
+    (or resources.{stage}.processes processes on the CPU); one DeepSpeed process under torchrun."""
     job = JOBS[stage]
     return cluster.launcher(
         job.gpus,
         (program or stage) in cluster.MULTI_PROCESS_STAGES,
         cpu_processes=job.processes,
         cpu_threads=job.cpus,
+        deepspeed=bool(DEEPSPEED.get(program or stage)),
     )
 
 

@@ -30,6 +30,8 @@ from sftrl.names import (
 )
 from sftrl.representations.pairs import check_pairs, configured_pairs, external_models
 from sftrl.evaluate import check_decoding
+from sftrl.fidelity import summary as fidelity_summary
+from sftrl.rl import check_exported_updates, run_length
 from sftrl.sft_format import check_prompt_format
 from sftrl.restoration.table import kinds_in
 from sftrl.roles import (
@@ -96,14 +98,42 @@ RL_FROM_STEPS = (  # with "plan", every ladder step is a candidate start
     if config["rl"]["from_steps"] in ("all", "plan")
     else config["rl"]["from_steps"]
 )
-RL_MODELS = [
-    rl_model(algo, step, seed)
-    for algo in RL_ALGORITHMS
-    for step in RL_FROM_STEPS
-    for seed in config["rl"]["seeds"]
-]
+RL_ANALYSED = config["rl"]["analysed_update"]  # the update playing "the RL model"; None: the final policy
+RL_EXPORTED = sorted({*config["rl"]["eval_updates"], *([RL_ANALYSED] if RL_ANALYSED else [])})
+
+
+def rl_runs(steps):
+    """The RL runs from these SFT steps, by their own names (their final policies)."""
+    return [
+        rl_model(algo, step, seed)
+        for algo in RL_ALGORITHMS
+        for step in steps
+        for seed in config["rl"]["seeds"]
+    ]
+
+
+def analysed(run):
+    """The model that plays an RL run in every later stage: its policy after rl.analysed_update, or its last."""
+    parsed = rl_run(run)
+    return rl_model(parsed.algorithm, parsed.step, parsed.seed, RL_ANALYSED)
+
+
+def exported(run):
+    """A run's policies exported along it (rl.eval_updates and rl.analysed_update)."""
+    parsed = rl_run(run)
+    return [
+        rl_model(parsed.algorithm, parsed.step, parsed.seed, u) for u in RL_EXPORTED
+    ]
+
+
+RL_RUNS = rl_runs(RL_FROM_STEPS)
+RL_MODELS = [analysed(run) for run in RL_RUNS]
 CURVE_MODELS = ["base", *SFT_MODELS]
-EVAL_MODELS = [*CURVE_MODELS, *RL_MODELS]
+EVAL_MODELS = list(
+    dict.fromkeys(
+        [*CURVE_MODELS, *RL_RUNS, *(m for run in RL_RUNS for m in exported(run))]
+    )
+)
 BUILT_BASE = config["model"]["source"] in ("embedded", "tiny")
 
 
@@ -151,6 +181,7 @@ RESTORE_PAIRS = restore_pairs(
     {key: config["restore"][key] for key in ("covering", "round_trip")},
 )
 check_experiment(config, SFT_STEPS, RL_MODELS, RESTORE_PAIRS, SFT_END)
+check_exported_updates(config, RL_ALGORITHMS)
 RESTORE_GROUPS = {pair.group: pair for pair in RESTORE_PAIRS}
 RESTORE_KINDS = kinds_in(RESTORE_PAIRS)
 EDIT_MODELS = [model for pair in RESTORE_PAIRS for model in pair.models]
@@ -166,6 +197,8 @@ REPR_TOKENS = configured_pairs(REPRESENTATIONS, RL_MODELS, SFT_END, EVAL_MODELS)
 check_pairs(REPR_TOKENS, REPR_EXTERNAL, local_base_dir)
 check_prompt_format(config["sft"]["prompt_format"], _task.style, local_base_dir())
 check_decoding(config, local_base_dir())
+if workflow.is_main_process:  # before any job; not again in each cluster job
+    print(fidelity_summary(config))
 
 
 def config_json(*sections):
@@ -336,7 +369,8 @@ def restoration_figures():
 
 
 def rl_history(model):
-    return RESULTS / "rl" / model / "history.jsonl"
+    """An RL run's log, for any of its models (final or exported along the run)."""
+    return RESULTS / "rl" / rl_run(model).run / "history.jsonl"
 
 
 def eval_metrics(model, split):
@@ -364,6 +398,8 @@ def all_targets():
         FIGURES / "sft_curve.png",
         TABLES / "rl_from_sft.csv",
         FIGURES / "rl_from_sft.png",
+        TABLES / "rl_curve.csv",
+        FIGURES / "rl_curve.png",
         TABLES / "roles.json",
         TABLES / "format_errors.csv",
         FIGURES / "format_errors.png",
@@ -412,24 +448,29 @@ def reported(path, caption, category):
     return report(path, caption=str(CAPTIONS / f"{caption}.rst"), category=category)
 
 
-def rl_models():
+def planned_runs():
     """The RL runs: the configured ones, or with rl.from_steps: plan the ones the RL plan chose."""
     if not RL_PLANNED:
-        return RL_MODELS
+        return RL_RUNS
     plan = json.loads(Path(checkpoints.plan_rl.get().output.json).read_text())
-    return [
-        rl_model(algo, step, seed)
-        for algo in RL_ALGORITHMS
-        for step in plan["steps"]
-        for seed in config["rl"]["seeds"]
-    ]
+    return rl_runs(plan["steps"])
+
+
+def rl_models():
+    """The models that play the RL runs (`analysed`) in the later stages."""
+    return [analysed(run) for run in planned_runs()]
+
+
+def curve_runs_models():
+    """Every policy of the RL runs on the RL curve: each run's final policy and its exports."""
+    return [m for run in planned_runs() for m in [run, *exported(run)]]
 
 
 def plan_rl_runs():
     """RL runs whose benchmark files give the cost of a run: the configured runs, when no cost is set."""
     if RL_PLANNED or config["plan"]["rl_run_cost"] is not None:
         return []
-    return [rl_history(model) for model in RL_MODELS]
+    return [rl_history(run) for run in RL_RUNS]
 
 
 def plan_rl_options():

@@ -39,13 +39,21 @@ rule claims:
         ),
         spectra=lambda wc: " ".join(f"{m}={t}" for m, t in claim_spectra()),
         samples=lambda wc: " ".join(f"{m}={p}" for m, p in claim_samples()),
-        settings=json.dumps(config["report"]["claims"], sort_keys=True),
+        settings=json.dumps(
+            {**config["report"]["claims"], "rl_update": RL_ANALYSED}, sort_keys=True
+        ),
         seed=config["seed"],
         title=f"Claims: experiment {EXP}",
+        paper=(
+            f"--paper-table {config['report']['paper_table']}"
+            f" --margin {config['report']['equivalence_margin_pct']}"
+            if config["report"]["paper_table"]
+            else ""
+        ),
     shell:
         "python {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
         " --roles {input.roles} {params.restoration} {params.representations} --spectrum {params.spectra} --samples {params.samples}"
-        " --settings {params.settings:q} --seed {params.seed} --title {params.title:q}"
+        " --settings {params.settings:q} --seed {params.seed} --title {params.title:q} {params.paper}"
         " --md {output.md} --json {output.json} > {log} 2>&1"
 
 

@@ -5,7 +5,11 @@ rule rl:
         prompts=DATA / "rl_prompts.jsonl",
     output:
         model=droppable(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
-        history=rl_history("rl-{algo}-from{step}-s{seed}"),
+        exported=[
+            droppable(directory(MODELS / ("rl-{algo}-from{step}-s{seed}" + f"-u{u}")))
+            for u in RL_EXPORTED
+        ],
+        history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",
     log:
         LOGS / "rl" / "rl-{algo}-from{step}-s{seed}.log",
     benchmark:
@@ -25,14 +29,53 @@ rule rl:
         cfg=lambda wc: rl_config_json(wc.algo),
         work=lambda wc: WORK / "rl" / f"rl-{wc.algo}-from{wc.step}-s{wc.seed}",
         discard=("--discard-checkpoints" if config["keep_models"] == "ladder" else ""),
+        exports=lambda wc, output: (
+            "--export "
+            + " ".join(f"{u}={path}" for u, path in zip(RL_EXPORTED, output.exported))
+            if RL_EXPORTED
+            else ""
+        ),
     shell:
         "{params.launch} {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
-        " --start {input.start} --prompts {input.prompts} --out {output.model} --work-dir {params.work}"
-        " --log {output.history} {params.discard} > {log} 2>&1"
+        " --start {input.start} --prompts {input.prompts} --out {output.model} {params.exports}"
+        " --work-dir {params.work} --log {output.history} {params.discard} > {log} 2>&1"
 
 
 localrules:
     rl_table,
+    rl_curve,
+
+
+rule rl_curve:
+    """Success over RL updates per start checkpoint: the start, the policies exported along each run and the
+    final policy, every seed drawn."""
+    input:
+        lambda wc: [
+            eval_metrics(m, s)
+            for m in [*SFT_MODELS, *curve_runs_models()]
+            for s in EVAL_SPLITS
+        ],
+    output:
+        table=reported(TABLES / "rl_curve.csv", "rl_curve_table", "RL"),
+        figure=reported(FIGURES / "rl_curve.png", "rl_curve", "RL"),
+        pdf=FIGURES / "rl_curve.pdf",
+    log:
+        LOGS / "report" / "rl_curve.log",
+    benchmark:
+        BENCH / "report" / "rl_curve.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    params:
+        script=SCRIPTS / "rl_curve.py",
+        eval_root=EVAL,
+        runs=lambda wc: " ".join(planned_runs()),
+        updates=" ".join(map(str, RL_EXPORTED)),
+        lengths=" ".join(f"{a}={run_length(config, a)}" for a in RL_ALGORITHMS),
+        analysed=RL_ANALYSED or "final",
+    shell:
+        "python {params.script} --eval-root {params.eval_root} --runs {params.runs} --updates {params.updates}"
+        " --lengths {params.lengths} --analysed {params.analysed} --table {output.table}"
+        " --plot {output.figure} > {log} 2>&1"
 
 
 rule rl_table:

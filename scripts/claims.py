@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from sftrl.claims import ClaimSettings, evaluate_claims, load_inputs, setting_lines, write_claims
+from sftrl.claims.reproduction import reproduction_lines, reproduction_rows
 from sftrl.provenance import provenance
 
 log = logging.getLogger("sftrl.claims")
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--representations", type=Path, help="tables/representations.csv")
     parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--paper-table", help="the paper's stage table to compare with (report.paper_table)")
+    parser.add_argument("--margin", type=float, default=5.0, help="equivalence margin in points (report.equivalence_margin_pct)")
     parser.add_argument("--title", default="Claims")
     parser.add_argument("--md", required=True, type=Path)
     parser.add_argument("--json", required=True, type=Path)
@@ -48,11 +51,17 @@ def main() -> None:
             args.curve, args.rl, args.history, spectra, args.restoration, args.roles, samples, args.representations
         )
         findings = evaluate_claims(inputs, settings)
+        reproduction = reproduction_rows(inputs, args.paper_table, args.margin) if args.paper_table else None
     except (ValueError, TypeError, OSError, KeyError) as err:
         parser.error(str(err))
     files = {k: str(v) for k, v in vars(args).items() if isinstance(v, Path)}
     sources = provenance({**files, "spectrum": args.spectrum, "samples": args.samples})
-    write_claims(findings, args.md, args.json, settings, sources, args.title, setting_lines(inputs))
+    lines = setting_lines(inputs)
+    extra = {}
+    if reproduction is not None:
+        lines = [*reproduction_lines(reproduction, args.paper_table), *lines]
+        extra = {"reproduction": {"paper_table": args.paper_table, "rows": reproduction}}
+    write_claims(findings, args.md, args.json, settings, sources, args.title, lines, extra)
     for finding in findings:
         log.info("%s: %s", finding.id, finding.verdict)
 

@@ -29,6 +29,10 @@ def main() -> None:
         "--prompts", required=True, type=Path, help="RL prompts, JSON lines (rl_prompts.jsonl)"
     )
     parser.add_argument("--out", required=True, type=Path, help="final model directory")
+    parser.add_argument(
+        "--export", nargs="*", default=[], metavar="UPDATE=DIR",
+        help="model directories of the policy after these updates (PPO updates, GRPO steps)",
+    )
     add_training_outputs(parser, row="update or step")
     parser.add_argument(
         "--discard-checkpoints",
@@ -50,12 +54,13 @@ def main() -> None:
         if not args.prompts.is_file():
             raise ValueError(f"--prompts {args.prompts} is not a file")
         inputs = rl.check_inputs(args.algorithm, cfg, args.seed, args.start, args.prompts)
+        exports = {int(update): Path(path) for update, _, path in (entry.partition("=") for entry in args.export)}
     except (ValueError, OSError) as err:
         parser.error(str(err))
 
     resolved = {**cfg, "rl": {**cfg.get("rl", {}), args.algorithm: asdict(inputs.cfg)}}
     record = {**provenance(resolved, args.seed), "algorithm": args.algorithm, "start": str(args.start)}
-    rl.run_rl(inputs, RunFiles(args.out, args.work_dir, args.log, record))
+    rl.run_rl(inputs, RunFiles(args.out, args.work_dir, args.log, record, exports))
     if args.discard_checkpoints:
         rl.discard_checkpoints(args.work_dir)
 

@@ -327,7 +327,8 @@ REMEDY = {
 
 
 def disk_plan(config: Mapping, shape: ModelShape, counts: Mapping[str, int]) -> dict[str, float]:
-    """GiB the experiment's outputs take at most, by kind: `counts` holds the ladder, RL and edited models,
+    """GiB the experiment's outputs take at most, by kind: `counts` holds the ladder, RL runs (each with its
+    `exports_per_run` policies exported along the run, stored once: hard links) and edited models,
     the models whose SVDs the spectral analysis caches, and the RL runs that may be in flight at once
     (`in_flight`, Snakemake's job limit). Resumable checkpoints stay in the work directory after their run:
     `save_total_limit` of them per run, each with its weights and optimizer states; with keep_models:
@@ -343,7 +344,7 @@ def disk_plan(config: Mapping, shape: ModelShape, counts: Mapping[str, int]) -> 
 
     plan = {
         "ladder": counts["ladder"] * model,
-        "rl_models": rl_held * model,
+        "rl_models": rl_held * model * (1 + counts.get("exports_per_run", 0)),  # final and exported policies
         "edited_models": counts["edits"] * model,
         "sft_checkpoints": sft.get("save_total_limit", 2) * checkpoint(sft["deepspeed"]),
         "rl_checkpoints": rl_held * ppo.get("save_total_limit", 2) * checkpoint(ppo["deepspeed"]),

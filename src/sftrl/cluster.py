@@ -129,13 +129,20 @@ def stage_resources(section: Mapping) -> dict[str, JobResources]:
     return {stage: JobResources.from_config(values, f"resources.{stage}") for stage, values in section.items()}
 
 
-def launcher(gpus: int, multi_process: bool = True, cpu_processes: int = 1, cpu_threads: int = 1) -> str:
+def launcher(
+    gpus: int, multi_process: bool = True, cpu_processes: int = 1, cpu_threads: int = 1, deepspeed: bool = False
+) -> str:
     """The command that starts a training script: `python` for one process, `accelerate launch` with one
     process per GPU, or with `cpu_processes` processes of `cpu_threads` threads each on a machine without
     GPUs (accelerate's torchrun launcher, `--multi_gpu`, serves both; the trainer runs on gloo on a CPU).
-    DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the trainer inside each process.
-    The port is chosen free by accelerate, so jobs sharing a node do not collide."""
+    DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the trainer inside each process;
+    it needs a launcher's rendezvous even in one process (without one it looks for MPI), which accelerate
+    gives only to two or more, so one DeepSpeed process starts under torchrun (`--standalone`).
+    The port is chosen free by accelerate (torchrun: standalone), so jobs sharing a node do not collide."""
     processes = gpus or cpu_processes
+    if processes <= 1 and deepspeed:
+        threads = "" if gpus else f"OMP_NUM_THREADS={cpu_threads} "
+        return f"{threads}python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1"
     if processes <= 1:
         return "python"
     if not multi_process:

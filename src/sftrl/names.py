@@ -17,7 +17,9 @@ OOD = "ood"  # the split of the study's question: the OOD peak is chosen and the
 
 BASE = "base"
 SFT_MODEL_RE = re.compile(r"^sft-(?P<step>\d+)$")
-RL_MODEL_RE = re.compile(r"^rl-(?P<algo>[a-z]+)-from(?P<step>\d+)-s(?P<seed>\d+)$")
+# An RL run's final policy is `rl-ALGO-fromSTEP-sSEED`; its policy after update U, exported along the run
+# (`rl.eval_updates`, `rl.analysed_update`), is that name with `-uU`.
+RL_MODEL_RE = re.compile(r"^rl-(?P<algo>[a-z]+)-from(?P<step>\d+)-s(?P<seed>\d+)(?:-u(?P<update>\d+))?$")
 
 
 def sft_model(step: int) -> str:
@@ -35,23 +37,30 @@ def model_step(model: str) -> int:
     return int(match["step"])
 
 
-def rl_model(algorithm: str, step: int, seed: int) -> str:
-    """The RL run of an algorithm from an SFT step with a seed."""
-    return f"rl-{algorithm}-from{step}-s{seed}"
+def rl_model(algorithm: str, step: int, seed: int, update: int | None = None) -> str:
+    """The RL run of an algorithm from an SFT step with a seed: its final policy, or with `update` its
+    policy after that many updates (PPO updates, GRPO steps)."""
+    return f"rl-{algorithm}-from{step}-s{seed}" + ("" if update is None else f"-u{update}")
 
 
 @dataclass(frozen=True)
 class RlRun:
-    """An RL model's name, parsed."""
+    """An RL model's name, parsed; `update` None for the run's final policy."""
 
     algorithm: str
     step: int
     seed: int
+    update: int | None = None
 
     @property
     def start(self) -> str:
         """The SFT checkpoint it starts from."""
         return sft_model(self.step)
+
+    @property
+    def run(self) -> str:
+        """The run's own name (its final policy), which names its log and benchmark files."""
+        return rl_model(self.algorithm, self.step, self.seed)
 
 
 def is_rl_model(name: str) -> bool:
@@ -61,8 +70,9 @@ def is_rl_model(name: str) -> bool:
 def rl_run(model: str) -> RlRun:
     match = RL_MODEL_RE.match(model)
     if not match:
-        raise ValueError(f"{model!r} is not an RL model name (rl-ALGO-fromSTEP-sSEED)")
-    return RlRun(match["algo"], int(match["step"]), int(match["seed"]))
+        raise ValueError(f"{model!r} is not an RL model name (rl-ALGO-fromSTEP-sSEED, or with -uUPDATE)")
+    update = int(match["update"]) if match["update"] is not None else None
+    return RlRun(match["algo"], int(match["step"]), int(match["seed"]), update)
 
 
 def eval_dir(eval_root: str | Path, model: str, split: str) -> Path:

@@ -26,19 +26,18 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from sftrl import cards, data, io, training_run
+from sftrl import cards, data, exports, io, training_run
 from sftrl.checkpoints import (
     COMPLETE_MARKER,
     checkpoints,
     is_complete,
     mark_complete,
     model_dir_identity,
-    numbered_dirs,
-    stamped,
 )
 from sftrl.checkpoints import discard_unusable as discard_unusable_checkpoints
 from sftrl.config import check_schedule, from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
+from sftrl.exports import holds, publish
 from sftrl.modeling import (
     TinyModelConfig,
     build_tiny_model,
@@ -54,8 +53,7 @@ from sftrl.trainer_args import CUSTOM_SCHEDULES, OptimiserConfig, master_dtype, 
 
 log = logging.getLogger(__name__)
 
-LADDER_STORE = "ladder"  # work_dir/ladder/step-N: every export, kept for republishing
-STORED_RE = re.compile(r"^step-(\d+)$")
+LADDER_STORE = "ladder"  # work_dir/ladder/step-N: every export, kept for republishing (sftrl.exports)
 EVAL_LOSS_RE = re.compile(r"^eval_(.+)_loss$")
 TRL_EVAL_METRICS = {"eval_entropy", "eval_mean_token_accuracy", "eval_num_tokens"}
 # Files of a trainer checkpoint that belong to the trainer, not to the model directory.
@@ -204,19 +202,11 @@ def fingerprint(cfg: SftConfig, records: Sequence[dict], initial: str) -> str:
     return training_run.fingerprint(asdict(cfg), ([r["prompt"], r["completion"]] for r in records), initial)
 
 
-def holds(model_dir: Path, step: int, run: str) -> bool:
-    """Whether a ladder directory is the export of this step of this run."""
-    return stamped(model_dir / "provenance.json", step, run)
-
-
 def discard_unusable(work_dir: Path, run: str) -> None:
     """Remove half-written checkpoints and those of another run, so neither is resumed nor rotated in,
     and stored ladder exports of another run."""
     discard_unusable_checkpoints(work_dir, run)
-    for step, path in numbered_dirs(work_dir / LADDER_STORE, STORED_RE):
-        if not holds(path, step, run):
-            log.warning("removing stored ladder export %s: from a different run", path)
-            shutil.rmtree(path)
+    exports.discard_foreign(work_dir, run, LADDER_STORE)
 
 
 def resume_point(
@@ -240,23 +230,7 @@ def resume_point(
 
 
 def stored(work_dir: Path, step: int) -> Path:
-    return work_dir / LADDER_STORE / f"step-{step}"
-
-
-def publish(source: Path, target: Path, step: int, run: str) -> None:
-    """Put the stored export of a ladder step in place under its final name, atomically; hard links
-    (the files are never modified in place) keep a large model from taking the disk twice."""
-    if holds(target, step, run):
-        log.info("ladder directory %s already holds step %d; kept", target, step)
-        return
-    with io.atomic_path(target) as tmp:
-        tmp.mkdir()
-        for item in source.iterdir():
-            try:
-                os.link(item, tmp / item.name)
-            except OSError:  # another file system, or no hard links there
-                shutil.copy2(item, tmp / item.name)
-    log.info("ladder step %d in place at %s", step, target)
+    return exports.stored(work_dir, step, LADDER_STORE)
 
 
 def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
@@ -464,7 +438,9 @@ def train(
         weights = dtype if cfg.deepspeed else master_dtype(dtype)
         export_dtype = dtype if weights != dtype else None
         model, tokenizer = load_model(model, dtype=weights, trust_remote_code=trust_remote_code)
-    eval_sets = {name: training_dataset(records, tokenizer, cfg.prompt_format) for name, records in eval_records.items()}
+    eval_sets = {
+        name: training_dataset(records, tokenizer, cfg.prompt_format) for name, records in eval_records.items()
+    }
     trainer = SftTrainer(
         schedule=cfg.lr_scheduler_type,
         model=model,

@@ -129,7 +129,9 @@ def read_sft_file(path: str | os.PathLike, target: int) -> list[dict]:
     examples, seen = [], {}
     for line, record in _records(text, path):
         # what read_record reads: the turns and whether there is an image (not the record's own id)
-        key = json.dumps([record.get(k) for k in ("conversations", "image", "video")] if isinstance(record, dict) else record)
+        key = json.dumps(
+            [record.get(k) for k in ("conversations", "image", "video")] if isinstance(record, dict) else record
+        )
         try:
             example = seen[key] if key in seen else seen.setdefault(key, read_record(record, target))
         except ValueError as err:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from sftrl import io
+from sftrl import exports, io
 from sftrl.checkpoints import discard_unusable, last_complete
 from sftrl.modeling import DTYPES, save_model
 
@@ -30,13 +30,44 @@ TRAINER_STATE = "trainer_state.json"  # a Hugging Face trainer's checkpoint: glo
 @dataclass(frozen=True)
 class RunFiles:
     """Where a training run writes: the final model (`out_dir`, with `provenance` as its provenance.json),
-    the resumable checkpoints (`work_dir`) and the log (`log_path`). None of it enters the run's
-    fingerprint, so the same run resumes wherever its work directory is."""
+    the resumable checkpoints (`work_dir`), the log (`log_path`) and the policies it exports along the way
+    (`exports`: update -> model directory). None of it enters the run's fingerprint, so the same run
+    resumes wherever its work directory is."""
 
     out_dir: Path
     work_dir: Path
     log_path: Path
     provenance: dict | None = None
+    exports: Mapping[int, Path] = field(default_factory=dict)
+
+
+EXPORT_STORE = "exports"  # work_dir/exports/step-N: the policies exported along an RL run (sftrl.exports)
+
+
+def export_along(model, tokenizer, files: RunFiles, run: str, update: int, dtype: str) -> None:
+    """Where the run exports the policy after `update`: write it (in `dtype`, the model left as it is) and
+    put it in place. The main process calls it."""
+    if update in files.exports:
+        store = exports.stored(files.work_dir, update, EXPORT_STORE)
+        record = {**(files.provenance or {}), "update": update}
+        exports.export_policy(model, tokenizer, store, update, run, record, dtype)
+        exports.publish(store, files.exports[update], update, run)
+
+
+def publish_exports(files: RunFiles, run: str, done: int) -> None:
+    """Put back every export of an update the run has passed (`done`): Snakemake deleted a rerun job's outputs,
+    and a resumed run does not train those updates again. The main process calls it."""
+    exports.discard_foreign(files.work_dir, run, EXPORT_STORE)
+    for update, target in sorted(files.exports.items()):
+        if update > done:
+            continue
+        store = exports.stored(files.work_dir, update, EXPORT_STORE)
+        if not exports.holds(store, update, run):
+            raise RuntimeError(
+                f"the policy after update {update} is not in {store}, and the run resumes after it: remove "
+                f"{files.work_dir} to train the run again from its start"
+            )
+        exports.publish(store, target, update, run)
 
 
 def launched_as_main() -> bool:

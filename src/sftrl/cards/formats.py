@@ -121,9 +121,7 @@ _AUTHORS_ANSWER = """
 LAYOUTS = ("json", "authors")
 
 
-def answer(
-    hand, rule: Rule | str, formula: str, target: int = 24, style: str = "paper", layout: str = "json"
-) -> str:
+def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = "paper", layout: str = "json") -> str:
     """The reference reply (SFT target) for a solution formula; ValueError if it is not one.
 
     `layout` (paper style): ``json``, one line of strict JSON; ``authors``, the authors' response template

@@ -54,15 +54,18 @@ class RlStart:
         return sft_model(self.step)
 
 
-def rl_starts(rows: Iterable[Mapping[str, Any]], algorithms: Sequence[str] | None = None) -> dict[str, list[RlStart]]:
-    """OOD before and after RL per algorithm and start step, seeds pooled (mean rate over seeds)."""
+def rl_starts(
+    rows: Iterable[Mapping[str, Any]], algorithms: Sequence[str] | None = None, update: int | None = None
+) -> dict[str, list[RlStart]]:
+    """OOD before and after RL per algorithm and start step, seeds pooled (mean rate over seeds); `update`:
+    the update whose policy the table's RL rows are (None: each run's final policy)."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["split"] == OOD and (algorithms is None or row["algorithm"] in algorithms):
             groups[row["algorithm"], int(row["start_step"])].append(row)
     result: dict[str, list[RlStart]] = defaultdict(list)
     for (algorithm, step), group in sorted(groups.items()):
-        models = tuple(rl_model(algorithm, step, row["seed"]) for row in group)
+        models = tuple(rl_model(algorithm, step, row["seed"], update) for row in group)
         after = float(np.mean([float(row["after"]) for row in group]))
         result[algorithm].append(RlStart(algorithm, step, models, float(group[0]["before"]), after))
     return dict(result)

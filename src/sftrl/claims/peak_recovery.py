@@ -335,7 +335,7 @@ def finding_1(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
     checks = [peak_check, check_loss(points, inputs.history, peak_check, best, evidence)]
     if points:
         sft_peak = roles_peak(points, inputs.roles, evidence)
-        starts = rl_starts(inputs.rl, settings.algorithms)
+        starts = rl_starts(inputs.rl, settings.algorithms, settings.rl_update)
         for algorithm, items in starts.items():
             checks += check_rl_recovery(algorithm, items, sft_peak, ood_episodes(points), settings, evidence)
         if not starts:

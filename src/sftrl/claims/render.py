@@ -33,12 +33,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def to_json(findings: Sequence[Finding], settings: ClaimSettings, provenance: Mapping[str, Any] | None = None) -> dict:
+def to_json(
+    findings: Sequence[Finding],
+    settings: ClaimSettings,
+    provenance: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict:
+    """claims.json: the findings, their verdicts, the settings, the provenance, and `extra` sections (the
+    reproduction of the paper's table)."""
     return _clean(
         {
             "findings": [asdict(f) for f in findings],
             "verdicts": {f.id: f.verdict for f in findings},
             "settings": asdict(settings),
+            **dict(extra or {}),
             "provenance": dict(provenance or {}),
         }
     )
@@ -68,13 +76,19 @@ def peak_lines(roles: Mapping[str, Any] | None) -> list[str]:
     ]
     for rule, peak in roles["peaks"].items():
         row = ood.get(peak["model"], {})
-        cells = [100 * float(row[k]) if row.get(k) is not None else None for k in ("all_rate", "selection_rate", "report_rate")]
+        cells = [
+            100 * float(row[k]) if row.get(k) is not None else None
+            for k in ("all_rate", "selection_rate", "report_rate")
+        ]
         shown = ["–" if c is None else f"{c:.1f}%" for c in cells]
         playing = " (plays sft_peak)" if rule == roles.get("peak_rule", "selection_half") else ""
         lines.append(f"| {PEAK_RULE_LABELS.get(rule, rule)}{playing} | {peak['model']} | {' | '.join(shown)} |")
     if roles.get("peak_rule") == "all_episodes":
-        lines += ["", "sft_peak was chosen on all OOD episodes, so its report-half rate and every gap from it are "
-                  "biased upwards by the choice."]
+        lines += [
+            "",
+            "sft_peak was chosen on all OOD episodes, so its report-half rate and every gap from it are "
+            "biased upwards by the choice.",
+        ]
     return [*lines, ""]
 
 
@@ -152,6 +166,7 @@ def write_claims(
     provenance: Mapping[str, Any] | None = None,
     title: str = "Claims",
     setting: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     io.write_text(markdown_path, to_markdown(findings, title, setting))
-    io.write_json(json_path, to_json(findings, settings, provenance))
+    io.write_json(json_path, to_json(findings, settings, provenance, extra))

@@ -18,7 +18,7 @@ STATEMENT = "Better SFT checkpoints in, better RL out; overfitted checkpoints re
 def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:
     checks = []
     points, _ = ood_curve(inputs.curve)
-    starts = rl_starts(inputs.rl, settings.algorithms) if points else {}
+    starts = rl_starts(inputs.rl, settings.algorithms, settings.rl_update) if points else {}
     sft_peak = roles_peak(points, inputs.roles, evidence) if points else None
     for algorithm, items in starts.items():
         result = rank_test([s.before for s in items], [s.after for s in items], "greater", settings.seed)

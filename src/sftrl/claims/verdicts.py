@@ -32,6 +32,7 @@ class ClaimSettings:
     bootstrap_draws: int = 10_000
     seed: int = 0
     algorithms: tuple[str, ...] | None = None  # RL algorithms checked; None: every one in the table
+    rl_update: int | None = None  # the update whose policy plays each RL run (rl.analysed_update); None: the final
 
     def __post_init__(self):
         if self.bootstrap_draws < 100:

@@ -11,11 +11,11 @@ import importlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sftrl import io
 from sftrl.config import TaskConfig, from_dict
@@ -37,16 +37,42 @@ class Algorithm:
     trainer: str
     multi_process: bool  # one process per GPU under `accelerate launch`
     colour: str  # in figures
+    length: str  # the key of its `rl.<name>` section that counts its updates
 
 
 # The registry: a new algorithm is its module, its `rl.<name>` config section and one line here.
 ALGORITHMS = {
     algorithm.name: algorithm
     for algorithm in (
-        Algorithm("ppo", "sftrl.rl.ppo", "train_ppo", multi_process=True, colour="tab:purple"),
-        Algorithm("grpo", "sftrl.rl.grpo", "train_grpo", multi_process=True, colour="tab:orange"),
+        Algorithm("ppo", "sftrl.rl.ppo", "train_ppo", multi_process=True, colour="tab:purple", length="updates"),
+        Algorithm("grpo", "sftrl.rl.grpo", "train_grpo", multi_process=True, colour="tab:orange", length="max_steps"),
     )
 }
+
+
+def run_length(config: Mapping[str, Any], algorithm: str) -> int:
+    """The updates of one run of `algorithm` (PPO updates, GRPO steps) in an experiment's config."""
+    return int(config["rl"][algorithm][ALGORITHMS[algorithm].length])
+
+
+def check_exported_updates(config: Mapping[str, Any], algorithms: Sequence[str]) -> None:
+    """Refuse, before any job, an update to export (rl.eval_updates, rl.analysed_update) that a run of some
+    configured algorithm never reaches, or reaches only at its end (its final policy is the run's model)."""
+    rl = config["rl"]
+    asked = {u: "rl.eval_updates" for u in rl["eval_updates"]}
+    if rl["analysed_update"] is not None:
+        asked[rl["analysed_update"]] = "rl.analysed_update"
+    for algorithm in algorithms:
+        length = run_length(config, algorithm)
+        key = f"rl.{algorithm}.{ALGORITHMS[algorithm].length}"
+        for update, where in sorted(asked.items()):
+            if update > length:
+                raise ValueError(f"{where} holds update {update}, beyond the {length} updates of a {algorithm} run ({key})")
+            if update == length:
+                raise ValueError(
+                    f"{where} holds update {update}, the last of a {algorithm} run ({key}): that policy is the "
+                    f"run's own model; leave it out{' (analysed_update: null)' if where == 'rl.analysed_update' else ''}"
+                )
 
 
 def algorithm_colour(name: str) -> str:

@@ -214,6 +214,18 @@ class MarkComplete(TrainerCallback):
         return control
 
 
+class ExportAlong(TrainerCallback):
+    """Exports the policy after each step the run exports (`RunFiles.exports`), in the model's dtype."""
+
+    def __init__(self, tokenizer, files: training_run.RunFiles, run: str, dtype: str):
+        self.tokenizer, self.files, self.run, self.dtype = tokenizer, files, run, dtype
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None:
+            training_run.export_along(model, self.tokenizer, self.files, self.run, state.global_step, self.dtype)
+        return control
+
+
 @dataclass
 class GrpoResult:
     steps: int
@@ -237,6 +249,9 @@ def train_grpo(
     main_process = training_run.launched_as_main()
     resume = training_run.resume_point(files.work_dir, run, main_process)
     history = training_run.finished_history(resume, cfg.max_steps)
+    if main_process:
+        done = int(resume.name.split("-")[1]) if resume is not None else 0
+        training_run.publish_exports(files, run, done)
     if history is not None:
         if main_process:
             write_log(files.log_path, history)
@@ -254,7 +269,11 @@ def train_grpo(
         args=trainer_config(cfg, files.work_dir),
         train_dataset=prompt_dataset(prompts, task),
         processing_class=tokenizer,
-        callbacks=[MarkComplete(files.work_dir, run), training_run.LogCallback(files.log_path, write_log)],
+        callbacks=[
+            MarkComplete(files.work_dir, run),
+            ExportAlong(tokenizer, files, run, dtype),
+            training_run.LogCallback(files.log_path, write_log),
+        ],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if trainer.is_world_process_zero():

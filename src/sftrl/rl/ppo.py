@@ -40,10 +40,10 @@ from sftrl import io, training_run
 from sftrl.checkpoints import keep_newest, mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.ds_config import resolve_for_ppo
+from sftrl.evaluate.engine import DECODINGS, Sampling
 from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.rl import check_prompts
 from sftrl.rl.parallel import Processes, launched_processes, to_cpu
-from sftrl.evaluate.engine import DECODINGS, Sampling
 from sftrl.rl.rollout import EPISODE_ENDS, Rollout, Turn, play, score
 from sftrl.trainer_args import master_dtype
 
@@ -433,7 +433,9 @@ class PpoTrainer:
         `gradient_accumulation_steps` per process: within each epoch, or counted on across epochs
         (`accumulation`, ACCUMULATIONS); a short last group is a step too."""
         cfg = self.cfg
-        epochs = [list(torch.randperm(n_turns, generator=generator).split(cfg.minibatch_size)) for _ in range(cfg.ppo_epochs)]
+        epochs = [
+            list(torch.randperm(n_turns, generator=generator).split(cfg.minibatch_size)) for _ in range(cfg.ppo_epochs)
+        ]
         streams = [[m for epoch in epochs for m in epoch]] if cfg.accumulation == "across_epochs" else epochs
         per_step = cfg.gradient_accumulation_steps * self.processes.count
         return [stream[i : i + per_step] for stream in streams for i in range(0, len(stream), per_step)]
@@ -621,10 +623,13 @@ def train_ppo(
     if resume:
         trainer.load(resume)
         log.info("resuming from %s (update %d of %d)", resume, trainer.update, cfg.updates)
+    if processes.main:
+        training_run.publish_exports(files, run, trainer.update)
     while trainer.update < cfg.updates:
         row = trainer.step()
         if processes.main:
             io.write_jsonl(files.log_path, trainer.log)
+            training_run.export_along(model, tokenizer, files, run, trainer.update, dtype)
         log.info(
             "update %d/%d: episode reward %.3f, success %.3f, %.1f s",
             row["update"],
