@@ -1,6 +1,7 @@
 """What jobs ask of a machine or a SLURM cluster, how training is launched, and the checks made before any
 job is submitted (sftrl.cluster, rules/cluster.smk, profiles/). The SLURM cluster itself: tests/slurm/run.sh."""
 
+import json
 import os
 import re
 import shutil
@@ -54,6 +55,55 @@ def test_launcher_is_python_up_to_one_gpu_and_accelerate_beyond():
     assert "--num_processes 4" in command and "--main_process_port 0" in command
     with pytest.raises(ValueError):
         cluster.launcher(2, multi_process=False)
+
+
+def test_one_deepspeed_process_starts_under_torchrun():
+    """DeepSpeed in one process needs a launcher's rendezvous (without one it looks for MPI), which accelerate
+    gives only to two or more processes: one GPU, or one CPU process, starts under torchrun."""
+    assert cluster.launcher(1, deepspeed=True) == "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 --"
+    assert cluster.launcher(0, cpu_threads=8, deepspeed=True).startswith("OMP_NUM_THREADS=8 python -m torch.distributed.run")
+    assert cluster.launcher(4, deepspeed=True) == cluster.launcher(4)  # accelerate's torchrun already
+    assert cluster.launcher(1) == "python"
+
+
+@pytest.mark.slow
+def test_one_deepspeed_process_trains_ppo_and_sft_on_the_cpu(tmp_path, start_dir, rl_sets):
+    """The launcher's command runs PPO and SFT under DeepSpeed ZeRO-2 in one CPU process to the end."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from rl_start import TASK
+
+    from sftrl import io
+    from sftrl.modeling import load_model
+
+    io.write_jsonl(tmp_path / "prompts.jsonl", rl_sets["rl_prompts"][:8])
+    io.write_jsonl(tmp_path / "sft.jsonl", rl_sets["sft"][:16])
+    zero2 = str(ROOT / "configs" / "deepspeed" / "zero2.json")
+    ppo = {"updates": 1, "episodes_per_update": 2, "minibatch_size": 2, "max_new_tokens": 8, "save_every": 1,
+           "deepspeed": zero2}
+    sft = {"max_steps": 2, "save_every": 2, "extra_steps": [], "per_device_batch_size": 4, "deepspeed": zero2,
+           "logging_steps": 1}
+    launch = cluster.launcher(0, cpu_threads=1, deepspeed=True).split()
+    env = {**__import__("os").environ, launch[0].split("=")[0]: launch[0].split("=")[1]}
+    runs = {
+        "ppo": [str(ROOT / "scripts" / "rl.py"), "--config", json.dumps({"seed": 0, "task": asdict(TASK), "rl": {"ppo": ppo}}),
+                "--algorithm", "ppo", "--seed", "0", "--start", str(start_dir), "--prompts", str(tmp_path / "prompts.jsonl"),
+                "--out", str(tmp_path / "ppo" / "out"), "--work-dir", str(tmp_path / "ppo" / "work"),
+                "--log", str(tmp_path / "ppo" / "log")],
+        "sft": [str(ROOT / "scripts" / "sft.py"), "--config", json.dumps({"seed": 0, "sft": sft}), "--base", str(start_dir),
+                "--train", str(tmp_path / "sft.jsonl"), "--models-dir", str(tmp_path / "sft" / "models"),
+                "--work-dir", str(tmp_path / "sft" / "work"), "--log", str(tmp_path / "sft" / "log")],
+    }
+    for name, args in runs.items():
+        done = subprocess.run([sys.executable if a == "python" else a for a in launch[1:]] + args,
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        assert "mpi4py" not in done.stderr
+    load_model(tmp_path / "ppo" / "out")
+    load_model(tmp_path / "sft" / "models" / "sft-2")
+    assert list((tmp_path / "ppo" / "work" / "checkpoint-1" / "deepspeed").glob("*optim_states.pt"))
 
 
 def test_cpu_processes_of_a_multi_process_stage():

@@ -28,6 +28,7 @@ import yaml
 
 from conftest import tiny_mllama_config
 from sftrl import cards, io
+from sftrl.cards.reference import reference_feedback
 from sftrl.restoration.spec import parse_edits
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,9 @@ QWEN_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+# The published checkpoints' sampling (generation_config.json), which the experiments' decoding uses.
+QWEN_SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+LLAMA_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.9}
 # Llama 3's header format, as Llama-3.2-Vision-Instruct renders a text-only conversation.
 LLAMA_TEMPLATE = (
     "{{- bos_token }}"
@@ -207,7 +211,7 @@ def qwen_checkpoint(path: Path, records: list[dict]) -> Path:
         pad_token_id=pad,
     )
     torch.manual_seed(0)
-    generation = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad, bos_token_id=None)
+    generation = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad, bos_token_id=None, **QWEN_SAMPLING)
     return save_checkpoint(Qwen2ForCausalLM(config), tokenizer, generation, records, path)
 
 
@@ -247,7 +251,7 @@ def llama_vision_checkpoint(path: Path, records: list[dict]) -> Path:
     config = tiny_mllama_config(vocab_size, bos, end, pad, vision_layers=2, text_layers=4, intermediate_size=128,
                                 max_positions=2048, image_token_index=vocab_size)
     torch.manual_seed(0)
-    generation = GenerationConfig(bos_token_id=bos, eos_token_id=[end, eot], pad_token_id=pad)
+    generation = GenerationConfig(bos_token_id=bos, eos_token_id=[end, eot], pad_token_id=pad, **LLAMA_SAMPLING)
     return save_checkpoint(MllamaForConditionalGeneration(config), tokenizer, generation, records, path)
 
 
@@ -268,6 +272,16 @@ class Rehearsal:
     base: Path
     results: Path
     config: dict  # the experiment's config as the run merged it (without config.yaml's defaults)
+    output: str  # what Snakemake printed
+
+    @property
+    def rl_models(self) -> tuple[str, str]:
+        """The PPO run's final policy and the policy that plays it (rl.analysed_update)."""
+        return "rl-ppo-from2-s0", f"rl-ppo-from2-s0-u{self.config['rl']['analysed_update']}"
+
+    @property
+    def processes(self) -> int:
+        return self.config["resources"]["sft"]["processes"]
 
 
 @pytest.fixture(scope="module", params=list(PAPERS))
@@ -291,7 +305,7 @@ def rehearsal(request, checkpoints, tmp_path_factory) -> Rehearsal:
     config = {}
     for path in configs:
         config = merged(config, yaml.safe_load(path.read_text()))
-    return Rehearsal(paper, checkpoints[paper.experiment], work / "results" / config["exp"], config)
+    return Rehearsal(paper, checkpoints[paper.experiment], work / "results" / config["exp"], config, result.stdout)
 
 
 def merged(base: dict, update: dict) -> dict:
@@ -309,17 +323,19 @@ def tensors(model: Path) -> dict[str, str]:
     return {name: info.dtype for name, info in ModelWeights(model).infos.items()}
 
 
-def test_sft_ran_in_two_processes_under_deepspeed(rehearsal):
+def test_sft_ran_under_deepspeed_in_its_processes(rehearsal):
     """Each rank wrote its RNG state and its ZeRO optimizer shard, and the trainer counted an epoch in
-    steps of two processes' batches."""
-    sft = rehearsal.config["sft"]
-    assert rehearsal.config["resources"]["sft"]["processes"] == 2 and sft["deepspeed"] and sft["bf16"]
+    steps of every process's batches: two processes (Qwen), or one under torchrun (Llama), as one GPU."""
+    sft, processes = rehearsal.config["sft"], rehearsal.processes
+    assert sft["deepspeed"] and sft["bf16"]
     checkpoint = rehearsal.results / "work" / "sft" / f"checkpoint-{sft['max_steps']}"
-    assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    ranks = {f"rng_state_{r}.pth" for r in range(processes)} if processes > 1 else {"rng_state.pth"}
+    assert {p.name for p in checkpoint.glob("rng_state*.pth")} == ranks
     shards = {p.name for p in checkpoint.glob("global_step*/*optim_states.pt")}
-    assert any("rank_0" in name for name in shards) and any("rank_1" in name for name in shards)
+    assert all(any(f"rank_{r}" in name for name in shards) for r in range(processes))
+    assert not any(f"rank_{processes}" in name for name in shards)
     examples = len(io.read_jsonl(rehearsal.results / "data" / "sft.jsonl"))
-    steps_per_epoch = math.ceil(math.ceil(examples / 2) / sft["per_device_batch_size"])
+    steps_per_epoch = math.ceil(math.ceil(examples / processes) / sft["per_device_batch_size"])
     history = io.read_jsonl(rehearsal.results / "sft" / "history.jsonl")
     assert history[0]["step"] == 1 and history[0]["epoch"] == pytest.approx(1 / steps_per_epoch, abs=1e-3)
     assert {"eval_id_unseen_loss", "eval_ood_loss"} <= set(history[-1])
@@ -330,25 +346,32 @@ def test_every_model_keeps_the_base_class_layout_and_bfloat16(rehearsal):
     base keeps its vision tower, untouched by training on text."""
     base = tensors(rehearsal.base)
     models = rehearsal.results / "models"
-    written = [models / "sft-1", models / "sft-2", models / "rl-ppo-from2-s0"]
+    written = [models / "sft-1", models / "sft-2", *(models / m for m in rehearsal.rl_models)]
     written += [p.parent for p in models.glob("edits/*/*/edit.json")]
-    assert len(written) == 3 + 3
+    assert len(written) == 4 + 6
     for model in written:
         config = json.loads((model / "config.json").read_text())
         assert config["architectures"] == [rehearsal.paper.architecture], model
         assert tensors(model) == base, model
         assert set(base.values()) == {"BF16"}
     if "vision_config" in json.loads((rehearsal.base / "config.json").read_text()):
+        import torch
+
         from sftrl.spectral.weights import ModelWeights
 
         name = "vision_model.patch_embedding.weight"
+        base_tower = ModelWeights(rehearsal.base).get(name)
         for model in written:
-            assert ModelWeights(model).get(name).equal(ModelWeights(rehearsal.base).get(name)), model
+            edit = model / "edit.json"
+            # the authors' edits passed every tensor through float16 (restore.round_trip), the tower too
+            through = json.loads(edit.read_text())["edit"]["round_trip"] if edit.is_file() else "none"
+            expected = base_tower.to(torch.float16).to(torch.bfloat16) if through == "float16" else base_tower
+            assert ModelWeights(model).get(name).equal(expected), model
 
 
 def test_evaluation_prompts_carry_the_chat_template(rehearsal):
     """What the models read is the paper's prompt in the checkpoint's chat template, its first marker once."""
-    for model in ("base", "sft-2", "rl-ppo-from2-s0"):
+    for model in ("base", "sft-2", *rehearsal.rl_models):
         for split in ("id", "id_unseen", "ood"):
             metrics = io.read_json(rehearsal.results / "eval" / model / split / "metrics.json")
             prompt = metrics["first_prompt"]
@@ -360,7 +383,7 @@ def test_evaluation_prompts_carry_the_chat_template(rehearsal):
 def test_paper_answers_are_parsed(rehearsal):
     """First replies are the taught JSON answer, read field by field: the stated numbers are checked
     against the rule and the formula is judged; failed attempts get the paper's feedback turn."""
-    for model in ("base", "sft-2", "rl-ppo-from2-s0"):
+    for model in ("base", "sft-2", *rehearsal.rl_models):
         samples = [
             sample
             for split in ("id", "ood")
@@ -370,31 +393,57 @@ def test_paper_answers_are_parsed(rehearsal):
         assert all(cards.parse(turn["reply"]).format == "json" for turn in first), model
         assert all(turn["numbers_follow_rule"] is not None for turn in first), model
         assert all(turn["category"] in ("correct", "wrong_numbers") for turn in first), model
-        retried = [sample["turns"][1]["user"] for sample in samples if len(sample["turns"]) > 1]
-        assert retried and all(user.startswith("You failed this trial because") for user in retried)
+        retried = [sample["turns"][1] for sample in samples if len(sample["turns"]) > 1]
+        assert retried and all(turn["user"].startswith("You failed this trial because") for turn in retried)
+        # task.feedback reference: the reference verifier's words, e.g. "you used invalid numbers: [11]."
+        failed = [(s, s["turns"][0]) for s in samples if len(s["turns"]) > 1]
+        for sample, turn in failed:
+            rule = cards.Rule(**sample["rule"])
+            expected = reference_feedback(turn["reply"], sample["hand"], rule, sample["target"])
+            assert sample["turns"][1]["user"] == expected
 
 
 def test_rl_restoration_and_claims(rehearsal):
-    """PPO ran its updates in two processes under DeepSpeed (each wrote its ZeRO optimizer shard); every
-    edit of the grid was made and evaluated; the claims were judged."""
+    """PPO ran its updates under DeepSpeed in its processes (each wrote its ZeRO optimizer shard) as the
+    authors ran it; its policy after rl.analysed_update plays the RL model; every edit of the grid was made
+    and evaluated; the claims were judged, beside the paper's stage table."""
     results = rehearsal.results
-    ppo = rehearsal.config["rl"]["ppo"]
-    rl = io.read_jsonl(results / "rl" / "rl-ppo-from2-s0" / "history.jsonl")
-    assert len(rl) == ppo["updates"]
-    assert rehearsal.config["resources"]["rl"]["processes"] == 2 and ppo["deepspeed"]
-    checkpoint = results / "work" / "rl" / "rl-ppo-from2-s0" / f"checkpoint-{ppo['updates']}"
+    ppo, processes = rehearsal.config["rl"]["ppo"], rehearsal.config["resources"]["rl"]["processes"]
+    final, analysed = rehearsal.rl_models
+    rl = io.read_jsonl(results / "rl" / final / "history.jsonl")
+    assert len(rl) == ppo["updates"] and ppo["deepspeed"]
+    assert max(row["mean_turns"] for row in rl) <= 5 + 1  # the authors' sixth reply after five failures
+    checkpoint = results / "work" / "rl" / final / f"checkpoint-{ppo['updates']}"
     shards = {p.name for p in checkpoint.glob("deepspeed/*optim_states.pt")}
-    assert any("rank_0" in name for name in shards) and any("rank_1" in name for name in shards)
+    assert all(any(f"rank_{r}" in name for name in shards) for r in range(processes))
+    assert io.read_json(results / "models" / analysed / "provenance.json")["update"] == 1
+    roles = io.read_json(results / "tables" / "roles.json")
+    assert roles["rl_from_end"] == [analysed] and roles["peak_rule"] == "all_episodes"
     with open(results / "tables" / "restoration.csv") as handle:
         rows = list(csv.DictReader(handle))
     pairs = rehearsal.config["restore"]["pairs"]
     assert {row["edit"] for row in rows} == {spec.name for pair in pairs for spec in parse_edits(pair["edits"])}
     assert {(row["source_role"], row["target_role"]) for row in rows} == {
         ("sft_peak", "sft_end"),
-        ("sft_end", "rl-ppo-from2-s0"),
+        ("sft_end", analysed),
         ("base", "sft_end"),
     }
-    assert len(rows) == 3 * 3  # each edit on each split
+    assert len(rows) == 6 * 3  # each edit on each split
+    edit = io.read_json(next((results / "models" / "edits").glob("sft_end__*/*topk40*/edit.json")))["edit"]
+    assert (edit["covering"], edit["round_trip"]) == ("copy", "float16")
+    with open(results / "tables" / "rl_curve.csv") as handle:
+        curve = list(csv.DictReader(handle))
+    assert sorted({int(row["update"]) for row in curve}) == [0, 1, 2]
     claims = (results / "report" / "claims.md").read_text()
     assert claims.startswith(f"# Claims: experiment {rehearsal.config['exp']}")
     assert all(f"## {finding}: " in claims for finding in ("F1", "F2", "F3", "F4"))
+    assert "## Reproduces the paper? (" in claims and "| OOD | RL from the end |" in claims
+    assert "## The OOD peak" in claims and "(plays sft_peak)" in claims
+    reproduction = io.read_json(results / "report" / "claims.json")["reproduction"]
+    assert reproduction["paper_table"] == rehearsal.paper.experiment and len(reproduction["rows"]) == 6
+
+
+def test_the_dry_run_says_which_options_are_the_authors(rehearsal):
+    expected = {"qwen2.5-7b": "16 of 17", "llama3.2-11b-vision": "15 of 16"}[rehearsal.paper.experiment]
+    assert f"Fidelity to the authors' runs (README \"Fidelity\"): {expected} options as the authors ran them" in rehearsal.output
+    assert "  corrected  data.sft.file = null" in rehearsal.output

@@ -142,7 +142,8 @@ def launcher(
     processes = gpus or cpu_processes
     if processes <= 1 and deepspeed:
         threads = "" if gpus else f"OMP_NUM_THREADS={cpu_threads} "
-        return f"{threads}python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1"
+        # "--": the script's own options (--start) must not be read as abbreviations of torchrun's
+        return f"{threads}python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 --"
     if processes <= 1:
         return "python"
     if not multi_process:
