@@ -89,7 +89,8 @@ DEEPSPEED = {
 
 def launch(stage, program=None):
     """The command that starts a stage's script: python, or accelerate launch with one process per GPU
-    (or resources.{stage}.processes processes on the CPU); one DeepSpeed process under torchrun."""
+    (or resources.{stage}.processes processes on the CPU); one DeepSpeed process under torchrun.
+    """
     job = JOBS[stage]
     return cluster.launcher(
         job.gpus,

@@ -98,8 +98,12 @@ RL_FROM_STEPS = (  # with "plan", every ladder step is a candidate start
     if config["rl"]["from_steps"] in ("all", "plan")
     else config["rl"]["from_steps"]
 )
-RL_ANALYSED = config["rl"]["analysed_update"]  # the update playing "the RL model"; None: the final policy
-RL_EXPORTED = sorted({*config["rl"]["eval_updates"], *([RL_ANALYSED] if RL_ANALYSED else [])})
+RL_ANALYSED = config["rl"][
+    "analysed_update"
+]  # the update playing "the RL model"; None: the final policy
+RL_EXPORTED = sorted(
+    {*config["rl"]["eval_updates"], *([RL_ANALYSED] if RL_ANALYSED else [])}
+)
 
 
 def rl_runs(steps):

@@ -6,7 +6,7 @@ rule rl:
     output:
         model=droppable(directory(MODELS / "rl-{algo}-from{step}-s{seed}")),
         exported=[
-            droppable(directory(MODELS / ("rl-{algo}-from{step}-s{seed}" + f"-u{u}")))
+            droppable(directory(MODELS / f"rl-{{algo}}-from{{step}}-s{{seed}}-u{u}"))
             for u in RL_EXPORTED
         ],
         history=RESULTS / "rl" / "rl-{algo}-from{step}-s{seed}" / "history.jsonl",

@@ -117,3 +117,24 @@ def test_bf16_model_trains_float32_masters_and_is_exported_in_bf16(tmp_path, sta
     assert {t.dtype for t in masters.values()} == {torch.float32}
     assert all(not torch.equal(t, start[name].float()) for name, t in masters.items())
     assert load_model(tmp_path / "out", "auto")[0].dtype == torch.bfloat16
+
+
+def test_the_policy_is_exported_along_the_run(tmp_path, start_dir, rl_sets):
+    """RunFiles.exports: the policy after step 1 of 2 is its own Hugging Face directory, stamped with its step,
+    neither the start nor the final policy; a rerun of the finished run puts it back where it was deleted."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    files = RunFiles(tmp_path / "out", tmp_path / "work", tmp_path / "log", {"run": "grpo"}, {1: tmp_path / "u1"})
+    cfg = replace(FAST, max_steps=2, save_every=1, per_device_train_batch_size=16, num_generations=4)
+    train_grpo(start_dir, rl_sets["rl_prompts"], TASK, cfg, files)
+    record = json.loads((tmp_path / "u1" / "provenance.json").read_text())
+    assert (record["update"], record["step"], record["run"]) == (1, 1, "grpo")
+    exported, start, final = (load_file(path / "model.safetensors") for path in (tmp_path / "u1", start_dir, tmp_path / "out"))
+    assert any(not exported[n].equal(start[n]) for n in start) and any(not exported[n].equal(final[n]) for n in final)
+    load_model(tmp_path / "u1")
+    shutil.rmtree(tmp_path / "u1")  # as Snakemake deletes a rerun job's outputs
+    train_grpo(start_dir, rl_sets["rl_prompts"], TASK, cfg, files)
+    assert load_file(tmp_path / "u1" / "model.safetensors").keys() == exported.keys()
+    assert all(load_file(tmp_path / "u1" / "model.safetensors")[n].equal(t) for n, t in exported.items())

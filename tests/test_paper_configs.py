@@ -137,6 +137,30 @@ def test_bad_parallel_settings_are_named_at_the_dry_run(tmp_path, section, messa
     assert message in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("gpus", [1, 0])
+def test_one_process_under_deepspeed_starts_under_torchrun(tmp_path, gpus):
+    """The paper config's SFT and PPO on one GPU (or on the CPU): they name DeepSpeed configs, so they start
+    under torchrun, whose rendezvous DeepSpeed needs even in one process (without it: MPI, mpi4py)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(MODELS["qwen2.5-7b"]))
+    one = {"gpus": gpus, "cpus": 8, "mem_mb": 1000, "runtime": 60, **({"gpu_mem_gb": 80} if gpus else {})}
+    override = tmp_path / "over.yaml"
+    override.write_text(yaml.safe_dump({"model": {"source": str(model)}, "resources": {"sft": one, "rl": one}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
+        + ["--configfile", str(ROOT / "experiments" / "qwen2.5-7b.yaml"), str(override)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command" in line]
+    launched = [c for c in commands if "scripts/sft.py" in c or "scripts/rl.py" in c]
+    prefix = ("" if gpus else "OMP_NUM_THREADS=8 ") + "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 -- "
+    assert launched and all(c.startswith(prefix) for c in launched), launched[:2]
+
+
 @pytest.mark.parametrize("experiment", list(MODELS))
 def test_paper_experiment_builds_its_datasets(tmp_path, experiment):
     """The first job a user queues: every count the config asks for is supplied, in the paper's volume."""

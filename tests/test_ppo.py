@@ -492,3 +492,38 @@ def test_rollouts_can_sample_as_the_start_checkpoint_configures(start_dir):
         rollout_sampling(cfg, model)
     with pytest.raises(ValueError, match="accumulation must be one of"):
         PpoConfig(accumulation="sometimes")
+
+
+def test_exports_along_the_run_survive_a_kill_and_a_rerun(tmp_path, start_dir, rl_sets, monkeypatch):
+    """The policy after updates 1 and 3 of 4 (RunFiles.exports), in the model's dtype: killed during update
+    3, its outputs deleted as Snakemake deletes a rerun job's, the run resumes from update 2, puts back
+    update 1 from its work directory and writes update 3, as an uninterrupted run does."""
+    from sftrl.training_run import RunFiles
+
+    def files(root):
+        return RunFiles(root / "out", root / "work", root / "log", {"run": "ppo"}, {1: root / "u1", 3: root / "u3"})
+
+    prompts = rl_sets["rl_prompts"]
+    full = files(tmp_path / "a")
+    train_ppo(start_dir, prompts, TASK, FAST, full)
+    step = PpoTrainer.step
+
+    def killed(self):
+        if self.update == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(PpoTrainer, "step", killed)
+    again = files(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        train_ppo(start_dir, prompts, TASK, FAST, again)
+    monkeypatch.undo()
+    assert (tmp_path / "b" / "u1").is_dir() and not (tmp_path / "b" / "u3").exists()
+    shutil.rmtree(tmp_path / "b" / "u1")
+    train_ppo(start_dir, prompts, TASK, FAST, again)
+    for update in (1, 3):
+        mine, theirs = (load_model(root / f"u{update}")[0].state_dict() for root in (tmp_path / "b", tmp_path / "a"))
+        assert all(torch.equal(mine[n], theirs[n]) for n in theirs), update
+        assert json.loads((tmp_path / "b" / f"u{update}" / "provenance.json").read_text())["update"] == update
+    assert not all(torch.equal(a, b) for a, b in zip(load_model(tmp_path / "b" / "u1")[0].state_dict().values(),
+                                                      load_model(tmp_path / "b" / "u3")[0].state_dict().values()))

@@ -93,4 +93,4 @@ def test_selection_and_report_halves_split_items_not_sampled_copies():
     assert peak.selection_mask(sampled).tolist() == [True, True, False, False, True, True]
     assert peak.peak_index([0.1, 0.3, 0.3, 0.2]) == 1
     split = peak.halves(outcomes("m", [1, 0, 1, 1], uids[:4]))
-    assert split == {"selection_rate": 1.0, "selection_n": 2, "report_rate": 0.5, "report_n": 2}
+    assert split == {"selection_rate": 1.0, "selection_n": 2, "report_rate": 0.5, "report_n": 2, "all_rate": 0.75}

@@ -202,9 +202,25 @@ def test_only_the_ladder_stays(ci_run):
     assert models == {"base", "sft-5", "sft-10", "sft-20"}
     assert not (ci_run / "work" / "rl").exists() or not any((ci_run / "work" / "rl").iterdir())
     for run in ("rl-ppo-from10-s0", "rl-grpo-from10-s0"):
-        metrics = json.loads((ci_run / "eval" / run / "ood" / "metrics.json").read_text())
-        assert metrics["model_records"]["provenance.json"]["algorithm"] == run.split("-")[1]
+        for model in (run, f"{run}-u1"):  # the final policy and the one exported after update 1
+            metrics = json.loads((ci_run / "eval" / model / "ood" / "metrics.json").read_text())
+            records = metrics["model_records"]["provenance.json"]
+            assert records["algorithm"] == run.split("-")[1]
+        assert records["update"] == 1 and records["step"] == 1
     assert (ci_run / "work" / "sft").is_dir()  # the ladder's run stays resumable
+
+
+def test_rl_curve_has_the_start_the_exports_and_the_end(ci_run):
+    """rl.eval_updates [1]: each run's policy after its first update is evaluated beside its start and end."""
+    with open(ci_run / "tables" / "rl_curve.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    points = {(r["algorithm"], int(r["update"]), r["model"]) for r in rows if r["split"] == "ood"}
+    assert points == {
+        (algo, update, model)
+        for algo in ("ppo", "grpo")
+        for update, model in ((0, "sft-10"), (1, f"rl-{algo}-from10-s0-u1"), (2, f"rl-{algo}-from10-s0"))
+    }
+    assert (ci_run / "figures" / "rl_curve.png").stat().st_size > 10_000
 
 
 def test_second_run_has_nothing_to_do(ci_run):

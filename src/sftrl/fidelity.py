@@ -61,55 +61,133 @@ def _sft_file(config: Mapping[str, Any]) -> bool:
 
 
 DIFFERENCES = (
-    Difference("sft.lr_scheduler_type", "warmup_log", "`cosine`, as the command line names",
-               "DeepSpeed's WarmupLR: lr · ln t / ln 376, then constant (the command line names cosine)",
-               "analysis/sft_6579897_4294967294.out"),
-    Difference("sft.prompt_format", "llama3_headers_as_text", "`chat_template`: the model's own, as at evaluation",
-               "Qwen trained on Llama 3's header strings as plain text (literal \\n, no system turn, the answer "
-               "ending in the text <|eot_id|>\\n), evaluated with Qwen's own template",
-               "sft/src/training/data_qwen.py", models=("qwen2.5-7b",)),
-    Difference("data.sft.file", True, "`null`: the generated set", "Chu et al.'s GeneralPoints set gp-l (about 800,000 examples)",
-               "sft/sft_scripts/gp_l-qwen.sh; the loader sft/src/training/data.py", read=_sft_file),
-    Difference("data.sft.answer_layout", "authors", "`json`: one line of strict JSON",
-               "answers in the response template: multi-line, Python lists, a trailing comma",
-               "prompt_lib/prompts.py (ResponseEqn)"),
-    Difference("task.feedback", "reference", "`sftrl`: one sentence naming the finding",
-               "the reference verifier's messages after a failed attempt (\"your formula does not match any "
-               "solution.\", \".\")", "utils_rl.py (step_rewards)"),
-    Difference("eval.decoding", "generation_config", "`settings`: the same knobs for every model (greedy by default)",
-               "sampled with each checkpoint's generation config (no knob passed to generate)",
-               "evaluation/evaluator/*_evaluator.py, evaluation/configs/*.yaml"),
-    Difference("restore.peak_rule", "all_episodes", "`selection_half`: chosen on half, measured on the other",
-               "the OOD peak is the highest point of the OOD curve over all 234 episodes",
-               "figures/llama_ood_recovery_line-full.pdf (the paper's peak, step 140)"),
-    Difference("rl.analysed_update", True, "`null`: the final policy", "an update before the last (30): the RL model analysed is PPO's checkpoint-epoch-29",
-               "analysis/*.py, scripts/gp_evaluation/*.sh (e.g. Qwen \"800-29\")",
-               read=lambda config: config["rl"]["analysed_update"] is not None),
-    Difference("rl.ppo.max_grad_norm", None, "a number: the clip applied",
-               "no gradient clip: accelerator.clip_grad_norm_ does nothing under DeepSpeed",
-               "rl/trainer/algo/ppo.py; accelerate 1.3.0", inferred=True),
-    Difference("rl.ppo.accumulation", "across_epochs", "`per_epoch`",
-               "gradient accumulation counted across the 4 PPO epochs (Qwen: 1 optimizer step an update)",
-               "rl/trainer/algo/ppo.py; DeepSpeed 0.16.6's engine", inferred=True),
-    Difference("rl.ppo.episode_end", "truncated_sixth_reply", "`terminal`: the last attempt ends the episode",
-               "a 6th reply after the 5th failure, paid -1 and truncated; GAE across the truncation",
-               "gym/gym_cards/envs/general_points_oneline.py; rl/configs/*.yaml (use_proper_time_limits)"),
-    Difference("rl.ppo.lr_scheduler", "cosine_annealing", "`cosine` to 0 over the updates",
-               "torch's CosineAnnealingLR (eta_min 1e-9), periodic past T_max", "rl/trainer/*_trainer.py"),
-    Difference("rl.ppo.scheduler_steps_per_update", 4, "`1`",
-               "the schedule stepped once per process (4 an update): lr near 0 after a quarter of the updates",
-               "rl/trainer/base_trainer.py; accelerate 1.3.0", inferred=True),
-    Difference("rl.ppo.decoding", "generation_config", "`settings`: temperature and top-p of rl.ppo",
-               "rollouts sampled with the checkpoint's generation config at T 0.2 (Qwen: top-p 0.8, top-k 20, "
-               "penalty 1.05)", "rl/trainer/model_tz_llama.py (act_oneline)"),
-    Difference("restore.pairs", True, "fractions of each matrix's rank (top, tail)",
-               "SVD edits by absolute counts (top_k): k_top 2560, 3072, 3584 (4096), the same for every matrix",
-               "analysis/params.txt, params-dir.txt", read=_absolute_counts),
-    Difference("restore.covering", "copy", "`edit`: the kind's edit on every index",
-               "a k at or above a matrix's rank copies it whole, singular values included",
-               "analysis/svd_recover*.py"),
-    Difference("restore.round_trip", "float16", "`none`: one rounding to the target's dtype", "both models loaded, and the edit saved, in float16",
-               "analysis/svd_recover*.py"),
+    Difference(
+        "sft.lr_scheduler_type",
+        "warmup_log",
+        "`cosine`, as the command line names",
+        "DeepSpeed's WarmupLR: lr · ln t / ln 376, then constant (the command line names cosine)",
+        "analysis/sft_6579897_4294967294.out",
+    ),
+    Difference(
+        "sft.prompt_format",
+        "llama3_headers_as_text",
+        "`chat_template`: the model's own, as at evaluation",
+        "Qwen trained on Llama 3's header strings as plain text (literal \\n, no system turn, the answer "
+        "ending in the text <|eot_id|>\\n), evaluated with Qwen's own template",
+        "sft/src/training/data_qwen.py",
+        models=("qwen2.5-7b",),
+    ),
+    Difference(
+        "data.sft.file",
+        True,
+        "`null`: the generated set",
+        "Chu et al.'s GeneralPoints set gp-l (about 800,000 examples)",
+        "sft/sft_scripts/gp_l-qwen.sh; the loader sft/src/training/data.py",
+        read=_sft_file,
+    ),
+    Difference(
+        "data.sft.answer_layout",
+        "authors",
+        "`json`: one line of strict JSON",
+        "answers in the response template: multi-line, Python lists, a trailing comma",
+        "prompt_lib/prompts.py (ResponseEqn)",
+    ),
+    Difference(
+        "task.feedback",
+        "reference",
+        "`sftrl`: one sentence naming the finding",
+        'the reference verifier\'s messages after a failed attempt ("your formula does not match any solution.", ".")',
+        "utils_rl.py (step_rewards)",
+    ),
+    Difference(
+        "eval.decoding",
+        "generation_config",
+        "`settings`: the same knobs for every model (greedy by default)",
+        "sampled with each checkpoint's generation config (no knob passed to generate)",
+        "evaluation/evaluator/*_evaluator.py, evaluation/configs/*.yaml",
+    ),
+    Difference(
+        "restore.peak_rule",
+        "all_episodes",
+        "`selection_half`: chosen on half, measured on the other",
+        "the OOD peak is the highest point of the OOD curve over all 234 episodes",
+        "figures/llama_ood_recovery_line-full.pdf (the paper's peak, step 140)",
+    ),
+    Difference(
+        "rl.analysed_update",
+        True,
+        "`null`: the final policy",
+        "an update before the last (30): the RL model analysed is PPO's checkpoint-epoch-29",
+        'analysis/*.py, scripts/gp_evaluation/*.sh (e.g. Qwen "800-29")',
+        read=lambda config: config["rl"]["analysed_update"] is not None,
+    ),
+    Difference(
+        "rl.ppo.max_grad_norm",
+        None,
+        "a number: the clip applied",
+        "no gradient clip: accelerator.clip_grad_norm_ does nothing under DeepSpeed",
+        "rl/trainer/algo/ppo.py; accelerate 1.3.0",
+        inferred=True,
+    ),
+    Difference(
+        "rl.ppo.accumulation",
+        "across_epochs",
+        "`per_epoch`",
+        "gradient accumulation counted across the 4 PPO epochs (Qwen: 1 optimizer step an update)",
+        "rl/trainer/algo/ppo.py; DeepSpeed 0.16.6's engine",
+        inferred=True,
+    ),
+    Difference(
+        "rl.ppo.episode_end",
+        "truncated_sixth_reply",
+        "`terminal`: the last attempt ends the episode",
+        "a 6th reply after the 5th failure, paid -1 and truncated; GAE across the truncation",
+        "gym/gym_cards/envs/general_points_oneline.py; rl/configs/*.yaml (use_proper_time_limits)",
+    ),
+    Difference(
+        "rl.ppo.lr_scheduler",
+        "cosine_annealing",
+        "`cosine` to 0 over the updates",
+        "torch's CosineAnnealingLR (eta_min 1e-9), periodic past T_max",
+        "rl/trainer/*_trainer.py",
+    ),
+    Difference(
+        "rl.ppo.scheduler_steps_per_update",
+        4,
+        "`1`",
+        "the schedule stepped once per process (4 an update): lr near 0 after a quarter of the updates",
+        "rl/trainer/base_trainer.py; accelerate 1.3.0",
+        inferred=True,
+    ),
+    Difference(
+        "rl.ppo.decoding",
+        "generation_config",
+        "`settings`: temperature and top-p of rl.ppo",
+        "rollouts sampled with the checkpoint's generation config at T 0.2 (Qwen: top-p 0.8, top-k 20, penalty 1.05)",
+        "rl/trainer/model_tz_llama.py (act_oneline)",
+    ),
+    Difference(
+        "restore.pairs",
+        True,
+        "fractions of each matrix's rank (top, tail)",
+        "SVD edits by absolute counts (top_k): k_top 2560, 3072, 3584 (4096), the same for every matrix",
+        "analysis/params.txt, params-dir.txt",
+        read=_absolute_counts,
+    ),
+    Difference(
+        "restore.covering",
+        "copy",
+        "`edit`: the kind's edit on every index",
+        "a k at or above a matrix's rank copies it whole, singular values included",
+        "analysis/svd_recover*.py",
+    ),
+    Difference(
+        "restore.round_trip",
+        "float16",
+        "`none`: one rounding to the target's dtype",
+        "both models loaded, and the edit saved, in float16",
+        "analysis/svd_recover*.py",
+    ),
 )
 
 
@@ -129,7 +207,7 @@ def summary(config: Mapping[str, Any]) -> str:
     rows = statuses(config, model)
     authors = [d for d, status in rows if status == "authors"]
     head = (
-        f"Fidelity to the authors' runs (README \"Fidelity\"): {len(authors)} of {len(rows)} options as the "
+        f'Fidelity to the authors\' runs (README "Fidelity"): {len(authors)} of {len(rows)} options as the '
         "authors ran them"
     )
     if not authors and model is None:
@@ -137,7 +215,11 @@ def summary(config: Mapping[str, Any]) -> str:
     lines = [head + ":"]
     for difference, status in rows:
         mark = " (inferred)" if difference.inferred else ""
-        setting = difference.shown(config) if difference.key == "restore.pairs" else f"{difference.key} = {difference.shown(config)}"
+        setting = (
+            difference.shown(config)
+            if difference.key == "restore.pairs"
+            else f"{difference.key} = {difference.shown(config)}"
+        )
         lines.append(f"  {status:<9}  {setting}{mark}")
     return "\n".join(lines)
 
@@ -152,9 +234,7 @@ def readme_table(paper_configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
         "|---|---|---|---|" + "---|" * len(paper_configs),
     ]
     for d in DIFFERENCES:
-        uses = [
-            (d.status(config) if model in d.models else "–") for model, config in paper_configs.items()
-        ]
+        uses = [(d.status(config) if model in d.models else "–") for model, config in paper_configs.items()]
         did = d.did.replace("|", "\\|") + (" (inferred)" if d.inferred else "")
         authors = "set" if d.read else f"`{_shown(d.authors)}`"
         lines.append(f"| `{d.key}` | {authors}: {did} | {d.evidence} | {d.corrected} | " + " | ".join(uses) + " |")

@@ -21,7 +21,9 @@ COLUMNS = ("algorithm", "start_step", "seed", "update", "model", "split", "n", "
 def run_points(run: str, updates: Iterable[int], length: int) -> list[tuple[int, str]]:
     """(update, model) along one run: its start (0), the exported updates below its length, its final policy."""
     parsed = rl_run(run)
-    along = [(u, rl_model(parsed.algorithm, parsed.step, parsed.seed, u)) for u in sorted(set(updates)) if 0 < u < length]
+    along = [
+        (u, rl_model(parsed.algorithm, parsed.step, parsed.seed, u)) for u in sorted(set(updates)) if 0 < u < length
+    ]
     return [(0, parsed.start), *along, (length, run)]
 
 

@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from datasets import Dataset
@@ -335,7 +336,9 @@ class SftTrainer(SFTTrainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None and self.schedule in CUSTOM_SCHEDULES:
             warmup = self.args.get_warmup_steps(num_training_steps)
-            self.lr_scheduler = CUSTOM_SCHEDULES[self.schedule](optimizer or self.optimizer, warmup)
+            self.lr_scheduler = CUSTOM_SCHEDULES[self.schedule](
+                cast(torch.optim.Optimizer, optimizer or self.optimizer), warmup
+            )
             self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)
 
@@ -438,6 +441,7 @@ def train(
         weights = dtype if cfg.deepspeed else master_dtype(dtype)
         export_dtype = dtype if weights != dtype else None
         model, tokenizer = load_model(model, dtype=weights, trust_remote_code=trust_remote_code)
+    tokenizer = cast(PreTrainedTokenizerBase, tokenizer)
     eval_sets = {
         name: training_dataset(records, tokenizer, cfg.prompt_format) for name, records in eval_records.items()
     }

@@ -41,10 +41,10 @@ def _records(text: str, path: Path) -> Iterator[tuple[int, object]]:
     decoder = json.JSONDecoder()
     start = len(text) - len(text.lstrip())
     if text[start : start + 1] != "[":  # JSON lines
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
+        for number, content in enumerate(text.splitlines(), 1):
+            if content.strip():
                 try:
-                    yield number, json.loads(line)
+                    yield number, json.loads(content)
                 except ValueError as err:
                     raise SftFileError(f"{path}, line {number}: not JSON: {err}") from None
         return
@@ -126,7 +126,8 @@ def read_sft_file(path: str | os.PathLike, target: int) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise SftFileError(f"{path}: cannot read it: {err}") from None
-    examples, seen = [], {}
+    examples: list[dict] = []
+    seen: dict[str, dict] = {}
     for line, record in _records(text, path):
         # what read_record reads: the turns and whether there is an image (not the record's own id)
         key = json.dumps(

@@ -102,7 +102,9 @@ def reproduction_lines(rows: Sequence[Mapping[str, Any]], table: str) -> list[st
         f"## Reproduces the paper? ({paper.model}, the paper's stage table)",
         "",
         f"{sum(bool(r['equivalent']) for r in measured)} of {len(rows)} numbers are equivalent to the paper's within "
-        f"±{margin:g} points (report.equivalence_margin_pct)." if measured else "No number of this run to compare.",
+        f"±{margin:g} points (report.equivalence_margin_pct)."
+        if measured
+        else "No number of this run to compare.",
         "",
         "| split | stage | this run | paper | difference [95% CI] | equivalent? (TOST p) | shown within | "
         "smallest at these sizes |",

@@ -67,7 +67,9 @@ def check_exported_updates(config: Mapping[str, Any], algorithms: Sequence[str])
         key = f"rl.{algorithm}.{ALGORITHMS[algorithm].length}"
         for update, where in sorted(asked.items()):
             if update > length:
-                raise ValueError(f"{where} holds update {update}, beyond the {length} updates of a {algorithm} run ({key})")
+                raise ValueError(
+                    f"{where} holds update {update}, beyond the {length} updates of a {algorithm} run ({key})"
+                )
             if update == length:
                 raise ValueError(
                     f"{where} holds update {update}, the last of a {algorithm} run ({key}): that policy is the "
