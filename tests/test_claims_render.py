@@ -43,3 +43,21 @@ def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_followin
     assert "| 100 | ppo | 0 | 0.50 | 0.90 |" in text
     assert "| id |" not in text.split("before → after RL")[1]  # the RL table is of OOD answers only
     assert render.setting_lines(ClaimInputs(curve=curve[1:])) == []
+
+
+def test_the_ood_peak_of_both_rules_is_shown_with_the_one_playing_sft_peak_first():
+    from sftrl.claims.render import peak_lines
+
+    roles = {
+        "peak_rule": "all_episodes",
+        "peaks": {"all_episodes": {"model": "sft-100", "step": 100}, "selection_half": {"model": "sft-50", "step": 50}},
+        "ood": [
+            {"model": "sft-50", "all_rate": 0.15, "selection_rate": 0.20, "report_rate": 0.10},
+            {"model": "sft-100", "all_rate": 0.30, "selection_rate": 0.20, "report_rate": 0.40},
+        ],
+    }
+    lines = peak_lines(roles)
+    assert lines[4] == "| best on all episodes, the authors' argmax (plays sft_peak) | sft-100 | 30.0% | 20.0% | 40.0% |"
+    assert lines[5] == "| best on the selection half, this workflow's rule | sft-50 | 15.0% | 20.0% | 10.0% |"
+    assert any("biased upwards by the choice" in line for line in lines)
+    assert peak_lines({"roles": {}}) == []  # roles.json of an older run

@@ -241,7 +241,8 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
     ]
     if "ppo" in algorithms:
         ppo = config["rl"]["ppo"]
-        tokens = text_tokens(config, ppo["max_new_tokens"])
+        sixth = ppo.get("episode_end") == "truncated_sixth_reply"  # one more reply after the last attempt
+        tokens = text_tokens(config, ppo["max_new_tokens"], config["task"]["max_attempts"] + sixth)
         how = deepspeed_training(ppo["deepspeed"], processes("rl"), read_json)
         train = ppo_gib(shape, dtype, how, ppo["minibatch_size"], ppo["generation_batch_size"], tokens)
         rows.append(

@@ -58,8 +58,8 @@ def _share(value: Any) -> str:
 
 
 PEAK_RULE_LABELS = {
-    "selection_half": "best on the selection half (this workflow's rule)",
-    "all_episodes": "best on all episodes (the authors' argmax)",
+    "selection_half": "best on the selection half, this workflow's rule",
+    "all_episodes": "best on all episodes, the authors' argmax",
 }
 
 
@@ -74,15 +74,16 @@ def peak_lines(roles: Mapping[str, Any] | None) -> list[str]:
         "| rule | checkpoint | OOD success, all episodes | selection half | report half |",
         "|---|---|---|---|---|",
     ]
-    for rule, peak in roles["peaks"].items():
+    playing = roles.get("peak_rule", "selection_half")
+    for rule, peak in sorted(roles["peaks"].items(), key=lambda item: item[0] != playing):
         row = ood.get(peak["model"], {})
         cells = [
             100 * float(row[k]) if row.get(k) is not None else None
             for k in ("all_rate", "selection_rate", "report_rate")
         ]
         shown = ["–" if c is None else f"{c:.1f}%" for c in cells]
-        playing = " (plays sft_peak)" if rule == roles.get("peak_rule", "selection_half") else ""
-        lines.append(f"| {PEAK_RULE_LABELS.get(rule, rule)}{playing} | {peak['model']} | {' | '.join(shown)} |")
+        plays = " (plays sft_peak)" if rule == playing else ""
+        lines.append(f"| {PEAK_RULE_LABELS.get(rule, rule)}{plays} | {peak['model']} | {' | '.join(shown)} |")
     if roles.get("peak_rule") == "all_episodes":
         lines += [
             "",
