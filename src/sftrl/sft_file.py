@@ -46,7 +46,7 @@ def _records(text: str, path: Path) -> Iterator[tuple[int, object]]:
                 try:
                     yield number, json.loads(content)
                 except ValueError as err:
-                    raise SftFileError(f"{path}, line {number}: not JSON: {err}") from None
+                    raise SftFileError(f"data.sft.file {path}, line {number}: not JSON: {err}") from None
         return
     position = start + 1
     line, counted = 1, 0  # the line of `counted`, counted forward only
@@ -54,14 +54,14 @@ def _records(text: str, path: Path) -> Iterator[tuple[int, object]]:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1
         if position >= len(text):
-            raise SftFileError(f"{path}: the JSON array is not closed")
+            raise SftFileError(f"data.sft.file {path}: the JSON array is not closed")
         if text[position] == "]":
             return
         line, counted = line + text.count("\n", counted, position), position
         try:
             record, position = decoder.raw_decode(text, position)
         except ValueError as err:
-            raise SftFileError(f"{path}, line {line}: not JSON: {err}") from None
+            raise SftFileError(f"data.sft.file {path}, line {line}: not JSON: {err}") from None
         yield line, record
 
 
@@ -125,7 +125,7 @@ def read_sft_file(path: str | os.PathLike, target: int) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise SftFileError(f"{path}: cannot read it: {err}") from None
+        raise SftFileError(f"data.sft.file {path}: cannot read it: {err}") from None
     examples: list[dict] = []
     seen: dict[str, dict] = {}
     for line, record in _records(text, path):
@@ -136,10 +136,10 @@ def read_sft_file(path: str | os.PathLike, target: int) -> list[dict]:
         try:
             example = seen[key] if key in seen else seen.setdefault(key, read_record(record, target))
         except ValueError as err:
-            raise SftFileError(f"{path}, line {line}: {err}") from None
+            raise SftFileError(f"data.sft.file {path}, line {line}: {err}") from None
         examples.append({"uid": f"file-{len(examples):07d}", "line": line, **example})
     if not examples:
-        raise SftFileError(f"{path}: holds no records")
+        raise SftFileError(f"data.sft.file {path}: holds no records")
     return examples
 
 
