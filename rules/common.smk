@@ -30,6 +30,7 @@ from sftrl.names import (
 )
 from sftrl.representations.pairs import check_pairs, configured_pairs, external_models
 from sftrl.evaluate import check_decoding
+from sftrl.claims.peak_recovery import seed_note
 from sftrl.fidelity import summary as fidelity_summary
 from sftrl.rl import check_exported_updates, run_length
 from sftrl.sft_format import check_prompt_format
@@ -203,6 +204,8 @@ check_prompt_format(config["sft"]["prompt_format"], _task.style, local_base_dir(
 check_decoding(config, local_base_dir())
 if workflow.is_main_process:  # before any job; not again in each cluster job
     print(fidelity_summary(config))
+    if note := seed_note(len(config["rl"]["seeds"]), RL_ALGORITHMS):
+        print(note)
 
 
 def config_json(*sections):

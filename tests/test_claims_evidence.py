@@ -5,7 +5,7 @@ import pytest
 from test_claims_inputs import SETTINGS, curve, rl
 
 from sftrl import stats
-from sftrl.claims import SUPPORTED, ClaimInputs, ClaimSettings, Rate, evaluate_claims
+from sftrl.claims import INCONCLUSIVE, SUPPORTED, ClaimInputs, ClaimSettings, Rate, evaluate_claims
 from sftrl.claims.evidence import Evidence
 from sftrl.claims.peak_recovery import check_peak
 from sftrl.curves import CurvePoint
@@ -30,7 +30,8 @@ def point(step, k, n):
 
 def paired_inputs(rng, rates, n, rl_runs=None):
     """Curve rows and per-episode outcomes: each checkpoint solves the episodes whose difficulty lies
-    below its rate (so a better checkpoint solves a superset: strongly paired)."""
+    below its rate (so a better checkpoint solves a superset: strongly paired). rl_runs: start step → one
+    rate per RL seed."""
     difficulty = rng.random(n)
     models = {f"sft-{step}": outcomes(f"sft-{step}", difficulty < rate) for step, rate in rates.items()}
     rows = curve(rates, n)
@@ -38,9 +39,11 @@ def paired_inputs(rng, rates, n, rl_runs=None):
         if row["split"] == "ood":
             row["success"] = str(models[f"sft-{row['step']}"].rate)
     rl_rows = []
-    for step, after in (rl_runs or {}).items():
-        models[f"rl-ppo-from{step}-s0"] = outcomes(f"rl-ppo-from{step}-s0", difficulty < after)
-        rl_rows += rl({step: (models[f"sft-{step}"].rate, models[f"rl-ppo-from{step}-s0"].rate)})
+    for step, afters in (rl_runs or {}).items():
+        for seed, after in enumerate(afters):
+            models[f"rl-ppo-from{step}-s{seed}"] = outcomes(f"rl-ppo-from{step}-s{seed}", difficulty < after)
+        rates = tuple(models[f"rl-ppo-from{step}-s{seed}"].rate for seed in range(len(afters)))
+        rl_rows += rl({step: (models[f"sft-{step}"].rate, rates)})
     return ClaimInputs(curve=rows, rl=rl_rows, outcomes=models)
 
 
@@ -59,14 +62,50 @@ def test_paired_tests_find_what_unpaired_intervals_miss():
 
 
 def test_rl_recovery_is_paired_and_measured_on_the_report_half():
-    inputs = paired_inputs(np.random.default_rng(4), {10: 0.40, 20: 0.10}, 600, rl_runs={20: 0.35})
+    inputs = paired_inputs(np.random.default_rng(4), {10: 0.40, 20: 0.10}, 600, rl_runs={20: (0.33, 0.35, 0.37)})
     findings = evaluate_claims(inputs, SETTINGS)
     assert verdict_of(findings, "F1.rl_raises.ppo") == SUPPORTED
     assert verdict_of(findings, "F1.rl_most.ppo") == SUPPORTED
     most = next(c for c in findings[0].checks if c.id == "F1.rl_most.ppo")
     (start,) = most.numbers["starts"]
-    assert start["recovery"]["method"] == "paired bootstrap over episodes"
+    assert start["recovery"]["method"] == "t test of the contrast over 3 seeds and 300 episodes, Fieller interval"
     assert start["loss"]["n"] == 300 and start["raised"]["n"] == 600  # report half vs all episodes
+    assert len(start["after_per_seed"]) == 3 and list(start["raised"]["seed_rates"]) == start["after_per_seed"]
+    assert "seeds 29.7 / 31.5 / 33.0%, mean 31.4%" in most.evidence[0]
+
+
+def test_rl_checks_count_seeds_not_each_seeds_episodes():
+    """The issue's PPO from step 50: 21 of 300 OOD episodes before RL, 26 / 21 / 31 after with three seeds
+    (as 8.7 / 7.0 / 10.3%). Pooled per episode, McNemar counts 31 vs 7 discordant episodes and
+    finds a rise; over seeds and episodes the rise of 1.7 points is not told apart from the seeds' spread."""
+    n = 300
+    before = np.zeros(n)
+    before[:21] = 1
+    runs = {}
+    for seed, (lost, won) in enumerate(((4, 9), (8, 8), (3, 13))):  # episodes this seed loses and wins
+        after = before.copy()
+        after[21 - lost : 21] = 0
+        after[21 + 20 * seed : 21 + 20 * seed + won] = 1
+        runs[f"rl-ppo-from50-s{seed}"] = outcomes(f"rl-ppo-from50-s{seed}", after)
+    models = {"sft-5": outcomes("sft-5", (np.arange(n) < 60).astype(float)), "sft-50": outcomes("sft-50", before), **runs}
+    rows = curve({5: 0.2, 50: 0.07}, n)
+    rl_rows = rl({50: (0.07, tuple(r.rate for r in runs.values()))})
+    findings = evaluate_claims(ClaimInputs(curve=rows, rl=rl_rows, outcomes=models), SETTINGS)
+    raises = next(c for c in findings[0].checks if c.id == "F1.rl_raises.ppo")
+    assert raises.verdict == INCONCLUSIVE and [round(100 * r.rate, 1) for r in runs.values()] == [8.7, 7.0, 10.3]
+    (start,) = raises.numbers["starts"]
+    assert start["raised"]["p_greater"] > 0.05 and start["raised"]["ci_low"] < 0
+    pooled = stats.compare_paired(models["sft-50"], stats.pool(list(runs.values()), "pooled"), 1000, 0)
+    assert pooled.p_greater < 0.01  # the old test: each episode counted once per seed
+
+
+def test_one_rl_seed_makes_the_rl_checks_inconclusive_by_construction():
+    inputs = paired_inputs(np.random.default_rng(4), {10: 0.40, 20: 0.10}, 600, rl_runs={20: (0.35,)})
+    findings = evaluate_claims(inputs, SETTINGS)
+    for check_id in ("F1.rl_raises.ppo", "F1.rl_most.ppo"):
+        check = next(c for c in findings[0].checks if c.id == check_id)
+        assert check.verdict == INCONCLUSIVE and "1 RL seed(s) per start" in check.reason
+        assert check.numbers["starts"][0]["raised"]["p_greater"] < 1e-6  # the one run rose, by its own McNemar test
 
 
 def test_the_peak_is_chosen_on_the_selection_half_against_the_winners_curse():

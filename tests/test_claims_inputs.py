@@ -23,11 +23,18 @@ def curve(rates, n, base=None):
 
 
 def rl(runs, algorithm="ppo"):
-    """rl_from_sft.csv rows: runs = {start_step: (before, after)}."""
+    """rl_from_sft.csv rows: runs = {start_step: (before, after)}, after one rate per seed (a tuple) or one
+    run's (seed 0)."""
     return [
-        {"start_step": str(step), "algorithm": algorithm, "seed": "0", "split": "ood", "before": str(b), "after": str(a)}
-        for step, (b, a) in runs.items()
+        {"start_step": str(step), "algorithm": algorithm, "seed": str(seed), "split": "ood", "before": str(b), "after": str(a)}
+        for step, (b, afters) in runs.items()
+        for seed, a in enumerate(afters if isinstance(afters, tuple) else (afters,))
     ]
+
+
+def seeds(after, spread=0.01):
+    """Three seeds' rates about `after`."""
+    return (after - spread, after, after + spread)
 
 
 def history(train, test, ood=None):
@@ -47,13 +54,13 @@ def history(train, test, ood=None):
     return rows
 
 
-def test_seeds_are_pooled_and_algorithms_can_be_chosen():
-    rows = rl({40: (0.30, 0.39)}) + [dict(r, seed="1", after="0.37") for r in rl({40: (0.30, 0.39)})]
+def test_seeds_are_kept_in_order_and_algorithms_can_be_chosen():
+    rows = [dict(r, seed="10", after="0.37") for r in rl({40: (0.30, 0.39)})] + rl({40: (0.30, 0.39)})
     starts = inputs.rl_starts(rows + rl({40: (0.3, 0.0)}, "grpo"), algorithms=["ppo"])
     assert list(starts) == ["ppo"]
     (start,) = starts["ppo"]
-    assert start.models == ("rl-ppo-from40-s0", "rl-ppo-from40-s1")
-    assert start.after == pytest.approx(0.38)
+    assert start.models == ("rl-ppo-from40-s0", "rl-ppo-from40-s10") and start.afters == (0.39, 0.37)
+    assert start.after == pytest.approx(0.38) and start.seeds == 2 and start.seeds_text() == "39.0 / 37.0"
 
 
 def test_rates():

@@ -35,15 +35,16 @@ def test_the_default_is_corrected_and_the_paper_configs_are_the_authors(configs)
     for model in fidelity.PAPER_MODELS:
         corrected = [d.key for d, status in fidelity.statuses(configs[model], model) if status != "authors"]
         assert corrected == ["data.sft.file"], model  # the authors' gp-l set is not distributed
+        assert configs[model]["rl"]["seeds"] == [0]  # one run a start, as the authors
     qwen_only = [d.key for d in fidelity.DIFFERENCES if d.models == ("qwen2.5-7b",)]
     assert qwen_only == ["sft.prompt_format"]  # the authors' Llama SFT used its chat template
     assert configs["llama3.2-11b-vision"]["sft"]["prompt_format"] == "chat_template"
 
 
 def test_the_summary_says_which_options_are_the_authors(configs):
-    assert fidelity.summary(configs["default"]).endswith("0 of 17 options as the authors ran them (all corrected)")
+    assert fidelity.summary(configs["default"]).endswith("0 of 18 options as the authors ran them (all corrected)")
     qwen = fidelity.summary(configs["qwen2.5-7b"])
-    assert "16 of 17 options as the authors ran them" in qwen
+    assert "17 of 18 options as the authors ran them" in qwen
     assert "  corrected  data.sft.file = null" in qwen and "  authors    rl.ppo.accumulation = across_epochs (inferred)" in qwen
     assert "  authors    SVD edits by counts (top_k)" in qwen
 

@@ -443,7 +443,8 @@ def test_rl_restoration_and_claims(rehearsal):
     assert reproduction["paper_table"] == rehearsal.paper.experiment and len(reproduction["rows"]) == 6
 
 
-def test_the_dry_run_says_which_options_are_the_authors(rehearsal):
-    expected = {"qwen2.5-7b": "16 of 17", "llama3.2-11b-vision": "15 of 16"}[rehearsal.paper.experiment]
+def test_the_dry_run_says_which_options_are_the_authors_and_which_checks_one_seed_leaves_open(rehearsal):
+    expected = {"qwen2.5-7b": "17 of 18", "llama3.2-11b-vision": "16 of 17"}[rehearsal.paper.experiment]
     assert f"Fidelity to the authors' runs (README \"Fidelity\"): {expected} options as the authors ran them" in rehearsal.output
+    assert "rl.seeds has 1 seed: F1.rl_raises.ppo, F1.rl_most.ppo, F1.rl_late.ppo will be inconclusive" in rehearsal.output
     assert "  corrected  data.sft.file = null" in rehearsal.output

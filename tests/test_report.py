@@ -40,6 +40,10 @@ def test_window_rows_give_recovery_against_the_peak_with_intervals():
     assert by_step[20]["recovery_pct"] == pytest.approx(80.0)  # (0.38 - 0.30) / (0.40 - 0.30)
     assert by_step[20]["gap_significant"] and by_step[20]["ci_low"] < 80 < by_step[20]["ci_high"]
     assert by_step[40]["recovery_pct"] == pytest.approx(0.0) and by_step[40]["peak_step"] == 10
+    seeds = [dict(r, seed=str(s), after=a) for s, a in enumerate(("0.36", "0.38", "0.40")) for r in RL[:2]]
+    (three,) = [r for r in report.window_rows(CURVE, seeds, draws=500) if r["start_step"] == 20]
+    assert three["seeds"] == 3 and three["recovery_pct_per_seed"] == "60 80 100" and three["after_per_seed"] == "0.36 0.38 0.4"
+    assert three["recovery_pct"] == pytest.approx(80.0) and three["ci_low"] < 60 and three["ci_high"] > 100  # over 3 seeds
 
 
 def test_restoration_rows_add_the_planned_edit_with_its_prediction():
@@ -66,7 +70,7 @@ def test_figures_and_tables_are_written(tmp_path):
     written = report.plot_success_panels(CURVE, RL, tmp_path / "success.png")
     rows = report.loss_rows([{"step": 10, "loss": 0.5, "eval_id_unseen_loss": 0.6}], CURVE)
     written += report.plot_loss_vs_ood(rows, tmp_path / "loss.png")
-    window = report.window_rows(CURVE, RL, draws=500)
+    window = report.window_rows(CURVE, RL + [dict(r, seed="1", after="0.36") for r in RL[:2]], draws=500)
     written += report.plot_recovery_window(window, tmp_path / "window.png")
     assert all(path.stat().st_size > 5000 for path in written)
     assert {p.suffix for p in written} == {".png", ".pdf"}

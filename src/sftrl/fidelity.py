@@ -122,6 +122,13 @@ DIFFERENCES = (
         read=lambda config: config["rl"]["analysed_update"] is not None,
     ),
     Difference(
+        "rl.seeds",
+        [0],
+        "three seeds a start (`[0, 1, 2]`): the RL checks test RL, not one run",
+        "one RL run (seed 0) from each start checkpoint: the RL checks are inconclusive by construction",
+        "scripts/gp_training/language_train*.sh (--seed=0)",
+    ),
+    Difference(
         "rl.ppo.max_grad_norm",
         None,
         "a number: the clip applied",

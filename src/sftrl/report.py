@@ -153,6 +153,8 @@ WINDOW_COLUMNS = (
     "seeds",
     "before",
     "after",
+    "after_per_seed",
+    "recovery_pct_per_seed",
     "peak_step",
     "peak",
     "gap_significant",
@@ -169,9 +171,10 @@ def window_rows(
     seed: int = 0,
     peak_step: int | None = None,
 ) -> list[dict]:
-    """RL recovery % of OOD success per algorithm and start step (seeds pooled) against the SFT OOD peak
-    (`peak_step`, the sft_peak of roles.json; else the best OOD checkpoint of the curve), with a 95%
-    parametric bootstrap interval from the table's rates; `sftrl.claims` tests the same episode by episode."""
+    """RL recovery % of OOD success per algorithm and start step against the SFT OOD peak (`peak_step`, the
+    sft_peak of roles.json; else the best OOD checkpoint of the curve): the mean over seeds with a 95%
+    interval over the seeds' rates (Fieller; one seed: a parametric bootstrap of the one run), and each
+    seed's own recovery; `sftrl.claims` tests the same over seeds and episodes."""
     points, _ = ood_curve(curve)
     if not points:
         raise ValueError("the SFT curve has no OOD rows")
@@ -183,15 +186,23 @@ def window_rows(
     for algorithm, starts in rl_starts(rl).items():
         for start in starts:
             before = stats.Counts.of(f"sft-{start.step}", start.before, n)
-            after = stats.Counts.of(algorithm, start.after, n * len(start.models))
-            recovery = stats.recovery(after, before, top, 0.0, draws, seed)
+            runs = stats.SeedRuns(
+                start.label, tuple(stats.Counts.of(m, a, n) for m, a in zip(start.models, start.afters, strict=True))
+            )
+            if runs.seeds >= stats.MIN_SEEDS:
+                recovery = stats.recovery_runs(runs, before, top, 0.0)
+            else:
+                recovery = stats.recovery(runs.runs[0], before, top, 0.0, draws, seed)
+            per_seed = [stats.recovery_pct(a, start.before, peak.ood.rate) for a in start.afters]
             rows.append(
                 {
                     "algorithm": algorithm,
                     "start_step": start.step,
-                    "seeds": len(start.models),
+                    "seeds": start.seeds,
                     "before": start.before,
                     "after": start.after,
+                    "after_per_seed": " ".join(f"{a:.6g}" for a in start.afters),
+                    "recovery_pct_per_seed": " ".join("nan" if r is None else f"{r:.6g}" for r in per_seed),
                     "peak_step": peak.step,
                     "peak": peak.ood.rate,
                     "gap_significant": stats.compare_unpaired(before, top).p_greater < stats.ALPHA,
@@ -236,6 +247,9 @@ def plot_recovery_window(rows: Sequence[Mapping[str, Any]], png: str | Path, mos
                 color=color,
                 markerfacecolor=color if row["gap_significant"] else "white",
             )
+            each = [float(r) for r in str(row.get("recovery_pct_per_seed", "")).split() if r != "nan"]
+            if len(each) > 1:
+                ax.scatter([x] * len(each), each, marker="_", s=60, color=color, alpha=0.8, linewidths=1.2)
         ax.plot([], [], marker="o", color=color, label=algorithm.upper())
     ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="SFT OOD peak (100%)")
     ax.axhline(most_pct, color="grey", linestyle=":", linewidth=1, label=f"'most' ({most_pct:g}%)")
@@ -247,7 +261,8 @@ def plot_recovery_window(rows: Sequence[Mapping[str, Any]], png: str | Path, mos
     ax.set_xlabel("SFT step RL starts from")
     ax.set_ylabel("OOD recovery (%)")
     ax.set_title(
-        "Recoverable window: RL recovery of OOD success vs start step\n(95% bootstrap intervals; hollow: no significant OOD loss to recover)",
+        "Recoverable window: RL recovery of OOD success vs start step\n(mean over seeds, 95% interval over seeds; "
+        "dashes: each seed; hollow: no significant OOD loss to recover)",
         fontsize=10,
     )
     ax.grid(alpha=0.3)

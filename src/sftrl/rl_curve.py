@@ -1,7 +1,7 @@
 """RL along its updates: per RL run, the success of its start checkpoint (update 0), of the policies exported
 along the run (`rl.eval_updates`, `rl.analysed_update`) and of its final policy, per split; and a figure with a
 panel per start checkpoint and split, a line per run (seed) coloured by algorithm and each algorithm's mean
-over seeds, the update that plays "the RL model" marked."""
+over seeds in the seeds' band, the update that plays "the RL model" marked."""
 
 from __future__ import annotations
 
@@ -57,12 +57,22 @@ def write_rl_curve_csv(rows: Iterable[Mapping], path: str | Path) -> None:
     write_rows_csv(rows, COLUMNS, path)
 
 
+def seed_band(
+    seeds: Sequence[Sequence[tuple[int, float]]],
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """The updates every seed's run was evaluated at, and the lowest, mean and highest success over seeds
+    there ((update, success) points per seed)."""
+    shared = sorted(set.intersection(*(set(u for u, _ in points) for points in seeds)))
+    values = np.array([[dict(points)[u] for u in shared] for points in seeds])
+    return shared, values.min(axis=0), values.mean(axis=0), values.max(axis=0)
+
+
 def plot_rl_curve(
     rows: Sequence[Mapping], png_path: str | Path, analysed: int | None = None, splits: Sequence[str] = EVAL_SPLITS
 ) -> list[Path]:
     """Success (%) against RL updates: a column of panels per start step, a row per split; each seed's run a
-    thin line, each algorithm's mean over its seeds a thick one; `analysed` (the update playing the RL
-    model) dashed."""
+    thin line, each algorithm's mean over its seeds a thick one in the band from the lowest seed to the
+    highest; `analysed` (the update playing the RL model) dashed."""
     from matplotlib.figure import Figure
 
     starts = sorted({int(r["start_step"]) for r in rows})
@@ -84,10 +94,12 @@ def plot_rl_curve(
                 ax.plot(*zip(*points, strict=False), color=colour, alpha=0.35, linewidth=0.9, marker=".", markersize=3)
                 by_algorithm[algorithm].append(points)
             for algorithm, seeds in by_algorithm.items():
-                shared = sorted(set.intersection(*(set(u for u, _ in points) for points in seeds)))
-                mean = [np.mean([dict(points)[u] for points in seeds]) for u in shared]
+                shared, low, mean, high = seed_band(seeds)
                 label = f"{algorithm.upper()} ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
-                ax.plot(shared, mean, color=algorithm_colour(algorithm), linewidth=2, label=label)
+                colour = algorithm_colour(algorithm)
+                if len(seeds) > 1:
+                    ax.fill_between(shared, low, high, color=colour, alpha=0.15, linewidth=0)
+                ax.plot(shared, mean, color=colour, linewidth=2, label=label)
             if analysed is not None:
                 ax.axvline(analysed, color="0.4", linestyle="--", linewidth=0.8)
             if line == 0:

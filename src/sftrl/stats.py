@@ -10,6 +10,12 @@ A family of tests of one claim (several RL starts, several edits) is Holm-correc
 Every comparison also carries its *detectable effect*: the smallest true difference its test would find
 with power 0.8 at α = 0.05 and the experiment's sizes, so that "no significant difference" can be read
 as "no effect" or as "too few episodes".
+
+A claim about a method that is run with seeds (RL from a start checkpoint) is tested at the method's unit
+of replication: its runs form a seed × episode matrix (`SeedRuns`), and `seed_episode_test` takes the
+error of a mean over it from both the variation between seeds and the variation between episodes (a
+two-way crossed random-effects layout), so a second seed that would contradict the first widens the
+interval instead of doubling the episodes. It needs two seeds or more.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from sftrl import io
 
 ALPHA = 0.05
 POWER = 0.8
+MIN_SEEDS = 2  # runs a test over seeds needs (`seed_episode_test`)
+RECOMMENDED_SEEDS = 3  # with 2, one seed's spread has a single degree of freedom
 
 
 class PairingError(ValueError):
@@ -135,6 +143,168 @@ class Counts:
 Arm = Outcomes | Counts
 
 
+@dataclass(frozen=True, eq=False)
+class SeedRuns:
+    """Runs of one configuration with different seeds, each evaluated on the same episodes: a seed ×
+    episode matrix of success (per-episode outcomes), or a column of the seeds' rates (counts only)."""
+
+    label: str
+    runs: tuple[Arm, ...]
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ValueError(f"{self.label}: no runs")
+        kinds = {type(run) for run in self.runs}
+        if len(kinds) > 1:
+            raise ValueError(f"{self.label}: some runs have per-episode outcomes and some only counts")
+        if self.paired:
+            check_paired(*self.runs)  # type: ignore[arg-type]
+
+    @property
+    def paired(self) -> bool:
+        """Whether the runs are per-episode outcomes (a seed × episode matrix)."""
+        return isinstance(self.runs[0], Outcomes)
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n(self) -> int:
+        return self.runs[0].n
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Seeds × episodes (per-episode outcomes), or seeds × 1 (the seeds' rates)."""
+        return np.stack([arm_values(run) for run in self.runs])
+
+    @property
+    def rates(self) -> list[float]:
+        """Each seed's success rate."""
+        return [run.rate for run in self.runs]
+
+    @property
+    def rate(self) -> float:
+        return float(np.mean(self.rates))
+
+    def pooled(self) -> Arm:
+        """The runs as one arm: the per-episode mean over seeds, or the summed counts."""
+        if self.paired:
+            return pool(self.runs, self.label)  # type: ignore[arg-type]
+        return Counts(self.label, sum(run.k for run in self.runs), sum(run.n for run in self.runs))  # type: ignore[misc]
+
+
+def arm_values(arm: Arm) -> np.ndarray:
+    """An arm as the row of a seed × episode matrix: its per-episode outcomes, or its rate as one column."""
+    return arm.success if isinstance(arm, Outcomes) else np.array([arm.rate])
+
+
+@dataclass(frozen=True)
+class SeedEpisodeTest:
+    """The mean of a seed × episode matrix with its standard error over seeds and episodes, a 95% interval
+    and one-sided p-values for mean > 0 and mean < 0."""
+
+    mean: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_greater: float
+    p_less: float
+    seeds: int
+    episodes: int
+
+
+def seed_episode_test(values: np.ndarray) -> SeedEpisodeTest:
+    """Whether the mean of a seed × episode matrix (say, after RL minus before, per seed and episode) lies
+    above or below 0, with its error from both the seeds and the episodes.
+
+    A two-way crossed random-effects layout without replication: with the mean squares of seeds (S − 1 df),
+    episodes (E − 1 df) and the residual, the variance of the grand mean is (MS_seed + MS_episode −
+    MS_residual) / (S·E). The residual term is left out, so the variance taken is an upper bound, and the
+    critical values are Cochran and Cox's: the mean of the t quantiles at S − 1 and E − 1 df weighted by
+    the two terms. Welch–Satterthwaite degrees of freedom ran to α = 0.06 with 3 seeds in simulated nulls
+    with strong seed variance, where this held α (tests/test_stats.py). The mean squares are those of
+    statsmodels' `anova_lm` (checked in the tests). With one column (the seeds' rates, no per-episode
+    outcomes) it is the one-sample t test over seeds, which takes the episodes as fixed."""
+    seeds, episodes = np.shape(values)
+    mean, se, terms = _crossed_error(values)
+    if se == 0:  # every seed and episode alike: the sign of the mean is certain
+        return SeedEpisodeTest(mean, 0.0, mean, mean, float(mean <= 0), float(mean >= 0), seeds, episodes)
+    half = _cochran_cox_quantile(0.025, terms) * se
+    return SeedEpisodeTest(
+        mean,
+        se,
+        mean - half,
+        mean + half,
+        _cochran_cox_p(mean / se, terms),
+        _cochran_cox_p(-mean / se, terms),
+        seeds,
+        episodes,
+    )
+
+
+def _crossed_error(values: np.ndarray) -> tuple[float, float, list[tuple[float, int]]]:
+    """The mean of a seed × episode matrix, its standard error (see `seed_episode_test`) and the
+    (mean square, df) terms the error is made of."""
+    values = np.asarray(values, dtype=float)
+    seeds, episodes = values.shape
+    if seeds < MIN_SEEDS:
+        raise ValueError(f"a test over seeds needs at least {MIN_SEEDS} seeds, got {seeds}")
+    ms_seed, ms_episode, _ = crossed_mean_squares(values)
+    se = math.sqrt(max(ms_seed + ms_episode, 0.0) / (seeds * episodes))
+    terms = [(ms_seed, seeds - 1)] + ([(ms_episode, episodes - 1)] if episodes > 1 else [])
+    return float(values.mean()), se, terms
+
+
+def _mean_excluded(values: np.ndarray) -> bool:
+    """Whether `seed_episode_test` rejects a mean of 0, two-sided at α (without its p-values)."""
+    mean, se, terms = _crossed_error(values)
+    if se == 0:
+        return mean != 0
+    return abs(mean) > _cochran_cox_quantile(ALPHA / 2, terms) * se
+
+
+def _cochran_cox_quantile(p: float, terms: Sequence[tuple[float, int]]) -> float:
+    """The upper-p critical value: the t quantiles of each term's df, weighted by its mean square."""
+    from scipy import stats
+
+    total = sum(weight for weight, _ in terms)
+    return sum(weight * float(stats.t.isf(p, df)) for weight, df in terms) / total
+
+
+def _cochran_cox_p(t: float, terms: Sequence[tuple[float, int]]) -> float:
+    """The one-sided p-value of t (upper tail) under Cochran and Cox's critical values: the p at which
+    the critical value equals t."""
+    from scipy import optimize
+
+    def gap(log_p: float) -> float:
+        return _cochran_cox_quantile(math.exp(log_p), terms) - t
+
+    low, high = math.log(1e-300), math.log(1 - 1e-12)
+    if gap(low) <= 0:
+        return 1e-300
+    if gap(high) >= 0:
+        return 1.0
+    return math.exp(optimize.brentq(gap, low, high, xtol=1e-10))
+
+
+def crossed_mean_squares(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean squares of seeds, episodes and the residual of a seed × episode matrix (balanced two-way
+    layout, one value a cell)."""
+    seeds, episodes = values.shape
+    grand = values.mean()
+    by_seed = values.mean(axis=1) - grand
+    by_episode = values.mean(axis=0) - grand
+    residual = values - grand - by_seed[:, None] - by_episode[None, :]
+    if episodes == 1:  # one column: only the seeds vary
+        return float((by_seed**2).sum() / (seeds - 1)), 0.0, 0.0
+    return (
+        float(episodes * (by_seed**2).sum() / (seeds - 1)),
+        float(seeds * (by_episode**2).sum() / (episodes - 1)),
+        float((residual**2).sum() / ((seeds - 1) * (episodes - 1))),
+    )
+
+
 # --- comparisons -----------------------------------------------------------------------------------
 
 
@@ -158,11 +328,13 @@ class Comparison:
     detectable: float | None
     paired: bool
     discordant: tuple[int, int] | None = None  # paired: episodes where b is better, where a is better
+    seed_rates: tuple[float, ...] | None = None  # b's success per seed, where b is several runs
 
     def text(self) -> str:
         pct = f"{100 * self.diff:+.1f} points [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]"
         extra = f", {self.discordant[0]} vs {self.discordant[1]} discordant episodes" if self.discordant else ""
-        return f"{self.b} − {self.a}: {pct} over {self.n} episodes{extra}; {self.test}"
+        over = f"{self.n} episodes" + (f" × {len(self.seed_rates)} seeds" if self.seed_rates else "")
+        return f"{self.b} − {self.a}: {pct} over {over}{extra}; {self.test}"
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -200,6 +372,38 @@ def compare_paired(a: Outcomes, b: Outcomes, draws: int, seed: int) -> Compariso
         detectable_paired(m, a.n),
         True,
         (up, down),
+    )
+
+
+def compare_runs(a: Arm, b: SeedRuns) -> Comparison:
+    """Several runs b (seeds) against one model a: the mean difference over seeds and episodes, tested with
+    its error from both (`seed_episode_test`; per-episode outcomes on the same episodes), or over the
+    seeds' rates alone (counts)."""
+    if b.paired != isinstance(a, Outcomes):
+        raise ValueError(f"{a.label} and {b.label}: per-episode outcomes for both or for neither")
+    if b.paired:
+        check_paired(a, *b.runs)  # type: ignore[arg-type]
+    test = seed_episode_test(b.matrix - arm_values(a)[None, :])
+    over = (
+        f"{b.seeds} seeds and {a.n} episodes (seed and episode variance"
+        if b.paired
+        else f"the {b.seeds} seeds' rates ("
+    )
+    return Comparison(
+        a.label,
+        b.label,
+        a.rate,
+        b.rate,
+        a.n,
+        test.mean,
+        test.ci_low,
+        test.ci_high,
+        test.p_greater,
+        test.p_less,
+        f"t test over {over}{', Cochran–Cox' if b.paired else 'S − 1 df'})",
+        detectable_from_interval(test.ci_low, test.ci_high),
+        b.paired,
+        seed_rates=tuple(b.rates),
     )
 
 
@@ -299,6 +503,39 @@ def recovery(after: Arm, target: Arm, source: Arm, threshold: float, draws: int,
     p_below = (np.sum(contrasts <= 0) + 1) / (len(contrasts) + 1)
     p_above = (np.sum(contrasts >= 0) + 1) / (len(contrasts) + 1)
     return Recovery(point, float(low), float(high), float(p_below), float(p_above), threshold, method)
+
+
+def recovery_runs(after: SeedRuns, target: Arm, source: Arm, threshold: float) -> Recovery:
+    """Recovery % of several runs (seeds) between `target` (0%) and `source` (100%), with its error from
+    seeds and episodes (`seed_episode_test`; over the seeds' rates alone with counts): the p-values test
+    the contrast (after − target) − θ·(source − target) at the threshold, and the 95% interval holds every
+    θ whose contrast is not rejected (Fieller's interval; a NaN bound where it is unbounded, because the
+    gap itself is not significant)."""
+    if after.paired:
+        check_paired(target, source, *after.runs)  # type: ignore[arg-type]
+    gain = after.matrix - arm_values(target)[None, :]
+    gap = np.broadcast_to(arm_values(source) - arm_values(target), gain.shape)
+    point = recovery_pct(float(gain.mean()), 0.0, float(gap.mean()))
+    point = math.nan if point is None else point
+    over = f"{after.seeds} seeds and {target.n} episodes" if after.paired else f"the {after.seeds} seeds' rates"
+    method = f"t test of the contrast over {over}, Fieller interval"
+
+    def outside(theta_pct: float) -> bool:  # the contrast at θ is rejected two-sided at 0.05
+        return _mean_excluded(gain - theta_pct / 100 * gap)
+
+    bounds = [math.nan, math.nan]
+    if math.isfinite(point) and not outside(point):
+        for side, direction in ((0, -1), (1, 1)):
+            far = point + direction * 10_000
+            if not outside(far):
+                continue  # unbounded on this side
+            near = point
+            for _ in range(50):
+                middle = (near + far) / 2
+                near, far = (near, middle) if outside(middle) else (middle, far)
+            bounds[side] = (near + far) / 2
+    at_threshold = seed_episode_test(gain - threshold / 100 * gap)
+    return Recovery(point, bounds[0], bounds[1], at_threshold.p_greater, at_threshold.p_less, threshold, method)
 
 
 def _bootstrap_distribution(samples, statistic, draws: int, seed: int) -> np.ndarray:

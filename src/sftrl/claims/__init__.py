@@ -9,8 +9,12 @@ when all are, and `inconclusive` otherwise. Every check states the smallest effe
 (power 0.8, α = 0.05), so *inconclusive* can be read as "no effect" or as "too few episodes".
 
 Tests (`sftrl.stats`):
-- two models on the same OOD episodes (two checkpoints, a start and its RL run, an edit and its target)
-  are compared episode by episode: one-sided exact McNemar tests, paired bootstrap intervals;
+- two models on the same OOD episodes (two checkpoints, an edit and its target) are compared episode by
+  episode: one-sided exact McNemar tests, paired bootstrap intervals;
+- RL from a start is a method run with seeds: its runs against their start (and their recovery %) are
+  tested over seeds and episodes (`stats.seed_episode_test`: a crossed seed × episode layout, Cochran–Cox
+  critical values), so a second seed that contradicts the first widens the interval; with one seed a start's
+  RL checks are inconclusive by construction (the run's own McNemar test is listed, not judged);
 - a recovery % = (after − target) / (source − target) · 100 gets a paired bootstrap interval over episodes
   and one-sided bootstrap p-values against its threshold;
 - without per-episode outcomes (rates from the tables only, e.g. a paper's stage table) the same checks use
@@ -25,7 +29,7 @@ Tests (`sftrl.stats`):
 impossible and the checks say so.
 
 Modules:
-- `inputs`: the result tables (`ClaimInputs`, `load_inputs`, `read_csv`), the RL starts with seeds pooled
+- `inputs`: the result tables (`ClaimInputs`, `load_inputs`, `read_csv`), the RL starts with their seeds
   (`rl_starts`) and the OOD split's size; the SFT curve's points and their parser are `sftrl.curves`'
   (`CurvePoint`, `ood_curve`, `Rate`), shared with the RL plan;
 - `verdicts`: the verdicts, `Check` and `Finding`, the thresholds (`ClaimSettings`), the rules from tests to

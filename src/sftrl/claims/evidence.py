@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sftrl import peak, stats
-from sftrl.claims.inputs import ClaimInputs
+from sftrl.claims.inputs import ClaimInputs, RlStart
 from sftrl.claims.verdicts import ClaimSettings
 from sftrl.curves import CurvePoint
-from sftrl.stats import Arm, Comparison, Counts, Outcomes, Recovery
+from sftrl.stats import Arm, Comparison, Counts, Outcomes, Recovery, SeedRuns
 
 
 class Evidence:
@@ -29,11 +29,13 @@ class Evidence:
         """The model's evidence; `half`: only the report half of the episodes (needs outcomes)."""
         return self._outcomes(model, half) if self.outcomes else Counts.of(model, rate, n)
 
-    def pooled(self, models: Sequence[str], label: str, rate: float, n: int, half: bool = False) -> Arm:
-        """Several RL seeds of one start: the per-episode mean (outcomes) or the pooled counts (tables)."""
+    def runs(self, start: RlStart, n: int, half: bool = False) -> SeedRuns:
+        """The RL runs (seeds) of one start: their per-episode outcomes, or each seed's rate (tables)."""
         if not self.outcomes:
-            return Counts.of(label, rate, n * len(models))
-        return stats.pool([self._outcomes(m, half) for m in models], label)
+            return SeedRuns(
+                start.label, tuple(Counts.of(m, r, n) for m, r in zip(start.models, start.afters, strict=True))
+            )
+        return SeedRuns(start.label, tuple(self._outcomes(m, half) for m in start.models))
 
     def selection_rate(self, point: CurvePoint) -> float:
         """The rate the peak is chosen on: the selection half with outcomes, else the whole split."""
@@ -55,6 +57,17 @@ class Evidence:
 
     def recovery(self, after: Arm, target: Arm, source: Arm, threshold: float) -> Recovery:
         return stats.recovery(after, target, source, threshold, self.draws, self.seed)
+
+    def rl_effect(self, before: Arm, runs: SeedRuns) -> Comparison:
+        """RL's runs against their start: over seeds and episodes with enough seeds (`stats.MIN_SEEDS`), else the one run's
+        own test (which says nothing of another seed)."""
+        return stats.compare_runs(before, runs) if runs.seeds >= stats.MIN_SEEDS else self.compare(before, runs.runs[0])
+
+    def rl_recovery(self, runs: SeedRuns, target: Arm, source: Arm, threshold: float) -> Recovery:
+        """Recovery % of RL's runs, over seeds and episodes with enough seeds (`stats.MIN_SEEDS`), else of the one run."""
+        if runs.seeds >= stats.MIN_SEEDS:
+            return stats.recovery_runs(runs, target, source, threshold)
+        return self.recovery(runs.runs[0], target, source, threshold)
 
     @property
     def selection_note(self) -> str:

@@ -1,5 +1,5 @@
 """The result tables the claims read (`ClaimInputs`, `load_inputs`) and what the checks take from them
-besides the SFT curve (`sftrl.curves.ood_curve`): the RL starts with seeds pooled and the OOD split's size."""
+besides the SFT curve (`sftrl.curves.ood_curve`): the RL starts with their seeds and the OOD split's size."""
 
 from __future__ import annotations
 
@@ -41,33 +41,51 @@ class ClaimInputs:
 
 @dataclass(frozen=True)
 class RlStart:
-    """One start checkpoint of one algorithm, seeds pooled: OOD before (the checkpoint) and after RL."""
+    """One start checkpoint of one algorithm: OOD before (the checkpoint) and after RL, per seed (`afters`,
+    in the order of `models`) and as their mean (`after`)."""
 
     algorithm: str
     step: int
     models: tuple[str, ...]
     before: float
-    after: float
+    afters: tuple[float, ...]
+
+    @property
+    def after(self) -> float:
+        return float(np.mean(self.afters))
+
+    @property
+    def seeds(self) -> int:
+        return len(self.models)
 
     @property
     def start_model(self) -> str:
         return sft_model(self.step)
 
+    @property
+    def label(self) -> str:
+        return f"{self.algorithm} from {self.step}"
+
+    def seeds_text(self) -> str:
+        """Each seed's OOD success after RL, in %."""
+        return " / ".join(f"{100 * a:.1f}" for a in self.afters)
+
 
 def rl_starts(
     rows: Iterable[Mapping[str, Any]], algorithms: Sequence[str] | None = None, update: int | None = None
 ) -> dict[str, list[RlStart]]:
-    """OOD before and after RL per algorithm and start step, seeds pooled (mean rate over seeds); `update`:
-    the update whose policy the table's RL rows are (None: each run's final policy)."""
+    """OOD before and after RL per algorithm and start step, each seed's in order of seed; `update`: the
+    update whose policy the table's RL rows are (None: each run's final policy)."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["split"] == OOD and (algorithms is None or row["algorithm"] in algorithms):
             groups[row["algorithm"], int(row["start_step"])].append(row)
     result: dict[str, list[RlStart]] = defaultdict(list)
     for (algorithm, step), group in sorted(groups.items()):
+        group = sorted(group, key=lambda row: int(row["seed"]))
         models = tuple(rl_model(algorithm, step, row["seed"], update) for row in group)
-        after = float(np.mean([float(row["after"]) for row in group]))
-        result[algorithm].append(RlStart(algorithm, step, models, float(group[0]["before"]), after))
+        afters = tuple(float(row["after"]) for row in group)
+        result[algorithm].append(RlStart(algorithm, step, models, float(group[0]["before"]), afters))
     return dict(result)
 
 

@@ -15,9 +15,18 @@ from sftrl.claims import verdicts
 from sftrl.claims.evidence import Evidence, choose_peak, roles_peak
 from sftrl.claims.inputs import ClaimInputs, RlStart, ood_episodes, rl_starts
 from sftrl.claims.representations import check_representations
-from sftrl.claims.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Check, ClaimSettings, Finding, combine
+from sftrl.claims.verdicts import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SEED_TEST,
+    SUPPORTED,
+    Check,
+    ClaimSettings,
+    Finding,
+    combine,
+)
 from sftrl.curves import CurvePoint, ood_curve
-from sftrl.stats import ALPHA, Comparison, Recovery
+from sftrl.stats import ALPHA, MIN_SEEDS, RECOMMENDED_SEEDS, Comparison, Recovery
 
 STATEMENT = (
     "RL-FT restores most of the OOD accuracy lost during SFT when it starts from a moderately trained SFT "
@@ -163,18 +172,26 @@ def check_loss(
 class _StartEvidence:
     start: RlStart
     loss: Comparison  # the peak against the start checkpoint (report half)
-    raised: Comparison  # after RL against before (all episodes)
-    recovery: Recovery  # report half
+    raised: Comparison  # after RL against before (all episodes), over seeds where there are two or more
+    recovery: Recovery  # report half, over seeds where there are two or more
     loss_p: float = math.nan  # Holm-adjusted over the starts after the peak
 
     @property
     def lost(self) -> bool:
         return self.loss_p < ALPHA
 
+    @property
+    def replicated(self) -> bool:
+        """Whether RL from this start ran with enough seeds for a test of RL rather than of one run."""
+        return self.start.seeds >= MIN_SEEDS
+
     def line(self) -> str:
         s = self.start
+        runs = (
+            f"seeds {s.seeds_text()}%, mean {100 * s.after:.1f}%" if s.seeds > 1 else f"{100 * s.after:.1f}% (one run)"
+        )
         return (
-            f"{s.algorithm} from step {s.step} ({len(s.models)} seed(s)): OOD {100 * s.before:.1f}% → {100 * s.after:.1f}% "
+            f"{s.algorithm} from step {s.step}: OOD {100 * s.before:.1f}% → {runs} "
             f"(all {self.raised.n} episodes: {self.raised.text()}, one-sided p = {self.raised.p_greater:.3g}); "
             f"loss from the peak {100 * self.loss.diff:.1f} points, Holm p = {self.loss_p:.3g}; report half: {self.recovery.text()}"
         )
@@ -182,9 +199,10 @@ class _StartEvidence:
     def to_dict(self) -> dict[str, Any]:
         return {
             "start_step": self.start.step,
-            "seeds": len(self.start.models),
+            "seeds": self.start.seeds,
             "before": self.start.before,
             "after": self.start.after,
+            "after_per_seed": list(self.start.afters),
             "loss": self.loss.to_dict(),
             "loss_p_holm": self.loss_p,
             "lost": self.lost,
@@ -200,20 +218,43 @@ def _start_evidence(
     items = []
     for start in starts:
         before_half = evidence.arm(start.start_model, start.before, n, half=True)
-        after_half = evidence.pooled(start.models, f"{start.algorithm} from {start.step}", start.after, n, half=True)
         before = evidence.arm(start.start_model, start.before, n)
-        after = evidence.pooled(start.models, f"{start.algorithm} from {start.step}", start.after, n)
         items.append(
             _StartEvidence(
                 start,
                 evidence.compare(before_half, peak_arm),
-                evidence.compare(before, after),
-                evidence.recovery(after_half, before_half, peak_arm, threshold),
+                evidence.rl_effect(before, evidence.runs(start, n)),
+                evidence.rl_recovery(evidence.runs(start, n, half=True), before_half, peak_arm, threshold),
             )
         )
     for item, p in zip(items, stats.holm([i.loss.p_greater for i in items]), strict=False):
         item.loss_p = p
     return items
+
+
+def seed_note(seeds: int, algorithms: Sequence[str]) -> str | None:
+    """What the dry run says when `rl.seeds` has fewer seeds than the RL checks need: which checks are
+    inconclusive by construction (None: enough seeds)."""
+    if seeds >= MIN_SEEDS:
+        return None
+    checks = ", ".join(f"F1.{kind}.{a}" for a in algorithms for kind in ("rl_raises", "rl_most", "rl_late"))
+    return (
+        f"rl.seeds has {seeds} seed: {checks} will be inconclusive by construction (one run's change says "
+        f"nothing of another seed's); they need at least {MIN_SEEDS} seeds, {RECOMMENDED_SEEDS} recommended. "
+        "F4's rank tests over starts do not."
+    )
+
+
+def unreplicated_detectable(seeds: int) -> str:
+    return f"no effect of RL at all from {seeds} seed(s) per start"
+
+
+def unreplicated_reason(seeds: int) -> str:
+    """Why an RL check is inconclusive by construction with too few seeds."""
+    return (
+        f"{seeds} RL seed(s) per start: one run's change says nothing of another seed's, so RL's effect cannot "
+        f"be told from the run's; the check needs at least {MIN_SEEDS} seeds ({RECOMMENDED_SEEDS} recommended, rl.seeds)"
+    )
 
 
 def check_rl_recovery(
@@ -227,6 +268,7 @@ def check_rl_recovery(
     late = items[-1] if len(items) >= 2 else None
     moderate = items[:-1] if len(items) >= 2 else items
     informative = [i for i in moderate if i.lost]
+    replicated = [i for i in informative if i.replicated]
     lines = [i.line() for i in moderate]
     numbers = {"starts": [i.to_dict() for i in moderate], "peak_step": best.step}
     no_start = f"no RL start after the OOD peak (step {best.step})"
@@ -237,8 +279,12 @@ def check_rl_recovery(
     name = algorithm.upper()
 
     def without_evidence(check_id: str, claim: str, test: str) -> Check:
-        """Inconclusive: no moderate start lost OOD success, or none of them can be tested."""
+        """Inconclusive: no moderate start lost OOD success, or none of them can be tested, or RL from them
+        ran with too few seeds."""
         reason, detectable = (nothing, loss_detectable) if moderate else (no_start, "")
+        if informative and not replicated:
+            seeds = max(i.start.seeds for i in informative)
+            reason, detectable = unreplicated_reason(seeds), unreplicated_detectable(seeds)
         return Check(check_id, claim, INCONCLUSIVE, reason, test, lines, numbers, detectable)
 
     def family_check(
@@ -250,14 +296,14 @@ def check_rl_recovery(
         effect: str,
         effect_at: Callable[[_StartEvidence], str],
     ) -> Check:
-        """A claim on the moderate starts that lost OOD success, Holm-corrected over them (`family_verdict`):
-        `p_values` gives a start's p-values for and against the claim, `reasons` the reason of each verdict
-        from the adjusted ones, `effect` and `effect_at` the detectable effect."""
-        if not informative:
+        """A claim on the moderate starts that lost OOD success and ran with seeds, Holm-corrected over them
+        (`family_verdict`): `p_values` gives a start's p-values for and against the claim, `reasons` the
+        reason of each verdict from the adjusted ones, `effect` and `effect_at` the detectable effect."""
+        if not replicated:
             return without_evidence(check_id, claim, test)
-        pairs = [p_values(i) for i in informative]
+        pairs = [p_values(i) for i in replicated]
         verdict, p_for, p_against = verdicts.family_verdict([p for p, _ in pairs], [p for _, p in pairs])
-        detectable = effect + ", ".join(f"{effect_at(i)} (step {i.start.step})" for i in informative)
+        detectable = effect + ", ".join(f"{effect_at(i)} (step {i.start.step})" for i in replicated)
         reason = reasons(p_for, p_against)[verdict]
         return Check(check_id, claim, verdict, reason, test, lines, numbers, detectable)
 
@@ -265,11 +311,11 @@ def check_rl_recovery(
         family_check(
             f"F1.rl_raises.{algorithm}",
             f"{name} from a moderately trained checkpoint raises the OOD success SFT lost",
-            f"after RL against its start checkpoint on all OOD episodes, one-sided {'exact McNemar' if evidence.paired else 'score'} "
-            f"test, Holm over the moderate starts that lost OOD success to the peak (step {best.step})",
+            f"after RL against its start checkpoint on all OOD episodes, one-sided t test over {SEED_TEST[evidence.paired]}, "
+            f"Holm over the moderate starts that lost OOD success to the peak (step {best.step})",
             lambda i: (i.raised.p_greater, i.raised.p_less),
             lambda p_for, _: {
-                SUPPORTED: f"RL raises OOD success from step {informative[int(np.argmin(p_for))].start.step} (Holm p = {min(p_for):.3g})",
+                SUPPORTED: f"RL raises OOD success from step {replicated[int(np.argmin(p_for))].start.step} (Holm p = {min(p_for):.3g})",
                 NOT_SUPPORTED: "RL lowers OOD success from every moderate start that lost it (Holm p < 0.05)",
                 INCONCLUSIVE: f"no significant rise (smallest Holm p = {min(p_for):.3g})",
             },
@@ -279,8 +325,8 @@ def check_rl_recovery(
         family_check(
             f"F1.rl_most.{algorithm}",
             f"{name} from a moderately trained checkpoint restores most (≥ {threshold:g}%) of the OOD success SFT lost",
-            f"recovery % against the SFT peak (step {best.step}) on the report half, {'paired' if evidence.paired else 'parametric'} "
-            f"bootstrap, one-sided p against {threshold:g}%, Holm over the moderate starts that lost OOD success",
+            f"recovery % against the SFT peak (step {best.step}) on the report half, one-sided t test of its contrast at "
+            f"{threshold:g}% over {SEED_TEST[evidence.paired]}, Holm over the moderate starts that lost OOD success",
             lambda i: (i.recovery.p_below, i.recovery.p_above),
             lambda p_for, p_against: {
                 SUPPORTED: f"a moderate start's recovery lies above {threshold:g}% (Holm p = {min(p_for):.3g})",
@@ -293,7 +339,10 @@ def check_rl_recovery(
     ]
 
     claim = f"{name} from the most overfitted start cannot restore most of it"
-    test = f"recovery % of the latest start on the report half against {threshold:g}%, one-sided bootstrap p"
+    test = (
+        f"recovery % of the latest start on the report half against {threshold:g}%, one-sided t test of its contrast "
+        f"over {SEED_TEST[evidence.paired]}"
+    )
     if late is None:
         reason = (
             no_start if not items else "only one start after the OOD peak: no later, more overfitted start to contrast"
@@ -302,6 +351,8 @@ def check_rl_recovery(
         return checks
     if not late.lost:
         verdict, reason = INCONCLUSIVE, "the latest start did not lose OOD success significantly"
+    elif not late.replicated:
+        verdict, reason = INCONCLUSIVE, unreplicated_reason(late.start.seeds)
     else:
         verdict = verdicts.p_verdict(late.recovery.p_above, late.recovery.p_below)
         reason = {
@@ -313,6 +364,8 @@ def check_rl_recovery(
         f"a loss of {verdicts.points_text(late.loss.detectable)}"
         if not late.lost
         else f"a recovery {verdicts.recovery_text(late.recovery.detectable, threshold)}"
+        if late.replicated
+        else unreplicated_detectable(late.start.seeds)
     )
     checks.append(
         Check(

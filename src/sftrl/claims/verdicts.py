@@ -18,6 +18,10 @@ SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclu
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
 Z95 = 1.96
 EXACT_PERMUTATION_MAX = 8  # n! permutations up to here (40,320), random ones beyond
+SEED_TEST = {  # the RL checks' test, with per-episode outcomes (True) and with the tables' rates (False)
+    True: "seeds and episodes (seed and episode variance, Cochran–Cox)",
+    False: "the seeds' rates",
+}
 
 
 @dataclass(frozen=True)
