@@ -185,4 +185,6 @@ def test_recovery_over_seeds_has_fieller_bounds_where_the_contrast_turns_signifi
     assert min(result.p_below, result.p_above) > 0.05  # 52%, its interval over 50%: neither above nor below
     assert stats.recovery_runs(after, target, source, 20.0).p_below < 0.05  # but above 20%
     no_gap = stats.recovery_runs(after, target, target, 50.0)
-    assert math.isnan(no_gap.pct) and math.isnan(no_gap.ci_low)
+    assert math.isnan(no_gap.pct) and math.isnan(no_gap.ci_low) and no_gap.text() == "recovery undefined (no gap)"
+    one_sided = stats.Recovery(-73.0, math.nan, -2.0, 1.0, 0.0, 50.0, "")
+    assert one_sided.text() == "recovery -73% [−∞, -2]"  # Fieller's interval, unbounded below

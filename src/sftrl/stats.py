@@ -455,7 +455,11 @@ class Recovery:
     def text(self) -> str:
         if math.isnan(self.pct):
             return "recovery undefined (no gap)"
-        return f"recovery {self.pct:.0f}% [{self.ci_low:.0f}, {self.ci_high:.0f}]"
+        if math.isnan(self.ci_low) and math.isnan(self.ci_high):
+            return f"recovery {self.pct:.0f}% (no interval)"
+        low = "−∞" if math.isnan(self.ci_low) else f"{self.ci_low:.0f}"
+        high = "+∞" if math.isnan(self.ci_high) else f"{self.ci_high:.0f}"
+        return f"recovery {self.pct:.0f}% [{low}, {high}]"
 
 
 def recovery_pct(after: float, target: float, source: float) -> float | None:
@@ -509,8 +513,8 @@ def recovery_runs(after: SeedRuns, target: Arm, source: Arm, threshold: float) -
     """Recovery % of several runs (seeds) between `target` (0%) and `source` (100%), with its error from
     seeds and episodes (`seed_episode_test`; over the seeds' rates alone with counts): the p-values test
     the contrast (after − target) − θ·(source − target) at the threshold, and the 95% interval holds every
-    θ whose contrast is not rejected (Fieller's interval; a NaN bound where it is unbounded, because the
-    gap itself is not significant)."""
+    θ whose contrast is not rejected (Fieller's interval; a NaN bound where it is unbounded on that side,
+    as when the gap itself is not significant)."""
     if after.paired:
         check_paired(target, source, *after.runs)  # type: ignore[arg-type]
     gain = after.matrix - arm_values(target)[None, :]
