@@ -249,7 +249,8 @@ def rl_rows(eval_root: str | Path, sft_models: Iterable[str], rl_models: Iterabl
 
 
 def plot_rl_from_sft(curve: list[dict], rows: list[dict], png_path: str | Path, split: str = "ood") -> list[Path]:
-    """The SFT curve of one split with an arrow from each RL start checkpoint to its RL result."""
+    """The SFT curve of one split with an arrow from each RL start checkpoint to its RL result (each seed's
+    its own arrow, side by side)."""
     fig, ax = new_figure()
     points = [r for r in curve if r["split"] == split]
     style = SPLIT_STYLE[split]
@@ -257,9 +258,11 @@ def plot_rl_from_sft(curve: list[dict], rows: list[dict], png_path: str | Path, 
     plot_rates(ax, steps, *_rates(points), style["color"], alpha=0.12, markersize=4, label=f"SFT, {style['label']}")
     span = max(steps) - min(steps) if len(steps) > 1 else 1
     algorithms = sorted({r["algorithm"] for r in rows})
+    seeds = sorted({int(r["seed"]) for r in rows})
+    slots = len(algorithms) * len(seeds)  # side by side at each start: algorithms, and within each its seeds
     for row in (r for r in rows if r["split"] == split):
-        shift = span * 0.012 * (algorithms.index(row["algorithm"]) - (len(algorithms) - 1) / 2)
-        x = row["start_step"] + shift
+        slot = algorithms.index(row["algorithm"]) * len(seeds) + seeds.index(int(row["seed"]))
+        x = row["start_step"] + span * (0.024 / max(1, len(seeds))) * (slot - (slots - 1) / 2)
         color = algorithm_colour(row["algorithm"])
         ax.annotate(
             "",
