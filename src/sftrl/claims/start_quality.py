@@ -54,7 +54,7 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 "Spearman rank correlation of start step and recovery % (of each start's mean over its seeds) over the "
                 f"starts after the OOD peak (step {peak_point.step}), one-sided permutation test at α = 0.05; {OVER_STARTS}",
                 [
-                    f"step {s.step}: recovery {r:.0f}% ({_after_text(s)})"
+                    f"step {s.step}: recovery {r:.0f}%, OOD after RL {_after_text(s)}"
                     for s, r in zip(later, recoveries, strict=False)
                 ]
                 + [_rank_text(result)],
