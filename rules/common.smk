@@ -8,6 +8,7 @@ from sftrl.config import (
     ANGLE_SPECTRA,
     HUB_PREFIX,
     DataConfig,
+    base_seed,
     TaskConfig,
     check_experiment,
     check_schedule,
@@ -226,10 +227,11 @@ def pretrain_config_json():
     them, so a later experiment can tell whether the base has seen its evaluation problems.
     """
     corpus = {key: config["data"][key] for key in ("id_unseen_share", "pretrain")}
-    model = {key: value for key, value in config["model"].items() if key != "refine"}
+    model = {key: value for key, value in config["model"].items() if key not in ("refine", "base_seed")}
     return json.dumps(
         {
-            **{name: config[name] for name in ("seed", "task")},
+            "seed": base_seed(config),
+            "task": config["task"],
             "model": model,
             "data": corpus,
         },
@@ -245,7 +247,7 @@ def refine_config_json():
     return json.dumps(
         {
             **json.loads(pretrain_config_json()),
-            "model": {**config["model"], "refine": refine},
+            "model": {**json.loads(pretrain_config_json())["model"], "refine": refine},
             "eval": config["eval"],
         },
         sort_keys=True,

@@ -260,8 +260,9 @@ def _grid(default_config, rl_models, sft_end):
             r"restore.pairs names RL runs \['rl-ppo-from50-s0'\].*use the role rl_from_end",
         ),
         (lambda c: c["report"]["claims"].update(angle_k_fraction=0.3), "angle_k_fraction 0.3 is not among"),
+        (lambda c: c["model"].update(base_seed=1), "model.base_seed builds a tiny base, but model.source is 'embedded'"),
     ],
-    ids=["off-ladder", "hub-base", "plan-without-budget", "planned-rl-run-named", "angle-fraction"],
+    ids=["off-ladder", "hub-base", "plan-without-budget", "planned-rl-run-named", "angle-fraction", "base-seed"],
 )
 def test_settings_that_contradict_each_other_are_refused(default_config, edit, expected):
     from sftrl.config import check_experiment
@@ -275,6 +276,15 @@ def test_settings_that_contradict_each_other_are_refused(default_config, edit, e
     rl_models = [rl_model(a, s, 0) for a in ("ppo", "grpo") for s in starts]
     with pytest.raises(ValueError, match=expected):
         check_experiment(config, sft_steps, rl_models, _grid(config, rl_models, "sft-600"), "sft-600")
+
+
+def test_a_second_base_has_its_own_seed_and_the_study_keeps_the_experiments(default_config):
+    from sftrl.config import base_seed
+
+    config = copy.deepcopy(default_config)
+    assert config["model"]["base_seed"] is None and base_seed(config) == config["seed"] == 0
+    config["model"].update(source="tiny", base_seed=1)
+    assert base_seed(config) == 1 and config["seed"] == 0
 
 
 def test_the_planned_restoration_is_an_svd_edit_of_the_peak_and_end_pair(default_config):

@@ -158,6 +158,12 @@ BASE_READING_SPECTRA = {"base_to_sft", "base_to_rl", "sft_vs_rl"}  # spectrum pa
 ANGLE_SPECTRA = {"base_to_sft", "base_to_rl"}  # spectrum pairs whose principal angles F2 reads
 
 
+def base_seed(config: Mapping[str, Any]) -> int:
+    """The seed the tiny base is built with (`model.base_seed`, else the experiment's)."""
+    seed = config["model"].get("base_seed")
+    return config["seed"] if seed is None else seed
+
+
 def check_experiment(
     config: Mapping[str, Any],
     sft_steps: Sequence[int],
@@ -176,6 +182,10 @@ def check_experiment(
         if off_ladder:
             raise ValueError(f"rl.from_steps {off_ladder} are not on the SFT ladder {list(sft_steps)}")
     source = config["model"]["source"]
+    if config["model"].get("base_seed") is not None and source != "tiny":
+        raise ValueError(
+            f"model.base_seed builds a tiny base, but model.source is {source!r}: set model.source: tiny, or model.base_seed: null"
+        )
     spectra = set(config["spectrum"]["pairs"])
     if source.startswith(HUB_PREFIX) and (
         spectra & BASE_READING_SPECTRA or any("base" in (pair.source, pair.target) for pair in restore_pairs)
