@@ -8,7 +8,6 @@ from sftrl.config import (
     ANGLE_SPECTRA,
     HUB_PREFIX,
     DataConfig,
-    base_seed,
     TaskConfig,
     check_experiment,
     check_schedule,
@@ -16,7 +15,13 @@ from sftrl.config import (
     ladder_steps,
     restore_plan_spec,
 )
-from sftrl.data import check_pretrain, check_sft_source, check_supply, corpus_conflicts
+from sftrl.data import (
+    check_base_layout,
+    check_pretrain,
+    check_sft_source,
+    check_supply,
+    corpus_conflicts,
+)
 from sftrl.restoration.spec import num_decoder_layers
 from sftrl.names import (
     EVAL_SPLITS,
@@ -69,6 +74,8 @@ set_package_root(workflow.basedir)
 _task = from_dict(TaskConfig, config["task"], "task")
 _data = from_dict(DataConfig, config["data"], "data")
 check_pretrain(_task, _data)
+if config["model"]["source"] == "tiny":
+    check_base_layout(_task, _data)
 check_sft_source(_task, _data)
 check_supply(config["seed"], _task, _data, Path(".snakemake") / "sftrl")
 for _section, _where in (
@@ -227,11 +234,10 @@ def pretrain_config_json():
     them, so a later experiment can tell whether the base has seen its evaluation problems.
     """
     corpus = {key: config["data"][key] for key in ("id_unseen_share", "pretrain")}
-    model = {key: value for key, value in config["model"].items() if key not in ("refine", "base_seed")}
+    model = {key: value for key, value in config["model"].items() if key != "refine"}
     return json.dumps(
         {
-            "seed": base_seed(config),
-            "task": config["task"],
+            **{name: config[name] for name in ("seed", "task")},
             "model": model,
             "data": corpus,
         },

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sftrl.cards import (CARD_SYMBOLS, CATEGORIES, FEEDBACK, RULES, STYLES, Answer, Episode, Rewards, Rule,
                          answer, deal, feedback, get_rule, is_solvable, messages, parse, prompt, solution_steps,
                          solutions, verify)
+from sftrl import cards
 from sftrl.cards.expr import apply
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -561,6 +562,27 @@ def test_episode_success_on_third_attempt():
     assert roles == ["user", "assistant", "user", "assistant", "user", "assistant"]
     with pytest.raises(RuntimeError, match="over"):
         episode.step("again")
+
+
+def test_a_strict_layout_counts_only_the_tasks_own_answer_layout():
+    """The compact task's layout opens with the numbers field; under a strict layout right steps without
+    it, a formula or JSON are unparsable ("no numbers"), a right answer in the layout is correct."""
+    right = "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
+    for reply in ("7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24", "(7-5)*11+2", '{"formula": "(7-5)*11+2=24"}'):
+        assert verify(reply, HAND, "ood").correct
+        strict = verify(reply, HAND, "ood", layout="compact")
+        assert (strict.category, strict.compact, strict.reward) == ("unparsable", "no numbers", -3.0)
+    assert verify(right, HAND, "ood", layout="compact").correct
+    assert verify("numbers 7 5 10 2 ; 7 - 5 = 2", HAND, "ood", layout="compact").category == "wrong_numbers"
+    episode = Episode(HAND, "ood", style="compact", max_attempts=2, strict_layout=True)
+    episode.step("7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24")
+    assert episode.messages[-1]["content"] == "fail ; no numbers" and episode.step(right).correct
+    with pytest.raises(ValueError, match="no strict layout for the 'paper' style"):
+        verify(right, HAND, "ood", layout="paper")
+    with pytest.raises(ValueError, match="no strict layout for the 'paper' style"):
+        Episode(HAND, "ood", style="paper", strict_layout=True)
+    assert cards.in_answer_layout(right, "steps_only") == "7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
+    assert cards.in_answer_layout(right, "task") == right
 
 
 def test_episode_max_attempts_and_compact_feedback():

@@ -20,7 +20,12 @@ SMALL = DataConfig(
     eval=EvalDataConfig(id=40, id_unseen=40, ood=40, loss_examples=10),
     rl=RlDataConfig(prompts=80),
     pretrain=PretrainDataConfig(
-        examples=300, targets=(12, 36), exclude_targets=(23, 24, 25), retry_share=0.0, failed_attempts=(1, 1)
+        examples=300,
+        targets=(12, 36),
+        exclude_targets=(23, 24, 25),
+        retry_share=0.0,
+        failed_attempts=(1, 1),
+        answer_layout="task",
     ),
 )
 
@@ -158,6 +163,34 @@ def test_multi_attempt_episodes_hold_distinct_wrong_attempts_with_real_feedback(
         assert any(re.fullmatch(r"fail ; step 3 : .* not \d+", m) for m in messages)  # a claimed target
     else:
         assert any("the formula evaluates to" in m for m in messages)
+
+
+def test_a_steps_only_base_corpus_solves_the_game_outside_the_tasks_layout():
+    """answer_layout steps_only: every answer, right or wrong, is the steps alone (the rule's values still
+    in them); the feedback is the verifier's in any layout, and the right answers count there but not in
+    the task's strict layout: the base it makes knows the game, not the task's format."""
+    config = dataclasses.replace(
+        SMALL, pretrain=dataclasses.replace(SMALL.pretrain, retry_share=0.5, answer_layout="steps_only")
+    )
+    steps_only = data.build_pretrain_corpus(7, TASK, config)
+    task_layout = data.build_pretrain_corpus(
+        7, TASK, dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, answer_layout="task"))
+    )
+    assert [r["uid"] for r in steps_only] == [r["uid"] for r in task_layout]  # the same problems
+    retried = 0
+    for record in steps_only:
+        rule = data.rule_from_record(record["rule"])
+        hand, target = tuple(record["hand"]), record["target"]
+        answer = record["completion"][0]["content"]
+        assert not answer.startswith("numbers") and cards.verify(answer, hand, rule, target).correct
+        assert cards.verify(answer, hand, rule, target, layout="compact").category == "unparsable"
+        for wrong in record["prompt"][1::2]:
+            retried += 1
+            assert not wrong["content"].startswith("numbers")
+    assert retried > 50
+    with pytest.raises(ValueError, match="rewrites compact answers, but the task's style is 'paper'"):
+        data.check_base_layout(dataclasses.replace(TASK, style="paper"), config)
+    data.check_base_layout(TASK, config)
 
 
 def test_more_failed_attempts_than_an_episode_allows_is_refused():

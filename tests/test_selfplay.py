@@ -38,6 +38,14 @@ def test_rounds_play_fresh_pretraining_style_hands_never_an_evaluation_problem()
     assert {r["target"] for r in first} == set(range(20, 29))
 
 
+def test_a_second_base_plays_other_hands_under_the_same_exclusions():
+    """model.base_seed: the stream of hands is the base's seed's, the problems left out the experiment's."""
+    own, other = selfplay.problems(0, 1, TASK, DATA, 200), selfplay.problems(0, 1, TASK, DATA, 200, stream_seed=1)
+    assert own != other and own == selfplay.problems(0, 1, TASK, DATA, 200, stream_seed=0)
+    held_out = data.split_multisets(0, DATA.id_unseen_share, TASK.target).held_out
+    assert not any(data.multiset(record["hand"]) in held_out for record in other)
+
+
 class Scripted:
     """A model that answers each hand with its script, one reply per attempt."""
 
@@ -90,6 +98,28 @@ def test_retry_episodes_replay_the_models_own_failures_with_the_verifiers_feedba
         assert cards.verify(example["completion"][0]["content"], hand, rule, target).correct
         shown[len(own)] += 1
     assert set(shown) == {1, 2, 3}  # j is drawn, capped by the failures and by max_failed
+
+
+def test_a_base_in_the_making_plays_and_learns_in_its_own_layout(monkeypatch):
+    """A base taught the steps alone is judged in any layout while it is built (the task's strict layout is
+    what SFT teaches), and its retry episodes end in the steps alone."""
+    import sftrl.evaluate.backends as backends
+
+    records = selfplay.problems(0, 1, TASK, DATA, 12)
+    script = {}
+    for record in records:
+        hand, rule, target = tuple(record["hand"]), cards.Rule(**record["rule"]), record["target"]
+        right = cards.answer(hand, rule, cards.solutions(hand, rule, target)[0], target, "compact")
+        script[cards.prompt(hand, rule, target, "compact")] = [cards.in_answer_layout(right, "steps_only")] * 5
+    monkeypatch.setattr(backends, "make_backend", lambda model_dir, cfg: Scripted(script))
+    assert TASK.layout == "compact"  # the task counts its own layout only
+    played = selfplay.play("unused", records, TASK, None)
+    assert all(r["success"] and len(r["turns"]) == 1 for r in played)
+    failed = [dict(r, success=False) for r in played]  # as if every reply had failed
+    for example in selfplay.retry_episodes(failed, TASK, random.Random(0), 2, layout="steps_only"):
+        rule, hand, target = cards.Rule(**example["rule"]), tuple(example["hand"]), example["target"]
+        answer = example["completion"][0]["content"]
+        assert not answer.startswith("numbers") and cards.verify(answer, hand, rule, target).correct
 
 
 def test_summary_counts_solves_and_retries_that_repeat_a_reply(played):

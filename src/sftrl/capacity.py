@@ -202,6 +202,7 @@ def text_tokens(config: Mapping, reply_tokens: int, attempts: int | None = None)
         style=task["style"],
         max_attempts=attempts,
         feedback_text=task.get("feedback", "sftrl"),
+        strict_layout=task.get("strict_layout", False) and task["style"] in cards.STRICT_LAYOUTS,
     )
     prompt = sum(len(m["content"]) for m in episode.messages)
     episode.step("1 + 1 = 2")  # a wrong attempt: the feedback's length

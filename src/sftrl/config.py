@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sftrl.cards.verify import Rewards
+from sftrl.cards.formats import ANSWER_LAYOUTS as PRETRAIN_ANSWER_LAYOUTS
+from sftrl.cards.verify import STRICT_LAYOUTS, Rewards
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -56,6 +57,7 @@ class TaskConfig:
     max_attempts: int = 5
     rewards: Rewards = field(default_factory=Rewards)  # the verifier's own rewards, read from task.rewards
     feedback: str = "sftrl"  # the feedback turn's words: this verifier's, or the reference verifier's verbatim
+    strict_layout: bool = True  # compact: only its own answer layout counts (`cards.verify`); paper: any, always
 
     def __post_init__(self) -> None:
         from sftrl.cards.episode import FEEDBACK_TEXTS
@@ -68,6 +70,27 @@ class TaskConfig:
                 f"paper's JSON answer, which the task.style {self.style!r} model neither writes nor can read; "
                 "set task.feedback: sftrl, or task.style: paper"
             )
+
+    @property
+    def layout(self) -> str | None:
+        """The only answer layout the verifier counts (`cards.verify`'s `layout`), or None: any. The paper
+        style has none: it is read in any layout, as the reference verifier reads it."""
+        return self.style if self.strict_layout and self.style in STRICT_LAYOUTS else None
+
+    def episode(self, hand, rule, target: int | None = None, max_attempts: int | None = None):
+        """A game of this task (`cards.Episode`): its style, attempts, rewards, feedback and layout."""
+        from sftrl.cards.episode import Episode
+
+        return Episode(
+            hand,
+            rule,
+            target=self.target if target is None else target,
+            style=self.style,
+            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+            rewards=self.rewards,
+            feedback_text=self.feedback,
+            strict_layout=self.layout is not None,
+        )
 
 
 ANSWER_LAYOUTS = ("json", "authors")  # the generated SFT answer: one-line JSON, or the authors' response template
@@ -106,6 +129,13 @@ class PretrainDataConfig:
     exclude_targets: tuple[int, ...] = ()
     retry_share: float = 0.5
     failed_attempts: tuple[int, int] = (1, 4)
+    answer_layout: str = "steps_only"  # the layout the base is taught to answer in (`cards.ANSWER_LAYOUTS`)
+
+    def __post_init__(self) -> None:
+        if self.answer_layout not in PRETRAIN_ANSWER_LAYOUTS:
+            raise ValueError(
+                f"data.pretrain.answer_layout {self.answer_layout!r}: expected one of {list(PRETRAIN_ANSWER_LAYOUTS)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,14 @@ def example(
     }
 
 
+def in_layout(record: dict, layout: str) -> dict:
+    """A supervised example with its completion in a pretraining answer layout (`cards.in_answer_layout`)."""
+    if layout == "task":
+        return record
+    (turn,) = record["completion"]
+    return {**record, "completion": [{**turn, "content": cards.in_answer_layout(turn["content"], layout)}]}
+
+
 RETRY_MISTAKES = ("misread", "arithmetic", "stop_early", "wrong_path")
 
 
@@ -199,17 +207,19 @@ def retry_example(
     style: str,
     rng: random.Random,
     failed: int = 1,
+    layout: str = "task",
 ) -> dict | None:
     """A multi-attempt episode for pretraining: `failed` distinct wrong attempts, each followed by the
-    verifier's feedback, as the prompt; the right answer as the completion. The model learns to act on
-    feedback, and to answer differently after a failure, without ever being trained to make a mistake.
-    None where too few distinct wrong attempts apply."""
+    verifier's feedback, as the prompt; the right answer as the completion, every answer in `layout`.
+    The model learns to act on feedback, and to answer differently after a failure, without ever being
+    trained to make a mistake. None where too few distinct wrong attempts apply."""
     episode = cards.Episode(hand, rule, target, style, max_attempts=failed + 1)
     tried: set[str] = set()
     for _ in range(4 * failed):
         if len(tried) == failed:
             break
         wrong = wrong_attempt(rng, hand, rule, target, formula, style)
+        wrong = wrong if wrong is None else cards.in_answer_layout(wrong, layout)
         if wrong is None or wrong in tried:
             continue
         if episode.step(wrong).correct:
@@ -217,7 +227,7 @@ def retry_example(
         tried.add(wrong)
     if len(tried) < failed:
         return None
-    return {**example(uid, hand, rule, target, formula, style), "prompt": episode.messages}
+    return {**in_layout(example(uid, hand, rule, target, formula, style), layout), "prompt": episode.messages}
 
 
 def episode_record(uid: str, hand: tuple[int, ...], rule: cards.Rule, target: int) -> dict:
@@ -484,6 +494,16 @@ def check_pretrain(task: TaskConfig, data: DataConfig) -> None:
 CORPUS_EXCLUSION_SETTINGS = ("seed", "data.id_unseen_share", "task.target")
 
 
+def check_base_layout(task: TaskConfig, data: DataConfig) -> None:
+    """A base built here (`model.source: tiny`) answers in `data.pretrain.answer_layout`, a layout of
+    compact answers: refused for another style."""
+    if data.pretrain.answer_layout != "task" and task.style != "compact":
+        raise ValueError(
+            f"data.pretrain.answer_layout {data.pretrain.answer_layout!r} rewrites compact answers, but the task's "
+            f"style is {task.style!r}: set data.pretrain.answer_layout: task to build a {task.style} base"
+        )
+
+
 def corpus_conflicts(base_config: dict, config: dict) -> list[str]:
     """The settings in which an experiment differs from the one a base was pretrained for, so that the
     base's corpus may hold the experiment's evaluation problems: held-out hands it would test as unseen,
@@ -530,11 +550,14 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
     The model must read the rule to answer, which is the skill OOD evaluation probes. A share
     (`data.pretrain.retry_share`) are episodes with `data.pretrain.failed_attempts` (a range) wrong
     attempts before the answer (`retry_example`), so the model learns to use the verifier's feedback; at
-    share 0 the corpus is the same bytes as without them. The evaluation
+    share 0 the corpus is the same bytes as without them. Its answers are in `data.pretrain.answer_layout`
+    (the task's, or the steps alone: a base that solves the game but not in the task's layout), judged
+    in any layout (the verifier's feedback on the wrong attempts). The evaluation
     problems themselves never appear: no ID or OOD mapping is paired with the evaluation target, and
     no held-out (`id_unseen`) multiset is used at all.
     """
     check_pretrain(task, data)
+    check_base_layout(task, data)
     rng = stage_rng(seed, "pretrain")
     corpus: list[dict] = []
     for hand, rule, target in corpus_problems(rng, seed, task, data):
@@ -543,8 +566,9 @@ def build_pretrain_corpus(seed: int, task: TaskConfig, data: DataConfig) -> list
         formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
         uid = f"pre-{len(corpus):07d}"
         retry = data.pretrain.retry_share and rng.random() < data.pretrain.retry_share  # no draw at share 0
+        layout = data.pretrain.answer_layout
         record = retry and retry_example(
-            uid, hand, rule, target, formula, task.style, rng, rng.randint(*data.pretrain.failed_attempts)
+            uid, hand, rule, target, formula, task.style, rng, rng.randint(*data.pretrain.failed_attempts), layout
         )
-        corpus.append(record or example(uid, hand, rule, target, formula, task.style))
+        corpus.append(record or in_layout(example(uid, hand, rule, target, formula, task.style), layout))
     return corpus

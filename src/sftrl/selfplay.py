@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sftrl import cards, io
-from sftrl.config import DataConfig, TaskConfig, from_dict
-from sftrl.data import check_pretrain, corpus_problems, episode_record, example, pick_solutions, stage_rng
+from sftrl.config import DataConfig, TaskConfig, base_seed, from_dict
+from sftrl.data import check_pretrain, corpus_problems, episode_record, example, in_layout, pick_solutions, stage_rng
 from sftrl.provenance import provenance as make_provenance
 
 
@@ -37,10 +37,13 @@ class RefineConfig:
             )
 
 
-def problems(seed: int, round_: int, task: TaskConfig, data: DataConfig, hands: int) -> list[dict]:
+def problems(
+    seed: int, round_: int, task: TaskConfig, data: DataConfig, hands: int, stream_seed: int | None = None
+) -> list[dict]:
     """The hands one round plays: episode records drawn as the pretraining corpus draws its problems
-    (same exclusions, so no evaluation problem is ever played), a fresh stream per round."""
-    rng = stage_rng(seed, f"selfplay-{round_}")
+    (the exclusions of the experiment's `seed`, so no evaluation problem is ever played), a fresh stream
+    per round, drawn with `stream_seed` (the base's seed; default `seed`)."""
+    rng = stage_rng(seed if stream_seed is None else stream_seed, f"selfplay-{round_}")
     drawn = zip(range(hands), corpus_problems(rng, seed, task, data), strict=False)
     return [episode_record(f"play{round_}-{i:06d}", hand, rule, target) for i, (hand, rule, target) in drawn]
 
@@ -48,7 +51,9 @@ def problems(seed: int, round_: int, task: TaskConfig, data: DataConfig, hands: 
 def play(model_dir: str | os.PathLike, records: Sequence[dict], task: TaskConfig, eval_cfg) -> list[dict]:
     """Play every record to the end as evaluation does (`eval_cfg` decodes); the played episodes, in order.
 
-    The engine plays one target at a time (an episode's target is the task's), so records are grouped."""
+    The engine plays one target at a time (an episode's target is the task's), so records are grouped. A
+    base in the making is judged in any layout (never `task.strict_layout`): it learns the game in its
+    corpus's layout, and the task's own layout is what SFT teaches it."""
     from sftrl.evaluate.backends import make_backend
     from sftrl.evaluate.engine import run_episodes
 
@@ -56,7 +61,7 @@ def play(model_dir: str | os.PathLike, records: Sequence[dict], task: TaskConfig
     played: dict[str, dict] = {}
     for target in sorted({r["target"] for r in records}):
         group = [r for r in records if r["target"] == target]
-        for result in run_episodes(backend, group, replace(task, target=target), progress=False):
+        for result in run_episodes(backend, group, replace(task, target=target, strict_layout=False), progress=False):
             played[result.uid] = result.to_record()
     return [played[str(r["uid"])] for r in records]
 
@@ -67,10 +72,12 @@ def failed_replies(episode: dict) -> list[str]:
     return replies[:-1] if episode["success"] else replies
 
 
-def retry_episodes(played: Sequence[dict], task: TaskConfig, rng: random.Random, max_failed: int) -> list[dict]:
+def retry_episodes(
+    played: Sequence[dict], task: TaskConfig, rng: random.Random, max_failed: int, layout: str = "task"
+) -> list[dict]:
     """One training example per played episode that failed at least once: its first j failed replies
     (j uniform in 1..min(failures, max_failed)), each followed by the verifier's feedback, as the prompt;
-    a right answer (a solver's solution) as the completion."""
+    a right answer (a solver's solution) as the completion, in the corpus's answer `layout`."""
     episodes = []
     for record in played:
         failed = failed_replies(record)
@@ -82,7 +89,8 @@ def retry_episodes(played: Sequence[dict], task: TaskConfig, rng: random.Random,
         for reply in shown:
             episode.step(reply)
         formula = pick_solutions(rng, cards.solutions(hand, rule, target), 1, task.style)[0]
-        episodes.append({**example(record["uid"], hand, rule, target, formula, task.style), "prompt": episode.messages})
+        right = in_layout(example(record["uid"], hand, rule, target, formula, task.style), layout)
+        episodes.append({**right, "prompt": episode.messages})
     return episodes
 
 
@@ -125,7 +133,8 @@ def run_play(config: dict, model_dir: str | os.PathLike, round_: int, out: str |
     task = from_dict(TaskConfig, config["task"], "task")
     data = from_dict(DataConfig, config["data"], "data")
     refine = from_dict(RefineConfig, config["model"]["refine"], "model.refine")
-    played = play(model_dir, problems(config["seed"], round_, task, data, refine.hands), task, eval_config(config))
+    records = problems(config["seed"], round_, task, data, refine.hands, base_seed(config))
+    played = play(model_dir, records, task, eval_config(config))
     io.write_jsonl(out, played)
     return summary(played)
 
@@ -150,9 +159,11 @@ def run_refine(
     check_pretrain(task, data)
     refine = from_dict(RefineConfig, config["model"]["refine"], "model.refine")
     section = {**config["model"]["pretrain"], **refine.train}
-    cfg = sft_config(section, config["seed"], "model.refine.train", PRETRAIN_DEFAULTS)
-    rng = stage_rng(config["seed"], f"refine-{round_}")
-    episodes = retry_episodes(io.read_jsonl(played_path), task, rng, data.pretrain.failed_attempts[1])
+    cfg = sft_config(section, base_seed(config), "model.refine.train", PRETRAIN_DEFAULTS)
+    rng = stage_rng(base_seed(config), f"refine-{round_}")
+    episodes = retry_episodes(
+        io.read_jsonl(played_path), task, rng, data.pretrain.failed_attempts[1], data.pretrain.answer_layout
+    )
     records = training_set(episodes, io.read_jsonl(corpus_path), refine.replay_share, rng)
     return train(
         str(model_dir),

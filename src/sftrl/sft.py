@@ -36,7 +36,7 @@ from sftrl.checkpoints import (
     model_dir_identity,
 )
 from sftrl.checkpoints import discard_unusable as discard_unusable_checkpoints
-from sftrl.config import check_schedule, from_dict
+from sftrl.config import base_seed, check_schedule, from_dict
 from sftrl.config import ladder_steps as config_ladder_steps
 from sftrl.exports import holds, publish
 from sftrl.modeling import (
@@ -183,8 +183,14 @@ FEEDBACK_PROBES = (
 
 
 def feedback_texts(style: str) -> list[str]:
+    """Every kind of feedback turn: of the verifier in any layout, and in the style's strict layout."""
     rule = cards.RULES["id"]
-    return [cards.feedback(cards.verify(reply, PROBE_HAND, rule), style) for reply in FEEDBACK_PROBES]
+    layouts = [None, *([style] if style in cards.STRICT_LAYOUTS else [])]
+    return [
+        cards.feedback(cards.verify(reply, PROBE_HAND, rule, layout=layout), style)
+        for layout in layouts
+        for reply in FEEDBACK_PROBES
+    ]
 
 
 def vocabulary_texts(records: Iterable[dict], style: str) -> Iterable[str]:
@@ -582,7 +588,7 @@ def run_pretrain(
     """
     model_section = config.get("model", {})
     tiny_cfg = from_dict(TinyModelConfig, model_section.get("tiny", {}), "model.tiny")
-    cfg = sft_config(model_section.get("pretrain", {}), config["seed"], "model.pretrain", PRETRAIN_DEFAULTS)
+    cfg = sft_config(model_section.get("pretrain", {}), base_seed(config), "model.pretrain", PRETRAIN_DEFAULTS)
     ladder_steps(cfg)
     style = config.get("task", {}).get("style", "compact")
     extra = list(vocabulary_texts([r for path in extra_text_paths for r in io.read_jsonl(path)], style))

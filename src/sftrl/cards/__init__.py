@@ -7,17 +7,19 @@ parsing), ``verify`` (category and reward of a reply), ``episode`` (the multi-tu
 
 from .episode import COMPACT_FEEDBACK, FEEDBACK, Episode, feedback
 from .expr import solution_steps
-from .formats import STYLES, Answer, answer, messages, parse, prompt
+from .formats import ANSWER_LAYOUTS, STYLES, Answer, answer, in_answer_layout, messages, parse, prompt
 from .rules import CARD_SYMBOLS, RULES, Hand, Rule, get_rule
 from .solver import deal, is_solvable, solutions
-from .verify import CATEGORIES, Rewards, Verdict, verify
+from .verify import CATEGORIES, STRICT_LAYOUTS, Rewards, Verdict, verify
 
 __all__ = [
+    "ANSWER_LAYOUTS",
     "CARD_SYMBOLS",
     "CATEGORIES",
     "COMPACT_FEEDBACK",
     "FEEDBACK",
     "RULES",
+    "STRICT_LAYOUTS",
     "STYLES",
     "Answer",
     "Episode",
@@ -29,6 +31,7 @@ __all__ = [
     "deal",
     "feedback",
     "get_rule",
+    "in_answer_layout",
     "is_solvable",
     "messages",
     "parse",

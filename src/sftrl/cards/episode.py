@@ -5,7 +5,7 @@ from __future__ import annotations
 from .formats import messages as first_messages
 from .reference import reference_feedback
 from .rules import Rule, as_hand, get_rule
-from .verify import Rewards, Verdict, verify
+from .verify import STRICT_LAYOUTS, Rewards, Verdict, verify
 
 FEEDBACK = "You failed this trial because {message}"
 COMPACT_FEEDBACK = "fail ; {message}"
@@ -37,6 +37,7 @@ class Episode:
         max_attempts: int = 5,
         rewards: Rewards = Rewards(),
         feedback_text: str = "sftrl",
+        strict_layout: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -45,6 +46,9 @@ class Episode:
         self.hand, self.rule, self.target = as_hand(hand), get_rule(rule), target
         self.style, self.max_attempts, self.rewards_table = style, max_attempts, rewards
         self.feedback_text = feedback_text
+        self.layout = style if strict_layout else None  # the only answer layout that counts (None: any)
+        if self.layout is not None and self.layout not in STRICT_LAYOUTS:
+            raise ValueError(f"no strict layout for the {style!r} style; strict layouts: {', '.join(STRICT_LAYOUTS)}")
         self.messages: list[dict] = first_messages(self.hand, self.rule, target, style)
         self.verdicts: list[Verdict] = []
 
@@ -70,7 +74,7 @@ class Episode:
         if self.done:
             outcome = "succeeded" if self.success else f"used all {self.max_attempts} attempts"
             raise RuntimeError(f"the episode is over (it {outcome}); start a new Episode")
-        verdict = verify(reply, self.hand, self.rule, self.target, self.rewards_table)
+        verdict = verify(reply, self.hand, self.rule, self.target, self.rewards_table, self.layout)
         self.messages.append({"role": "assistant", "content": reply})
         self.verdicts.append(verdict)
         if not self.done:

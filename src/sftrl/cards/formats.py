@@ -147,6 +147,20 @@ def answer(hand, rule: Rule | str, formula: str, target: int = 24, style: str = 
     return json.dumps({"cards": symbols(hand), "number": list(values), "formula": written})
 
 
+ANSWER_LAYOUTS = {  # a compact answer as a base may write it: the task's own, or its steps alone
+    "task": lambda reply: reply,
+    "steps_only": lambda reply: reply.split(" ; ", 1)[1] if reply.startswith("numbers ") else reply,
+}
+
+
+def in_answer_layout(reply: str, layout: str) -> str:
+    """A compact reply (`answer`, or a wrong attempt) in `layout`: ``task`` as written, ``steps_only``
+    without its opening ``numbers`` field (the steps still apply the rule's values)."""
+    if layout not in ANSWER_LAYOUTS:
+        raise ValueError(f"unknown answer layout {layout!r}; known: {', '.join(ANSWER_LAYOUTS)}")
+    return ANSWER_LAYOUTS[layout](reply)
+
+
 @dataclass(frozen=True)
 class Answer:
     """What a reply states. ``format``: "json", "lenient", "steps" or "none" (nothing found)."""

@@ -37,6 +37,12 @@ no_solution; several left (cards or results) -> wrong_numbers. No steps at all -
 Cost: one linear scan of the reply, microseconds for ordinary replies and about a millisecond for
 megabyte ones; no search over continuations.
 
+With a strict layout (``verify(..., layout="compact")``, config ``task.strict_layout``) a reply counts only
+in the task's own answer layout: the compact steps opening with their ``numbers`` field. Anything else —
+steps without that field, a formula, JSON — is unparsable ("no numbers"), however right its arithmetic:
+a model that can solve the game but answers in another layout scores nothing, as a base model that has
+not met the task's format.
+
 ``numbers_follow_rule`` compares the stated card values (the ``number`` field, or the compact
 ``numbers`` words) with the rule's values as a multiset; it does not change the reward.
 """
@@ -251,12 +257,28 @@ def _judge(parsed: Answer, values: tuple[int, ...], target: int) -> _Finding:
     return _judge_formula(parsed.formula, values, Fraction(target))
 
 
-def verify(text: str, hand, rule: Rule | str, target: int = 24, rewards: Rewards = Rewards()) -> Verdict:
-    """Judge one reply for a hand; hand and rule must be valid, the text may be anything."""
+STRICT_LAYOUTS = ("compact",)  # the styles whose own layout a strict verifier can insist on
+_OTHER_LAYOUT = _Finding(
+    "unparsable", "the reply is not in the task's layout: it must open with its numbers.", "no numbers"
+)
+
+
+def in_layout(parsed: Answer, layout: str | None) -> bool:
+    """Whether a parsed reply is in the strict `layout` (None: any layout counts)."""
+    return layout is None or (parsed.format == "steps" and parsed.numbers is not None)
+
+
+def verify(
+    text: str, hand, rule: Rule | str, target: int = 24, rewards: Rewards = Rewards(), layout: str | None = None
+) -> Verdict:
+    """Judge one reply for a hand; hand and rule must be valid, the text may be anything. `layout`: the
+    style whose own answer layout alone counts (strict), or None for any layout the parser reads."""
     values = get_rule(rule).values(as_hand(hand))
+    if layout is not None and layout not in STRICT_LAYOUTS:
+        raise ValueError(f"no strict layout for the {layout!r} style; strict layouts: {', '.join(STRICT_LAYOUTS)}")
     try:
         parsed = parse(text)
-        finding = _judge(parsed, values, target)
+        finding = _judge(parsed, values, target) if in_layout(parsed, layout) else _OTHER_LAYOUT
         follows = _follows_rule(parsed.numbers, values)
     except Exception:  # last resort: a reward function in a training loop must not crash on a bad reply
         finding, follows = _Finding("unparsable", "the reply could not be read.", "no answer"), None

@@ -169,15 +169,7 @@ def _start(record: dict, task: TaskConfig) -> tuple[cards.Episode, EpisodeResult
             "the eval set was built for another task"
         )
     rule = cards.Rule(**record["rule"])
-    episode = cards.Episode(
-        list(record["hand"]),
-        rule,
-        target=target,
-        style=task.style,
-        max_attempts=task.max_attempts,
-        rewards=task.rewards,
-        feedback_text=task.feedback,
-    )
+    episode = task.episode(list(record["hand"]), rule, target)
     first = episode.messages
     system = first[0]["content"] if first and first[0]["role"] == "system" else None
     result = EpisodeResult(

@@ -112,7 +112,8 @@ def settings(section: dict, seed: int) -> GrpoConfig:
 
 
 def reward_function(task: TaskConfig):
-    """TRL reward function: the verifier's reward of each completion for its row's hand, rule and target.
+    """TRL reward function: the verifier's reward of each completion for its row's hand, rule and target
+    (in the task's layout where it is strict).
 
     `rule` may be a dict or its JSON text (the dataset stores JSON text).
     """
@@ -123,7 +124,8 @@ def reward_function(task: TaskConfig):
         for completion, row_hand, row_rule, row_target in zip(completions, hand, rule, target, strict=False):
             text = completion[-1]["content"] if isinstance(completion, list) else completion
             row_rule = json.loads(row_rule) if isinstance(row_rule, str) else row_rule
-            scores.append(float(cards.verify(text, row_hand, cards.Rule(**row_rule), row_target, rewards).reward))
+            verdict = cards.verify(text, row_hand, cards.Rule(**row_rule), row_target, rewards, task.layout)
+            scores.append(float(verdict.reward))
         return scores
 
     return verifier

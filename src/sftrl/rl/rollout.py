@@ -169,17 +169,13 @@ def play(
     asked once more, and that reply is paid TRUNCATED_REWARD whatever it says and ends the episode
     without ending its return (`Turn.done` False).
     """
-    rewards = task.rewards
     sixth = episode_end == "truncated_sixth_reply"
     episodes = [
-        cards.Episode(
+        task.episode(
             r["hand"],
             cards.Rule(**r["rule"]),
-            target=r.get("target", task.target),
-            style=task.style,
+            r.get("target", task.target),
             max_attempts=task.max_attempts + sixth,  # the extra turn's prompt holds the last failure's feedback
-            rewards=rewards,
-            feedback_text=task.feedback,
         )
         for r in records
     ]
