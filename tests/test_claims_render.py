@@ -28,7 +28,7 @@ def test_claims_are_written_as_markdown_and_json(tmp_path):
 def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_following():
     curve = [
         {"step": "0", "split": "ood", "n": "300", "success": "0.2", "first_attempt_success": "0.15",
-         "success_after_failure": "0.25", "rule_following_first": "0.97"},
+         "first_attempt_any_layout": "0.3", "success_after_failure": "0.25", "rule_following_first": "0.97"},
         {"step": "100", "split": "ood", "n": "300", "success": "0.05", "first_attempt_success": "0.05",
          "success_after_failure": "0.0", "rule_following_first": "0.5"},
     ]
@@ -39,7 +39,7 @@ def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_followin
          "rule_following_first_before": "1.0", "rule_following_first_after": "1.0"},
     ]
     text = "\n".join(render.setting_lines(ClaimInputs(curve=curve, rl=rl)))
-    assert "| ood | 20.0% [15.9, 24.9] (n = 300) | 15.0% | 15 of 60 (25%) | 0.97 |" in text
+    assert "| ood | 20.0% [15.9, 24.9] (n = 300) | 15.0% | 30.0% | 15 of 60 (25%) | 0.97 |" in text
     assert "| 100 | ppo | 0 | 0.50 | 0.90 |" in text
     assert "| id |" not in text.split("before → after RL")[1]  # the RL table is of OOD answers only
     assert render.setting_lines(ClaimInputs(curve=curve[1:])) == []

@@ -416,6 +416,19 @@ def test_compute_metrics_counts(episodes):
     # Of the first answers only episode 1's follows the rule; episode 0 is the one success after a failure.
     assert (m["rule_following_first"]["k"], m["rule_following_first"]["n"]) == (1, 2)
     assert (m["success_after_failure"]["k"], m["success_after_failure"]["n"]) == (1, 2)
+    assert m["first_attempt_any_layout"]["k"] == 1
+
+
+def test_a_model_that_solves_outside_the_tasks_layout_scores_nothing_but_shows_its_skill(episodes):
+    """Under the strict layout right steps without their numbers field fail every attempt; the first
+    attempt judged in any layout shows the skill."""
+    steps_only = {prompt_of(e): [cards.in_answer_layout(reference_answer(e), "steps_only")] * 5 for e in episodes[:3]}
+    strict = replace(TASK, strict_layout=True)
+    results = run_episodes(Scripted(steps_only), episodes[:3], strict, progress=False)
+    m = compute_metrics(results)
+    assert m["success"]["k"] == 0 and m["n_attempts"] == 15
+    assert m["verdicts_all_attempts"]["counts"]["unparsable"] == 15 and m["first_attempt_any_layout"]["k"] == 3
+    assert results[0].turns[1].user == "fail ; no numbers"
 
 
 def test_metrics_keep_the_evaluated_models_records(tmp_path, model_dir, episodes_file):

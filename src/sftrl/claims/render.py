@@ -93,9 +93,15 @@ def peak_lines(roles: Mapping[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _percent(value: Any) -> str:
+    rate = num(value)
+    return "–" if rate is None else f"{100 * rate:.1f}%"
+
+
 def setting_lines(inputs: ClaimInputs) -> list[str]:
     """What the findings rest on: whether the base plays the multi-turn game (successes after a failed
-    attempt), reads the stated rule (first-attempt rule following) and has OOD skill to lose; the OOD peak
+    attempt), reads the stated rule (first-attempt rule following), has OOD skill to lose, and has it outside
+    the task's layout (first attempt right in any layout); the OOD peak
     by each rule; and the rule following of each RL model's first OOD answers against its start's."""
     base = [row for row in inputs.curve if int(row["step"]) == 0]
     if not base:
@@ -103,8 +109,8 @@ def setting_lines(inputs: ClaimInputs) -> list[str]:
     lines = [
         "## The base model",
         "",
-        "| split | success | first-attempt success | successes after a failed attempt | first-attempt rule following |",
-        "|---|---|---|---|---|",
+        "| split | success | first-attempt success | first attempt right in any layout | successes after a failed attempt | first-attempt rule following |",
+        "|---|---|---|---|---|---|",
     ]
     for row in base:
         n = int(row["n"])
@@ -112,8 +118,8 @@ def setting_lines(inputs: ClaimInputs) -> list[str]:
         after = num(row.get("success_after_failure"))
         later = "–" if after is None else f"{round(after * solved.k)} of {solved.k} ({100 * after:.0f}%)"
         lines.append(
-            f"| {row['split']} | {solved.text()} | {100 * float(row['first_attempt_success']):.1f}% | {later} | "
-            f"{_share(row.get('rule_following_first'))} |"
+            f"| {row['split']} | {solved.text()} | {100 * float(row['first_attempt_success']):.1f}% | "
+            f"{_percent(row.get('first_attempt_any_layout'))} | {later} | {_share(row.get('rule_following_first'))} |"
         )
     rl = [row for row in inputs.rl if row["split"] == "ood" and row.get("rule_following_first_after") not in (None, "")]
     if rl:

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from sftrl.cards import CATEGORIES
+from sftrl.cards import CATEGORIES, Rule, verify
 from sftrl.evaluate.engine import EpisodeResult
 
 # Answers the verifier could not read as a legal formula: the model has not learnt the answer format.
@@ -53,6 +53,9 @@ def compute_metrics(results: Sequence[EpisodeResult], z: float = 1.96) -> dict:
     stated_first = [turn.numbers_follow_rule for turn in firsts if turn.numbers_follow_rule is not None]
     solved = sum(r.success for r in results)
     solved_first = sum(t.category == "correct" for t in firsts)
+    any_layout_first = sum(
+        verify(r.turns[0].reply, r.hand, Rule(**r.rule), r.target).correct for r in results if r.turns
+    )
     n_turns = len(turns)
     n_episodes = len(results)
     return {
@@ -60,6 +63,7 @@ def compute_metrics(results: Sequence[EpisodeResult], z: float = 1.96) -> dict:
         "n_attempts": n_turns,
         "success": proportion(solved, n_episodes, z),
         "first_attempt_success": proportion(solved_first, n_episodes, z),
+        "first_attempt_any_layout": proportion(any_layout_first, n_episodes, z),
         "success_after_failure": proportion(solved - solved_first, solved, z),
         "mean_attempts": n_turns / n_episodes if n_episodes else None,
         "mean_reward_per_attempt": sum(t.reward for t in turns) / n_turns if n_turns else None,
@@ -76,6 +80,10 @@ def compute_metrics(results: Sequence[EpisodeResult], z: float = 1.96) -> dict:
         "definitions": {
             "success": "episodes with a correct attempt within max_attempts / episodes",
             "first_attempt_success": "episodes whose first attempt is correct / episodes",
+            "first_attempt_any_layout": (
+                "episodes whose first reply is right in any layout the parser reads (task.strict_layout counts "
+                "only the task's own) / episodes: the skill a model has outside the task's format"
+            ),
             "format_error_rate": f"attempts with verdict in {list(FORMAT_ERRORS)} / all attempts",
             "success_after_failure": "successful episodes whose first attempt failed / successful episodes",
             "rule_following": "answers whose stated card values follow the rule / answers that state values",
