@@ -384,10 +384,10 @@ def compare_runs(a: Arm, b: SeedRuns) -> Comparison:
     if b.paired:
         check_paired(a, *b.runs)  # type: ignore[arg-type]
     test = seed_episode_test(b.matrix - arm_values(a)[None, :])
-    over = (
-        f"{b.seeds} seeds and {a.n} episodes (seed and episode variance"
+    test_name = (
+        f"t test over {b.seeds} seeds and {a.n} episodes (seed and episode variance, Cochran–Cox)"
         if b.paired
-        else f"the {b.seeds} seeds' rates ("
+        else f"t test over the {b.seeds} seeds' rates ({b.seeds - 1} df)"
     )
     return Comparison(
         a.label,
@@ -400,7 +400,7 @@ def compare_runs(a: Arm, b: SeedRuns) -> Comparison:
         test.ci_high,
         test.p_greater,
         test.p_less,
-        f"t test over {over}{', Cochran–Cox' if b.paired else 'S − 1 df'})",
+        test_name,
         detectable_from_interval(test.ci_low, test.ci_high),
         b.paired,
         seed_rates=tuple(b.rates),
