@@ -1,14 +1,20 @@
 #!/usr/bin/env python
-"""Where the last workflow run's time went: wall time per stage and the critical path.
+"""Where the last workflow run's time went: time per stage against its floor, and the critical path.
 
-Reads the newest Snakemake log with finished jobs under .snakemake/log (or --log) and the benchmark files its jobs wrote, and
-prints per stage the jobs, their summed, median and largest time and share of all job time, then the chain
-of jobs that bounds the run (`sftrl.runlog`) with its length against the run's wall time.
+Reads the newest Snakemake log with finished jobs under .snakemake/log (or --log) and the benchmark files its
+jobs wrote, and prints per stage the jobs, their summed, median and largest time and share of all job time;
+then each stage's work (counted from the run's outputs under --results) and its floor, the time that work
+takes at this machine's rates measured now on one core at the model's shapes (`sftrl.floors`), with the
+stage's time over its floor; then the chain of jobs that bounds the run (`sftrl.runlog`) with its length
+against the run's wall time. Measuring the rates takes about half a minute: run it on an idle machine.
 """
 
 import argparse
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
+from sftrl.floors import Rates, Shapes, count_work, floor_rows
 from sftrl.runlog import (
     critical_path,
     latest_run,
@@ -24,6 +30,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where the workflow ran (default: here)")
     parser.add_argument("--log", type=Path, help="a Snakemake log (default: the newest with finished jobs)")
+    parser.add_argument(
+        "--results", type=Path, default=Path("results/tiny"), help="the run's outputs (under --workdir)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=Path("models/base"), help="the model whose shapes set the rates (under --results)"
+    )
     args = parser.parse_args()
     if args.log:
         log = args.log
@@ -42,15 +54,35 @@ def main() -> None:
     if cores:
         print(f"job time / {cores} cores = {busy / cores:.0f} s = {busy / cores / wall:.2f} of the wall time")
     print()
-    print(f"{'stage':<22}{'jobs':>5}{'total s':>10}{'share':>8}{'median s':>10}{'max s':>8}")
-    for row in stage_times(jobs):
-        print(f"{row['stage']:<22}{row['jobs']:>5}{row['total_s']:>10.1f}{100 * row['share']:>7.1f}%"
-              f"{row['median_s']:>10.1f}{row['max_s']:>8.1f}")
+    results = args.workdir / args.results
+    model = results / args.model
+    shapes = Shapes.of_model(model)
+    rates = Rates.measure(shapes)
+    print(
+        f"rates on one core at {model}'s shapes: matrix products {rates.matmul_flops / 1e9:.1f} GFLOP/s at 512 rows"
+        f" ({shapes.weights:,} weights a token), a thin SVD {1000 * rates.svd_s:.1f} ms, a process importing torch"
+        f" {rates.process_s:.2f} s"
+    )
+    rows = stage_times(jobs, cores)
+    work = count_work(results, {row["stage"]: row["jobs"] for row in rows}, AutoTokenizer.from_pretrained(model))
+    print("core s: a job's seconds times the cores it had (the run's cores shared among the jobs running)")
+    print(
+        f"{'stage':<16}{'jobs':>5}{'total s':>9}{'share':>7}{'median s':>9}{'max s':>7}{'core s':>8}{'floor s':>8}"
+        f"{'× floor':>8}  work"
+    )
+    for row in floor_rows(rows, work, rates, shapes):
+        print(
+            f"{row['stage']:<16}{row['jobs']:>5}{row['total_s']:>9.1f}{100 * row['share']:>6.1f}%"
+            f"{row['median_s']:>9.1f}{row['max_s']:>7.1f}{row.get('core_s', float('nan')):>8.1f}{row['floor_s']:>8.1f}"
+            f"{row['ratio']:>8.1f}  {row['work']}"
+        )
     path = critical_path(jobs)
     length = sum(job.seconds for job in path)
     start = min(job.start for job in jobs)
-    print(f"\ncritical path (the longest chain of dependent jobs): {len(path)} jobs, {length:.0f} s = "
-          f"{length / wall:.2f} of the wall time")
+    print(
+        f"\ncritical path (the longest chain of dependent jobs): {len(path)} jobs, {length:.0f} s = "
+        f"{length / wall:.2f} of the wall time"
+    )
     for job in path:
         offset = (job.start - start).total_seconds()
         print(f"  +{offset:>6.0f} s  {job.seconds:>7.1f} s  {job.rule:<20} {', '.join(job.outputs[:1])}")

@@ -179,6 +179,9 @@ def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, rl_sets
         "first_reward",
     ):
         assert key in rows[0]
+    for row in rows:  # every turn's prompt and reply, passed once to score and ppo_epochs times to train
+        assert row["scored_tokens"] > row["generated_tokens"] > 0
+        assert row["trained_tokens"] == cfg.ppo_epochs * row["scored_tokens"]
     out = tmp_path / "out"
     assert not (out / "value_head.safetensors").exists(), "the exported model is a plain causal LM"
     load_model(out)

@@ -75,9 +75,19 @@ def test_jobs_stages_and_the_critical_path(tmp_path):
     assert [j.jobid for j in path] == [1, 3, 0]
     assert [j.jobid for j in next(j for j in jobs if j.jobid == 4).after] == [2, 1]
     assert runlog.provided_cores(LOG.splitlines()) == 2
+    # sft ran from +2 s to +102 s: 30 s beside the base evaluation (a core), 70 s alone (both cores)
+    with_cores = {row["stage"]: row for row in runlog.stage_times(jobs, cores=2)}
+    assert with_cores["sft"]["core_s"] == pytest.approx(30 * 1 + 70 * 2)
+    assert with_cores["data"]["core_s"] == pytest.approx(2 * 2)
 
 
 def test_benchmark_script_reads_the_newest_run(tmp_path, monkeypatch, capsys):
+    from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
+
+    tokenizer = build_tokenizer(["cards 1 2 3 4"], max_number=20)
+    shape = TinyModelConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                            intermediate_size=32, max_position_embeddings=64)
+    save_model(build_tiny_model(tokenizer, shape, seed=0), tokenizer, tmp_path / "results" / "tiny" / "models" / "base")
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)
     (logs / "2026-12-01T100000.000000.snakemake.log").write_text(LOG)
@@ -87,6 +97,9 @@ def test_benchmark_script_reads_the_newest_run(tmp_path, monkeypatch, capsys):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "5 jobs, wall time 141 s" in out and "critical path" in out and "job time / 2 cores" in out
+    assert "GFLOP/s at 512 rows" in out
+    sft_row = next(line for line in out.splitlines() if line.startswith("sft "))
+    assert sft_row.endswith("  1 processes") and sft_row.split()[6] == "170.0"  # its core-seconds
     empty = tmp_path / "empty"
     (empty / ".snakemake" / "log").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="run the workflow first"):

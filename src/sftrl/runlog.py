@@ -139,14 +139,18 @@ def critical_path(jobs: Sequence[Job]) -> list[Job]:
     return path[::-1]
 
 
-def stage_times(jobs: Sequence[Job]) -> list[dict]:
-    """Per stage: jobs, total, median and largest job time (s), and its share of all job time; by total."""
-    stages: dict[str, list[float]] = {}
+def stage_times(jobs: Sequence[Job], cores: int | None = None) -> list[dict]:
+    """Per stage: jobs, total, median and largest job time (s), and its share of all job time; by total.
+    Given the run's cores, also the stage's core-seconds (`core_seconds`)."""
+    stages: dict[str, list[Job]] = {}
     for job in jobs:
-        stages.setdefault(job.stage, []).append(job.seconds)
-    total = sum(sum(times) for times in stages.values()) or 1.0
-    rows = [
-        {
+        stages.setdefault(job.stage, []).append(job)
+    total = sum(job.seconds for job in jobs) or 1.0
+    per_core = core_seconds(jobs, cores) if cores and jobs else {}
+    rows = []
+    for stage, members in stages.items():
+        times = [job.seconds for job in members]
+        row = {
             "stage": stage,
             "jobs": len(times),
             "total_s": sum(times),
@@ -154,9 +158,32 @@ def stage_times(jobs: Sequence[Job]) -> list[dict]:
             "max_s": max(times),
             "share": sum(times) / total,
         }
-        for stage, times in stages.items()
-    ]
+        if per_core:
+            row["core_s"] = sum(per_core[job.jobid] for job in members)
+        rows.append(row)
     return sorted(rows, key=lambda row: -row["total_s"])
+
+
+def core_seconds(jobs: Sequence[Job], cores: int) -> dict[int, float]:
+    """Each job's time in core-seconds: its seconds times the cores it had on average, the run's cores shared
+    evenly among the jobs running at each second of the log (a job alone has them all: torch takes every core
+    it is given). This is the time to hold against a floor measured on one core."""
+    start = min(job.start for job in jobs)
+    spans = {
+        job.jobid: (int((job.start - start).total_seconds()), int((cast(datetime, job.end) - start).total_seconds()))
+        for job in jobs
+    }
+    running = [0] * (max(end for _, end in spans.values()) + 1)
+    for begin, end in spans.values():
+        for second in range(begin, max(end, begin + 1)):
+            running[second] += 1
+    result = {}
+    for job in jobs:
+        begin, end = spans[job.jobid]
+        seconds = range(begin, max(end, begin + 1))
+        share = statistics.fmean(cores / running[t] for t in seconds)
+        result[job.jobid] = job.seconds * share
+    return result
 
 
 def provided_cores(lines: Iterable[str]) -> int | None:

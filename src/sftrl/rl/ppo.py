@@ -482,7 +482,8 @@ class PpoTrainer:
         attempts), `success_rate`, `mean_turns`, `turns`, `lr`; per turn and epoch: `policy_loss`,
         `value_loss`, `approx_kl` (to the rollout policy, k3 estimator), `clip_fraction`, `kl_to_start`
         (only with kl_coef > 0); `grad_norm` (mean before clipping), `generated_tokens`, `tokens_per_s`
-        (generation), `rollout_seconds`, `seconds`; `advantages`, the normalised advantage of every turn
+        (generation), `scored_tokens` (prompt and reply tokens of every turn: one pass over the rollout),
+        `trained_tokens` (`ppo_epochs` such passes), `rollout_seconds`, `seconds`; `advantages`, the normalised advantage of every turn
         (4 decimals), whose distribution per start checkpoint the diagnostics draw.
         """
         begin = time.perf_counter()
@@ -496,6 +497,7 @@ class PpoTrainer:
         self.update += 1
         seconds = time.perf_counter() - begin
         n = len(rollout.episode_rewards)
+        scored_tokens = sum(len(t.prompt_ids) + len(t.reply_ids) for t in rollout.turns)
         row = {
             "update": self.update,
             "episode_reward": statistics.fmean(rollout.episode_rewards),
@@ -507,6 +509,8 @@ class PpoTrainer:
             **stats,
             "generated_tokens": rollout.generated_tokens,
             "tokens_per_s": rollout.generated_tokens / rollout_seconds,
+            "scored_tokens": scored_tokens,
+            "trained_tokens": self.cfg.ppo_epochs * scored_tokens,
             "rollout_seconds": rollout_seconds,
             "seconds": seconds,
             "advantages": [round(a, 4) for a in cast(torch.Tensor, buffer["advantages"]).tolist()],
