@@ -16,6 +16,7 @@ localrule datasets:
     log: r/logs/data/datasets.log
     jobid: 1
     benchmark: r/benchmarks/data/datasets.tsv
+    threads: 1
 Shell command: python scripts/data.py
 [Tue Dec  1 10:00:02 2026]
 Finished jobid: 1 (Rule: datasets)
@@ -75,10 +76,11 @@ def test_jobs_stages_and_the_critical_path(tmp_path):
     assert [j.jobid for j in path] == [1, 3, 0]
     assert [j.jobid for j in next(j for j in jobs if j.jobid == 4).after] == [2, 1]
     assert runlog.provided_cores(LOG.splitlines()) == 2
-    # sft ran from +2 s to +102 s: 30 s beside the base evaluation (a core), 70 s alone (both cores)
+    # sft (its threads not logged) ran from +2 s to +102 s: 30 s beside the base evaluation (a core), 70 s
+    # alone (both cores); the data job ran alone on its one thread
     with_cores = {row["stage"]: row for row in runlog.stage_times(jobs, cores=2)}
     assert with_cores["sft"]["core_s"] == pytest.approx(30 * 1 + 70 * 2)
-    assert with_cores["data"]["core_s"] == pytest.approx(2 * 2)
+    assert jobs[0].threads == 1 and with_cores["data"]["core_s"] == pytest.approx(2 * 1)
 
 
 def test_benchmark_script_reads_the_newest_run(tmp_path, monkeypatch, capsys):

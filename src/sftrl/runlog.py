@@ -23,7 +23,7 @@ from typing import cast
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
-_FIELD = re.compile(r"^    (input|output|jobid|benchmark): (.*)$")
+_FIELD = re.compile(r"^    (input|output|jobid|benchmark|threads): (.*)$")
 _FINISHED = re.compile(r"^Finished jobid: (\d+) ")
 BENCHMARK_DIR = "benchmarks"
 
@@ -37,6 +37,7 @@ class Job:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     benchmark: str | None = None
+    threads: int | None = None  # what Snakemake gave it (its OMP_NUM_THREADS); None where the log does not say
     measured_s: float | None = None  # the benchmark file's wall time, where it was read
     after: list[Job] = field(default_factory=list, repr=False)  # the jobs it waited for
 
@@ -75,6 +76,7 @@ def parse_log(lines: Iterable[str]) -> list[Job]:
                 inputs=block.get("input", ()),
                 outputs=block.get("output", ()),
                 benchmark=block.get("benchmark"),
+                threads=block.get("threads"),
             )
         block = None
 
@@ -88,8 +90,8 @@ def parse_log(lines: Iterable[str]) -> list[Job]:
             block = {"rule": match[1], "start": now}
         elif block is not None and (match := _FIELD.match(line)):
             key, value = match[1], match[2].strip()
-            if key == "jobid":
-                block["jobid"] = int(value)
+            if key in ("jobid", "threads"):
+                block[key] = int(value)
             elif key == "benchmark":
                 block["benchmark"] = value
             else:
@@ -165,9 +167,9 @@ def stage_times(jobs: Sequence[Job], cores: int | None = None) -> list[dict]:
 
 
 def core_seconds(jobs: Sequence[Job], cores: int) -> dict[int, float]:
-    """Each job's time in core-seconds: its seconds times the cores it had on average, the run's cores shared
-    evenly among the jobs running at each second of the log (a job alone has them all: torch takes every core
-    it is given). This is the time to hold against a floor measured on one core."""
+    """Each job's time in core-seconds: its seconds times the cores it used on average, its threads or its
+    even share of the run's cores among the jobs running at each second of the log, whichever is fewer (a job
+    whose threads the log does not give may use every core). The time to hold against a one-core floor."""
     start = min(job.start for job in jobs)
     spans = {
         job.jobid: (int((job.start - start).total_seconds()), int((cast(datetime, job.end) - start).total_seconds()))
@@ -181,7 +183,8 @@ def core_seconds(jobs: Sequence[Job], cores: int) -> dict[int, float]:
     for job in jobs:
         begin, end = spans[job.jobid]
         seconds = range(begin, max(end, begin + 1))
-        share = statistics.fmean(cores / running[t] for t in seconds)
+        threads = job.threads or cores
+        share = statistics.fmean(min(threads, cores / running[t]) for t in seconds)
         result[job.jobid] = job.seconds * share
     return result
 
