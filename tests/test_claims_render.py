@@ -61,3 +61,21 @@ def test_the_ood_peak_of_both_rules_is_shown_with_the_one_playing_sft_peak_first
     assert lines[5] == "| best on the selection half, this workflow's rule | sft-50 | 15.0% | 20.0% | 10.0% |"
     assert any("biased upwards by the choice" in line for line in lines)
     assert peak_lines({"roles": {}}) == []  # roles.json of an older run
+
+
+def test_one_table_holds_every_check_and_shared_lines_are_listed_once():
+    inputs = ClaimInputs(curve=curve(PEAKED, 5000), rl=rl({40: (0.30, 0.39), 160: (0.10, 0.11)}))
+    findings = evaluate_claims(inputs, SETTINGS)
+    text = render.to_markdown(findings)
+    table = text.split("| check | verdict |", 1)[1].split("\n\n", 1)[0]
+    checks = [c for f in findings for c in f.checks]
+    assert all(f"| {c.id} | {c.verdict} |" in table for c in checks)
+    peak = next(c for c in checks if c.id == "F1.peak")
+    assert peak.effect.startswith("+") and " points [" in peak.effect and peak.p is not None and peak.p < 0.05
+    assert f"| F1.peak | supported | {peak.effect} | {peak.p:.3g} |" in table
+    # a line two checks share is written under the first and pointed to from the second
+    shared = {line for c in checks for line in c.evidence if sum(line in d.evidence for d in checks) > 1}
+    assert shared, "the fixture's checks share lines (the RL starts, the restoration gap)"
+    body = text.split("\n## F1", 1)[1]
+    assert all(body.count(f"- {line}\n") == 1 for line in shared)
+    assert "(not repeated)" in body

@@ -330,8 +330,11 @@ class Comparison:
     discordant: tuple[int, int] | None = None  # paired: episodes where b is better, where a is better
     seed_rates: tuple[float, ...] | None = None  # b's success per seed, where b is several runs
 
+    def effect_text(self) -> str:
+        return f"{100 * self.diff:+.1f} points [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]"
+
     def text(self) -> str:
-        pct = f"{100 * self.diff:+.1f} points [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]"
+        pct = self.effect_text()
         extra = f", {self.discordant[0]} vs {self.discordant[1]} discordant episodes" if self.discordant else ""
         over = f"{self.n} episodes" + (f" × {len(self.seed_rates)} seeds" if self.seed_rates else "")
         return f"{self.b} − {self.a}: {pct} over {over}{extra}; {self.test}"

@@ -73,7 +73,11 @@ def check_peak(
         INCONCLUSIVE: f"no significant difference between step {best.step} and the end (p = {comparison.p_greater:.3g})",
     }[verdict]
     detectable = f"a drop of {verdicts.points_text(comparison.detectable)} from the peak to the end"
-    return Check("F1.peak", claim, verdict, reason, test, evidence_lines, numbers, detectable), best
+    p = verdicts.decisive_p(verdict, comparison.p_greater, comparison.p_less)
+    check = Check(
+        "F1.peak", claim, verdict, reason, test, evidence_lines, numbers, detectable, comparison.effect_text(), p
+    )
+    return check, best
 
 
 def _argmin(history: Sequence[Mapping[str, Any]], key: str) -> tuple[int, float] | None:
@@ -295,17 +299,23 @@ def check_rl_recovery(
         reasons: Callable[[list[float], list[float]], dict[str, str]],
         effect: str,
         effect_at: Callable[[_StartEvidence], str],
+        measured: Callable[[_StartEvidence], str],
     ) -> Check:
         """A claim on the moderate starts that lost OOD success and ran with seeds, Holm-corrected over them
         (`family_verdict`): `p_values` gives a start's p-values for and against the claim, `reasons` the
-        reason of each verdict from the adjusted ones, `effect` and `effect_at` the detectable effect."""
+        reason of each verdict from the adjusted ones, `effect` and `effect_at` the detectable effect,
+        `measured` a start's measured effect (shown for the start the verdict rests on)."""
         if not replicated:
             return without_evidence(check_id, claim, test)
         pairs = [p_values(i) for i in replicated]
         verdict, p_for, p_against = verdicts.family_verdict([p for p, _ in pairs], [p for _, p in pairs])
         detectable = effect + ", ".join(f"{effect_at(i)} (step {i.start.step})" for i in replicated)
         reason = reasons(p_for, p_against)[verdict]
-        return Check(check_id, claim, verdict, reason, test, lines, numbers, detectable)
+        # the start the verdict rests on: the weakest against the claim where it fails, else the strongest for it
+        at = int(np.argmax(p_against)) if verdict == NOT_SUPPORTED else int(np.argmin(p_for))
+        p = p_against[at] if verdict == NOT_SUPPORTED else p_for[at]
+        shown = f"{measured(replicated[at])} (step {replicated[at].start.step})"
+        return Check(check_id, claim, verdict, reason, test, lines, numbers, detectable, shown, p)
 
     checks = [
         family_check(
@@ -321,6 +331,7 @@ def check_rl_recovery(
             },
             "a rise of ",
             lambda i: verdicts.points_text(i.raised.detectable),
+            lambda i: i.raised.effect_text(),
         ),
         family_check(
             f"F1.rl_most.{algorithm}",
@@ -335,6 +346,7 @@ def check_rl_recovery(
             },
             "a recovery ",
             lambda i: verdicts.recovery_text(i.recovery.detectable, threshold),
+            lambda i: i.recovery.text(),
         ),
     ]
 
@@ -377,6 +389,10 @@ def check_rl_recovery(
             [late.line()],
             {"start": late.to_dict(), "peak_step": best.step},
             detectable,
+            late.recovery.text() if late.lost and late.replicated else f"loss {late.loss.effect_text()}",
+            verdicts.decisive_p(verdict, late.recovery.p_above, late.recovery.p_below)
+            if late.lost and late.replicated
+            else None,
         )
     )
     return checks

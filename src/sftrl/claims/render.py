@@ -153,16 +153,41 @@ def to_markdown(findings: Sequence[Finding], title: str = "Claims", setting: Seq
     for finding in findings:
         counts = [sum(c.verdict == v for c in finding.checks) for v in VERDICTS]
         lines.append(f"| {finding.id} | **{finding.verdict}** | {' / '.join(map(str, counts))} |")
-    lines += ["", *setting]
+    lines += ["", *check_table(findings), "", *setting]
     for finding in findings:
         lines += ["", f"## {finding.id}: {finding.verdict}", "", f"> {finding.statement}", ""]
+        shown: dict[str, str] = {}  # an evidence line → the check it was first listed under
         for check in finding.checks:
             lines += [f"### {check.id}: {check.verdict}", "", f"*Claim:* {check.claim}.  ", f"*Why:* {check.reason}.  "]
             lines += [f"*Test:* {check.test}.  "]
             lines += [f"*Detectable:* {check.detectable or 'not applicable'}.", ""]
-            lines += [f"- {item}" for item in check.evidence]
+            earlier = list(dict.fromkeys(shown[item] for item in check.evidence if item in shown))
+            if earlier:
+                lines.append(f"- the lines listed under {', '.join(earlier)} (not repeated)")
+            lines += [f"- {item}" for item in check.evidence if item not in shown]
+            shown.update((item, check.id) for item in check.evidence if item not in shown)
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def check_table(findings: Sequence[Finding]) -> list[str]:
+    """Every check in one table: its verdict, the effect and p it rests on, and the effect it could detect."""
+    lines = [
+        "| check | verdict | effect [95% interval] | p | detectable |",
+        "|---|---|---|---|---|",
+    ]
+    for finding in findings:
+        for check in finding.checks:
+            p = "–" if check.p is None or math.isnan(check.p) else f"{check.p:.3g}"
+            lines.append(
+                f"| {check.id} | {check.verdict} | {check.effect or '–'} | {p} | {check.detectable or 'not applicable'} |"
+            )
+    return [
+        "Every check: the effect and the one-sided p its verdict rests on (Holm-adjusted within a family of starts "
+        "or edits; for a family, its deciding start or edit), and the smallest effect it could detect.",
+        "",
+        *lines,
+    ]
 
 
 def write_claims(

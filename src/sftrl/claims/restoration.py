@@ -137,7 +137,21 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             "holm_p_below": p_against[check_id],
         }
         if gap.p_greater >= ALPHA:
-            checks.append(Check(check_id, claim, INCONCLUSIVE, no_gap, test, lines, numbers, gap_detectable))
+            gap_effect = f"gap {gap.effect_text()}"
+            checks.append(
+                Check(
+                    check_id,
+                    claim,
+                    INCONCLUSIVE,
+                    no_gap,
+                    test,
+                    lines,
+                    numbers,
+                    gap_detectable,
+                    gap_effect,
+                    gap.p_greater,
+                )
+            )
             continue
         verdict = verdicts.p_verdict(p_for[check_id], p_against[check_id])
         reason = {
@@ -146,7 +160,8 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
             INCONCLUSIVE: f"the recovery is not significantly above or below {threshold:g}%",
         }[verdict]
         detectable = f"a recovery {verdicts.recovery_text(rec.detectable, threshold)}"
-        checks.append(Check(check_id, claim, verdict, reason, test, lines, numbers, detectable))
+        p = verdicts.decisive_p(verdict, p_for[check_id], p_against[check_id])
+        checks.append(Check(check_id, claim, verdict, reason, test, lines, numbers, detectable, rec.text(), p))
 
     claim = "putting back directions (top 20%) recovers more than putting back singular values"
     direction, value = edits[0][2], _value_edit(rows)
@@ -186,6 +201,7 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
         }
         if gap.p_greater >= ALPHA:
             verdict, reason, detectable = INCONCLUSIVE, no_gap, gap_detectable
+            effect, p = f"gap {gap.effect_text()}", gap.p_greater
         else:
             verdict = verdicts.p_verdict(comparison.p_greater, comparison.p_less)
             reason = {
@@ -194,5 +210,9 @@ def finding_3(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 INCONCLUSIVE: "no significant difference between the two edits",
             }[verdict]
             detectable = f"a difference of {verdicts.points_text(comparison.detectable)} between the two edits"
-        checks.append(Check("F3.direction_vs_value", claim, verdict, reason, compare_test, lines, numbers, detectable))
+            effect = comparison.effect_text()
+            p = verdicts.decisive_p(verdict, comparison.p_greater, comparison.p_less)
+        checks.append(
+            Check("F3.direction_vs_value", claim, verdict, reason, compare_test, lines, numbers, detectable, effect, p)
+        )
     return Finding("F3", STATEMENT, combine(c.verdict for c in checks), checks)

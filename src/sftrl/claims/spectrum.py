@@ -118,6 +118,8 @@ def check_spectrum(label: str, table, settings: ClaimSettings) -> list[Check]:
             evidence,
             numbers,
             detectable,
+            f"median drift {100 * d_med:.2g}% [{100 * d_low:.2g}, {100 * d_high:.2g}], rotation/drift {r_med:.3g} "
+            f"[{r_low:.3g}, {r_high:.3g}]",
         )
     ]
     checks.append(check_edges(label, table, settings))
@@ -143,7 +145,7 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
                 "older version of the spectrum stage; rebuild it (snakemake --forcerun spectrum_pair)"
             )
         angles[part] = (left + right) / 2
-    evidence, p_for, p_against, widths = [], [], [], []
+    evidence, p_for, p_against, widths, effects = [], [], [], [], []
     numbers: dict[str, Any] = {}
     for part in ("top", "bottom"):
         diff = (angles[part] - angles["middle"]).dropna().to_numpy(dtype=float)
@@ -154,6 +156,7 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
         p_for.append(greater)
         p_against.append(less)
         widths.append(stats.detectable_from_interval(low, high))
+        effects.append(f"{part} − middle {med:.2g}° [{low:.2g}, {high:.2g}]")
         evidence.append(
             f"{part} − middle subspace angle: median {med:.3g}° [{low:.3g}, {high:.3g}] over {len(diff)} matrices"
             + (f", one-sided Wilcoxon p = {greater:.3g}" if greater is not None else "")
@@ -169,6 +172,7 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
     evidence.insert(
         0, "median subspace angle: " + ", ".join(f"{p} {numbers[f'{p}_angle_deg_median']:.3g}°" for p in EDGE_PARTS)
     )
+    p = None
     if any(p is None for p in p_for):
         verdict, reason = INCONCLUSIVE, "fewer than 6 matrices with a difference: no signed-rank test"
     else:
@@ -180,10 +184,14 @@ def check_edges(label: str, table, settings: ClaimSettings) -> Check:
             verdict, reason = NOT_SUPPORTED, "at one end of the spectrum the subspace turns less than the middle one"
         else:
             verdict, reason = INCONCLUSIVE, "at least one end does not differ significantly from the middle"
+        # both ends must turn more (the larger adjusted p); one end turning less suffices against (the smaller)
+        p = min(adjusted_against) if verdict == NOT_SUPPORTED else max(adjusted_for)
     detectable = "a median difference of " + " and ".join(
         f"{'—' if w is None else f'{w:.2g}°'} ({part})" for w, part in zip(widths, ("top", "bottom"), strict=False)
     )
-    return Check(f"F2.edges.{label}", claim, verdict, reason, test, evidence, numbers, detectable)
+    return Check(
+        f"F2.edges.{label}", claim, verdict, reason, test, evidence, numbers, detectable, ", ".join(effects), p
+    )
 
 
 def finding_2(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) -> Finding:

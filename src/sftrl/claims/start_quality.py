@@ -8,7 +8,16 @@ from typing import Any, cast
 
 from sftrl.claims.evidence import Evidence, roles_peak
 from sftrl.claims.inputs import ClaimInputs, RlStart, rl_starts
-from sftrl.claims.verdicts import INCONCLUSIVE, Check, ClaimSettings, Finding, combine, rank_test, rank_verdict
+from sftrl.claims.verdicts import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    Check,
+    ClaimSettings,
+    Finding,
+    combine,
+    rank_test,
+    rank_verdict,
+)
 from sftrl.curves import CurvePoint, ood_curve
 from sftrl.stats import ALPHA
 
@@ -38,6 +47,8 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 [f"step {s.step}: {100 * s.before:.1f}% → {_after_text(s)}" for s in items] + [_rank_text(result)],
                 result,
                 _rho_text(result),
+                _rho_effect(result),
+                _rank_p(result, verdict),
             )
         )
         peak_point = cast(CurvePoint, sft_peak)  # there are starts only where there is a curve
@@ -60,6 +71,8 @@ def finding_4(inputs: ClaimInputs, settings: ClaimSettings, evidence: Evidence) 
                 + [_rank_text(result)],
                 {**result, "steps": [s.step for s in later], "recovery_pct": recoveries},
                 _rho_text(result),
+                _rho_effect(result),
+                _rank_p(result, verdict),
             )
         )
     if not checks:
@@ -81,6 +94,18 @@ def _rank_text(result: Mapping[str, Any]) -> str:
     if result["ci_low"] is not None:
         text += f", 95% interval [{result['ci_low']:.2f}, {result['ci_high']:.2f}]"
     return text
+
+
+def _rank_p(result: Mapping[str, Any], verdict: str) -> float | None:
+    """The permutation p, except where the verdict rests on the interval lying on the wrong side of 0."""
+    return None if verdict == NOT_SUPPORTED else result["p"]
+
+
+def _rho_effect(result: Mapping[str, Any]) -> str:
+    if result["rho"] is None:
+        return ""
+    interval = f" [{result['ci_low']:.2f}, {result['ci_high']:.2f}]" if result["ci_low"] is not None else ""
+    return f"ρ = {result['rho']:.2f}{interval} over {result['n']} starts"
 
 
 def _rho_text(result: Mapping[str, Any]) -> str:

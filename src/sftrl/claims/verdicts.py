@@ -55,6 +55,8 @@ class Check:
     evidence: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     detectable: str = ""  # the smallest effect the check could have detected at these sizes
+    effect: str = ""  # the measured effect the verdict rests on, with its 95% interval
+    p: float | None = None  # the one-sided p the verdict rests on (Holm-adjusted within a family)
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -77,6 +79,11 @@ def combine(verdicts: Iterable[str]) -> str:
     if verdicts and all(v == SUPPORTED for v in verdicts):
         return SUPPORTED
     return INCONCLUSIVE
+
+
+def decisive_p(verdict: str, p_for: float | None, p_against: float | None) -> float | None:
+    """The p a verdict rests on: the one against the claim where it is not supported, else the one for it."""
+    return p_against if verdict == NOT_SUPPORTED else p_for
 
 
 def p_verdict(p_for: float | None, p_against: float | None, alpha: float = ALPHA) -> str:
