@@ -36,11 +36,13 @@ def solve_all(rule: str) -> int:
 def bench_solver() -> None:
     print(f"solver: all {len(HANDS)} rank multisets (4 ranks from 1-13 with replacement), median of {REPEATS}")
     for rule in ("id", "ood"):
-        cold = median_seconds(lambda: solve_all(rule), setup=clear_cache)
-        warm = median_seconds(lambda: solve_all(rule))
+        cold = median_seconds(lambda rule=rule: solve_all(rule), setup=clear_cache)
+        warm = median_seconds(lambda rule=rule: solve_all(rule))
         n_formulas = sum(len(solutions(hand, rule)) for hand in HANDS)
-        print(f"  {rule:3s}: solvable {solve_all(rule):4d}/{len(HANDS)}, {n_formulas} distinct formulas; "
-              f"cold {cold:.3f} s, warm {warm * 1e3:.1f} ms")
+        print(
+            f"  {rule:3s}: solvable {solve_all(rule):4d}/{len(HANDS)}, {n_formulas} distinct formulas; "
+            f"cold {cold:.3f} s, warm {warm * 1e3:.1f} ms"
+        )
     both = median_seconds(lambda: (solve_all("id"), solve_all("ood")), setup=clear_cache)
     print(f"  id + ood together, cold: {both:.3f} s")
 
@@ -74,8 +76,7 @@ HOSTILE = {
     "1 MB of =": "=" * 2**20,
     "1 MB of formula:": "formula:" * 2**17,
     "1 MB of steps": "7 - 5 = 2 ; " * (2**20 // 12),
-    "1 MB random text": "".join(random.Random(1).choice("0123456789+-*/()= ;\nabcxyz\"':{}[],")
-                                for _ in range(2**20)),
+    "1 MB random text": "".join(random.Random(1).choice("0123456789+-*/()= ;\nabcxyz\"':{}[],") for _ in range(2**20)),
     "60k-deep JSON": '{"formula": ' + "[" * 60_000 + "}",
 }
 
@@ -83,15 +84,18 @@ HOSTILE = {
 def bench_verify() -> None:
     cases = correct_cases()
     print(f"verify, median of {REPEATS}:")
-    print(f"  correct replies (paper JSON and compact steps, {len(cases)} calls): "
-          f"{calls_per_second(cases):,.0f} calls/s")
+    print(
+        f"  correct replies (paper JSON and compact steps, {len(cases)} calls): {calls_per_second(cases):,.0f} calls/s"
+    )
     hand = (7, 5, 11, 2)
     for name, reply in HOSTILE.items():
         n = 3 if len(reply) > 10_000 else 300
         rate = calls_per_second([(reply, hand, "ood")] * n)
         category = verify(reply, hand, "ood").category
-        print(f"  hostile {name!r:22s} ({len(reply):>9,d} chars): {rate:>10,.0f} calls/s "
-              f"({1e3 / rate:7.3f} ms/call) -> {category}")
+        print(
+            f"  hostile {name!r:22s} ({len(reply):>9,d} chars): {rate:>10,.0f} calls/s "
+            f"({1e3 / rate:7.3f} ms/call) -> {category}"
+        )
 
 
 if __name__ == "__main__":

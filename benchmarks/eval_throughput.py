@@ -31,9 +31,7 @@ from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, l
 def eval_records(n: int, rule: str, seed: int) -> list[dict]:
     rng = random.Random(seed)
     return [
-        data.episode_record(
-            f"{rule}-{i:05d}", tuple(cards.deal(rng, cards.RULES[rule], 24)), cards.RULES[rule], 24
-        )
+        data.episode_record(f"{rule}-{i:05d}", tuple(cards.deal(rng, cards.RULES[rule], 24)), cards.RULES[rule], 24)
         for i in range(n)
     ]
 
@@ -58,9 +56,7 @@ def timed(run, backend, records, task) -> tuple[float, list[dict], int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a trained model directory (default: random-weight tiny model)")
     parser.add_argument("--episodes", type=int, default=128)
     parser.add_argument("--rule", choices=sorted(cards.RULES), default="ood")
@@ -88,9 +84,7 @@ def main() -> None:
     task = TaskConfig(style=args.style)
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, seed=args.seed)
     backend = HFBackend(model, tokenizer, cfg)
-    timed(
-        run_episodes, HFBackend(model, tokenizer, replace(cfg, max_new_tokens=2)), records[:2], task
-    )  # warm-up
+    timed(run_episodes, HFBackend(model, tokenizer, replace(cfg, max_new_tokens=2)), records[:2], task)  # warm-up
 
     times = {"batched": [], "sequential": []}
     tokens = {}

@@ -39,11 +39,22 @@ from sftrl.training_run import RunFiles
 
 # Llama layout with Qwen2's q/k/v biases, so the word-level tokenizer loads as it is
 QWEN_05B = TinyModelConfig(
-    hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864,
-    max_position_embeddings=2048, rope_theta=1e6, attention_bias=True, vocab_size=151936,
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    max_position_embeddings=2048,
+    rope_theta=1e6,
+    attention_bias=True,
+    vocab_size=151936,
 )
 SMALL = TinyModelConfig(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
     attention_bias=True,
 )
 TASK = TaskConfig(target=24, style="compact")
@@ -73,8 +84,12 @@ class Check:
         """Peak GPU memory allocated inside the block (CUDA only), against the memory plan's terms
         (sftrl.capacity; its CUDA context is not allocated memory, so it is left out)."""
         plan = sum(gib for term, gib in planned.items() if term != "context")
-        self.figure(f"{name} planned memory", f"{plan:.2f} GiB (" + ", ".join(
-            f"{term} {gib:.2f}" for term, gib in planned.items() if term != "context") + ")")
+        self.figure(
+            f"{name} planned memory",
+            f"{plan:.2f} GiB ("
+            + ", ".join(f"{term} {gib:.2f}" for term, gib in planned.items() if term != "context")
+            + ")",
+        )
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize()
@@ -100,14 +115,32 @@ def shape_of(model: Path) -> capacity.ModelShape:
 
 
 def check_sft(check: Check, base: Path, records: list[dict], work: Path, steps: int, batch: int, lr: float) -> Path:
-    cfg = SftConfig(learning_rate=lr, warmup_ratio=0.0, per_device_batch_size=batch, max_steps=steps,
-                    save_every=steps, extra_steps=(), logging_steps=1, max_length=128, bf16=True)
+    cfg = SftConfig(
+        learning_rate=lr,
+        warmup_ratio=0.0,
+        per_device_batch_size=batch,
+        max_steps=steps,
+        save_every=steps,
+        extra_steps=(),
+        logging_steps=1,
+        max_length=128,
+        bf16=True,
+    )
     tokens = capacity.sft_tokens({"task": asdict(TASK), "sft": {"max_length": cfg.max_length}})
     planned = capacity.training_gib(shape_of(base), "bfloat16", capacity.Training(), batch, tokens)
     start = time.perf_counter()
     with check.peak("bf16 SFT", planned):
-        train(str(base), None, records, {}, cfg, work / "sft-work", lambda s: work / "sft" if s == steps else None,
-              work / "sft.jsonl", dtype="bfloat16")
+        train(
+            str(base),
+            None,
+            records,
+            {},
+            cfg,
+            work / "sft-work",
+            lambda s: work / "sft" if s == steps else None,
+            work / "sft.jsonl",
+            dtype="bfloat16",
+        )
     seconds = time.perf_counter() - start
     losses = [row["loss"] for row in io.read_jsonl(work / "sft.jsonl") if "loss" in row]
     check.figure(
@@ -119,14 +152,31 @@ def check_sft(check: Check, base: Path, records: list[dict], work: Path, steps: 
 
 
 def check_ppo(check: Check, start: Path, prompts: list[dict], work: Path) -> None:
-    cfg = PpoConfig(learning_rate=1e-6, updates=1, episodes_per_update=8, minibatch_size=8, ppo_epochs=1,
-                    max_new_tokens=32, generation_batch_size=8, save_every=1, seed=0)
+    cfg = PpoConfig(
+        learning_rate=1e-6,
+        updates=1,
+        episodes_per_update=8,
+        minibatch_size=8,
+        ppo_epochs=1,
+        max_new_tokens=32,
+        generation_batch_size=8,
+        save_every=1,
+        seed=0,
+    )
     tokens = capacity.text_tokens({"task": asdict(TASK)}, cfg.max_new_tokens)
-    planned = capacity.ppo_gib(shape_of(start), "bfloat16", capacity.Training(), cfg.minibatch_size,
-                               cfg.generation_batch_size, tokens)
+    planned = capacity.ppo_gib(
+        shape_of(start), "bfloat16", capacity.Training(), cfg.minibatch_size, cfg.generation_batch_size, tokens
+    )
     with check.peak("PPO update (fp32 masters)", planned):
-        train_ppo(start, prompts, TASK, cfg, RunFiles(work / "ppo", work / "ppo-work", work / "ppo.jsonl"),
-                  dtype="bfloat16", device=str(check.device))
+        train_ppo(
+            start,
+            prompts,
+            TASK,
+            cfg,
+            RunFiles(work / "ppo", work / "ppo-work", work / "ppo.jsonl"),
+            dtype="bfloat16",
+            device=str(check.device),
+        )
     # the export is bf16 again; the checkpoint keeps the float32 masters the update moved
     before = load_file(str(start / "model.safetensors"))
     after = load_file(str(next((work / "ppo-work").glob("checkpoint-*")) / "model" / "model.safetensors"))
@@ -144,14 +194,17 @@ def play(model: Path, episodes: list[dict], backend: str, device: torch.device) 
 def check_eval(check: Check, model: Path, episodes: list[dict]) -> None:
     start = time.perf_counter()
     hf = play(model, episodes, "hf", check.device)
-    check.figure("HF greedy evaluation", f"{len(episodes)} episodes, {sum(map(len, hf))} replies in {time.perf_counter() - start:.1f} s")
+    check.figure(
+        "HF greedy evaluation",
+        f"{len(episodes)} episodes, {sum(map(len, hf))} replies in {time.perf_counter() - start:.1f} s",
+    )
     try:
         import vllm  # noqa: F401
     except ImportError:
         check.figure("vLLM", "not installed: comparison skipped")
         return
     vl = play(model, episodes, "vllm", check.device)
-    same = sum(a == b for a, b in zip(hf, vl))
+    same = sum(a == b for a, b in zip(hf, vl, strict=False))
     check.figure("HF vs vLLM", f"{same} of {len(hf)} episodes with the same replies")
     check.expect(same >= 0.95 * len(hf), "vLLM replies as the HF backend does (95% of episodes or more)")
 
@@ -166,13 +219,18 @@ def check_svd(check: Check, model: Path) -> None:
         seconds = time.perf_counter() - start
         rel = float(((gpu.s - cpu.s).abs() / cpu.s.max()).max())
         rebuilt = float(((gpu.u * gpu.s) @ gpu.vh - w).norm() / w.norm())
-        check.figure(f"SVD {name} {tuple(w.shape)}", f"{check.device.type} {seconds:.2f} s; singular values vs CPU max rel. diff {rel:.1e}; reconstruction {rebuilt:.1e}")
+        check.figure(
+            f"SVD {name} {tuple(w.shape)}",
+            f"{check.device.type} {seconds:.2f} s; singular values vs CPU max rel. diff {rel:.1e}; reconstruction {rebuilt:.1e}",
+        )
         check.expect(rel < 1e-4 and rebuilt < 1e-4, f"{check.device.type} SVD of {name} agrees with scipy's")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="cuda (the check) or cpu (with --small: a dry run of the script)")
+    parser.add_argument(
+        "--device", default="cuda", help="cuda (the check) or cpu (with --small: a dry run of the script)"
+    )
     parser.add_argument("--small", action="store_true", help="a tiny model instead of the 0.5B one")
     parser.add_argument("--sft-steps", type=int, default=20)
     args = parser.parse_args()

@@ -18,8 +18,15 @@ import resource
 import subprocess
 import sys
 
-MODEL = dict(vocab_size=32000, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
-             num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=False)
+MODEL = dict(
+    vocab_size=32000,
+    hidden_size=256,
+    intermediate_size=704,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    tie_word_embeddings=False,
+)
 
 
 def resident_kib() -> int:
@@ -50,13 +57,25 @@ def measure(case: str, args) -> dict:
         ids = torch.randint(MODEL["vocab_size"], (args.gen_batch, args.prompt_tokens))
         model.eval()
         with torch.no_grad():
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True,
-                           max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0)
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                use_cache=True,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                pad_token_id=0,
+            )
         planned = capacity.generation_gib(shape, "float32", args.gen_batch, args.prompt_tokens + args.new_tokens)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     planned.pop("context")
-    return {"case": case, "params": shape.params, "measured_gib": (peak - before) / 2**20,
-            "planned_gib": sum(planned.values()), "terms": planned}
+    return {
+        "case": case,
+        "params": shape.params,
+        "measured_gib": (peak - before) / 2**20,
+        "planned_gib": sum(planned.values()),
+        "terms": planned,
+    }
 
 
 def main() -> None:
@@ -72,12 +91,15 @@ def main() -> None:
         print(json.dumps(measure(args.child, args)))
         return
     for case in ("train", "generate"):
-        out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", case],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--child", case], capture_output=True, text=True, check=True
+        ).stdout
         row = json.loads(out.splitlines()[-1])
         terms = ", ".join(f"{name} {gib:.3f}" for name, gib in row["terms"].items())
-        print(f"{case:<9} {row['params'] / 1e6:.1f}M parameters: measured {row['measured_gib']:.3f} GiB, planned "
-              f"{row['planned_gib']:.3f} GiB ({terms}); measured / planned = {row['measured_gib'] / row['planned_gib']:.2f}")
+        print(
+            f"{case:<9} {row['params'] / 1e6:.1f}M parameters: measured {row['measured_gib']:.3f} GiB, planned "
+            f"{row['planned_gib']:.3f} GiB ({terms}); measured / planned = {row['measured_gib'] / row['planned_gib']:.2f}"
+        )
 
 
 if __name__ == "__main__":

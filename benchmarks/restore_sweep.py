@@ -58,9 +58,7 @@ def main() -> None:
 
         start = time.perf_counter()
         sweep_cache = SvdCache()
-        apply_edits(
-            root / "source", root / "target", specs, [root / "sweep" / s.name for s in specs], sweep_cache
-        )
+        apply_edits(root / "source", root / "target", specs, [root / "sweep" / s.name for s in specs], sweep_cache)
         sweep = time.perf_counter() - start
 
         start = time.perf_counter()

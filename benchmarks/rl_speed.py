@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from sftrl import data
-from sftrl.io import read_jsonl
 from sftrl.config import DataConfig, EvalDataConfig, TaskConfig
+from sftrl.io import read_jsonl
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 from sftrl.rl.grpo import GrpoConfig, train_grpo
 from sftrl.rl.ppo import PpoConfig, train_ppo
@@ -36,16 +36,12 @@ def sft_start(records: list[dict], path: Path, steps: int, seed: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--start", type=Path, help="a model directory to time (default: the tiny model after SFT)"
-    )
+    parser.add_argument("--start", type=Path, help="a model directory to time (default: the tiny model after SFT)")
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3, help="PPO updates / GRPO steps timed")
     parser.add_argument("--max-attempts", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (small ops: 1 is often fastest)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (small ops: 1 is often fastest)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)
@@ -69,9 +65,7 @@ def main() -> None:
         )
         steps = [row["step_time"] for row in read_jsonl(tmp / "grpo.jsonl")]
 
-    print(
-        f"threads {torch.get_num_threads()}, start {'given' if args.start else f'tiny + {args.sft_steps} SFT steps'}"
-    )
+    print(f"threads {torch.get_num_threads()}, start {'given' if args.start else f'tiny + {args.sft_steps} SFT steps'}")
     print(
         f"PPO  ({ppo.episodes_per_update} episodes x up to {task.max_attempts} turns, {ppo.ppo_epochs} epochs): "
         f"{statistics.median(r['seconds'] for r in rows):.2f} s/update (median of {len(rows)}), "

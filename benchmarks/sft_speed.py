@@ -79,10 +79,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     records = compact_records(args.examples, seed=0)
-    rates = [
-        steps_per_second(records, args.batch_size, args.steps, args.warmup, seed)
-        for seed in range(args.repeats)
-    ]
+    rates = [steps_per_second(records, args.batch_size, args.steps, args.warmup, seed) for seed in range(args.repeats)]
     median = statistics.median(rates)
     print(f"runs (steps/s): {', '.join(f'{r:.2f}' for r in rates)}")
     print(f"tiny model SFT, batch {args.batch_size}, {args.threads} thread(s): {median:.2f} steps/s (median)")

@@ -28,7 +28,7 @@ import torch
 
 from sftrl.spectral import metrics
 from sftrl.spectral.svd import thin_svd
-from sftrl.spectral.weights import SINGLE_FILE, DTYPE_CODES, SafetensorsWriter, TensorInfo, select
+from sftrl.spectral.weights import DTYPE_CODES, SINGLE_FILE, SafetensorsWriter, TensorInfo, select
 
 
 def rss_anon_mb() -> float:
@@ -54,9 +54,7 @@ class PeakSampler(threading.Thread):
         return max(self.peak, rss_anon_mb())
 
 
-def qwen2_shapes(
-    hidden: int, layers: int, intermediate: int, vocab: int, kv: int
-) -> list[tuple[str, tuple[int, ...]]]:
+def qwen2_shapes(hidden: int, layers: int, intermediate: int, vocab: int, kv: int) -> list[tuple[str, tuple[int, ...]]]:
     shapes = [("model.embed_tokens.weight", (vocab, hidden)), ("lm_head.weight", (vocab, hidden))]
     shapes.append(("model.norm.weight", (hidden,)))
     for i in range(layers):
@@ -144,9 +142,7 @@ def child(mode: str, a: Path, b: Path, patterns: list[str], fractions: list[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--intermediate", type=int, default=4096)

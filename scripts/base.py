@@ -25,9 +25,7 @@ def main() -> None:
     add_training_outputs(parser)
     args = parse(parser)
 
-    sft.run_pretrain(
-        load_json_arg(args.config), args.corpus, args.extra_texts, args.out, args.work_dir, args.log
-    )
+    sft.run_pretrain(load_json_arg(args.config), args.corpus, args.extra_texts, args.out, args.work_dir, args.log)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,22 @@ def main() -> None:
     parser.add_argument("--rl", type=Path, help="tables/rl_from_sft.csv")
     parser.add_argument("--history", type=Path, help="sft/history.jsonl (training and eval losses)")
     parser.add_argument("--spectrum", nargs="*", default=[], metavar="MODEL=TABLE", help="base against MODEL")
-    parser.add_argument("--samples", nargs="*", default=[], metavar="MODEL=SAMPLES",
-                        help="OOD samples.jsonl per model, for tests episode by episode")
+    parser.add_argument(
+        "--samples",
+        nargs="*",
+        default=[],
+        metavar="MODEL=SAMPLES",
+        help="OOD samples.jsonl per model, for tests episode by episode",
+    )
     parser.add_argument("--restoration", type=Path, help="tables/restoration.csv")
     parser.add_argument("--roles", type=Path, help="tables/roles.json")
     parser.add_argument("--representations", type=Path, help="tables/representations.csv")
     parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--paper-table", help="the paper's stage table to compare with (report.paper_table)")
-    parser.add_argument("--margin", type=float, default=5.0, help="equivalence margin in points (report.equivalence_margin_pct)")
+    parser.add_argument(
+        "--margin", type=float, default=5.0, help="equivalence margin in points (report.equivalence_margin_pct)"
+    )
     parser.add_argument("--title", default="Claims")
     parser.add_argument("--md", required=True, type=Path)
     parser.add_argument("--json", required=True, type=Path)

@@ -39,13 +39,16 @@ def main() -> None:
             raise ValueError(f"{len(args.split)} --split names for {len(args.episodes)} --episodes files")
         if len(args.split) > 1 and "{split}" not in args.out:
             raise ValueError("several splits need '{split}' in --out")
-        for split, episodes in zip(args.split, args.episodes):
+        for split, episodes in zip(args.split, args.episodes, strict=False):
             check_inputs(args.model, episodes, split)
     except (ValueError, OSError) as err:
         parser.error(str(err))
 
     resolved = {"seed": cfg["seed"], "task": asdict(task), "eval": asdict(eval_cfg)}
-    sets = [(split, episodes, Path(args.out.replace("{split}", split))) for split, episodes in zip(args.split, args.episodes)]
+    sets = [
+        (split, episodes, Path(args.out.replace("{split}", split)))
+        for split, episodes in zip(args.split, args.episodes, strict=False)
+    ]
     for metrics in evaluate_splits(args.model, sets, task, eval_cfg, config=resolved, progress=not args.quiet):
         success = metrics["success"]
         log.info(
@@ -57,6 +60,7 @@ def main() -> None:
             success["ci_high"],
             success["n"],
         )
+
 
 if __name__ == "__main__":
     main()

@@ -51,8 +51,8 @@ def restoration(args) -> dict:
 
 
 def build_edit(args) -> None:
-    from sftrl.restoration.spec import EditSpec
     from sftrl.restoration.apply import apply_edits
+    from sftrl.restoration.spec import EditSpec
     from sftrl.spectral.svd import SvdCache
 
     record = io.read_json(args.plan)
@@ -72,7 +72,9 @@ def main() -> None:
     rl.add_argument("--budget", type=float, help="GPU-hours; default: what --configured-starts starts cost")
     rl.add_argument("--configured-starts", type=int, help="starts of the configured RL runs (the default budget)")
     rl.add_argument("--run-cost", type=float, help="GPU-hours per RL run; default: mean of the benchmark files")
-    rl.add_argument("--benchmark-dir", type=Path, help="Snakemake benchmark files of RL runs done (rl-ALGO-fromSTEP-sSEED.tsv)")
+    rl.add_argument(
+        "--benchmark-dir", type=Path, help="Snakemake benchmark files of RL runs done (rl-ALGO-fromSTEP-sSEED.tsv)"
+    )
     rl.add_argument("--gpus-per-run", type=float, default=1.0)
     rl.add_argument("--min-spacing", type=int, default=0, help="least distance in steps between two starts")
     rl.add_argument("--coverage-radius", type=int, help="how far in steps a start covers the curve (default: spacing)")

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from sftrl import io, report
-from sftrl.outputs import write_table
 from sftrl.claims import read_csv
+from sftrl.outputs import write_table
 
 log = logging.getLogger("sftrl.report")
 
@@ -34,7 +34,9 @@ def curves(args) -> None:
 def restoration(args) -> None:
     plan = io.read_json(args.plan) if args.plan else None
     planned = io.read_json(args.planned_metrics) if args.planned_metrics else None
-    rows = report.restoration_recovery_rows(read_csv(args.restoration), plan, planned, "ood", args.bootstrap_draws, args.seed)
+    rows = report.restoration_recovery_rows(
+        read_csv(args.restoration), plan, planned, "ood", args.bootstrap_draws, args.seed
+    )
     write_table(rows, report.RESTORE_COLUMNS, args.table)
     report.plot_restoration_recovery(rows, args.figure, args.threshold_pct)
     log.info("%d restoration recoveries", len(rows))

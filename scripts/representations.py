@@ -62,7 +62,12 @@ def summary(args: argparse.Namespace) -> None:
         if row["delta"] is not None:
             log.info(
                 "%s %s %s: %.4g vs sft_end, delta %.4g [%.4g, %.4g]",
-                row["split"], row["metric"], row["model"], row["value"], row["delta"], row["delta_low"],
+                row["split"],
+                row["metric"],
+                row["model"],
+                row["value"],
+                row["delta"],
+                row["delta_low"],
                 row["delta_high"],
             )
 

@@ -23,9 +23,7 @@ def load_specs(text_or_path: str) -> list[EditSpec]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, type=Path, help="model S whose parts are put back")
     parser.add_argument("--target", required=True, type=Path, help="model T that is edited")
     parser.add_argument("--edit", required=True, help="JSON list of EditSpec dicts, or a file holding one")

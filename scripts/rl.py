@@ -22,15 +22,14 @@ def main() -> None:
     parser = script_parser(__doc__, "seed, task, model and rl")
     parser.add_argument("--algorithm", required=True, help=f"one of {', '.join(rl.ALGORITHMS)}")
     parser.add_argument("--seed", required=True, type=int, help="this run's seed (one of rl.seeds)")
-    parser.add_argument(
-        "--start", required=True, type=Path, help="the SFT checkpoint (Hugging Face model dir)"
-    )
-    parser.add_argument(
-        "--prompts", required=True, type=Path, help="RL prompts, JSON lines (rl_prompts.jsonl)"
-    )
+    parser.add_argument("--start", required=True, type=Path, help="the SFT checkpoint (Hugging Face model dir)")
+    parser.add_argument("--prompts", required=True, type=Path, help="RL prompts, JSON lines (rl_prompts.jsonl)")
     parser.add_argument("--out", required=True, type=Path, help="final model directory")
     parser.add_argument(
-        "--export", nargs="*", default=[], metavar="UPDATE=DIR",
+        "--export",
+        nargs="*",
+        default=[],
+        metavar="UPDATE=DIR",
         help="model directories of the policy after these updates (PPO updates, GRPO steps)",
     )
     add_training_outputs(parser, row="update or step")
@@ -48,9 +47,7 @@ def main() -> None:
         cfg = load_json_arg(args.config)
         unknown = sorted(set(cfg) - SECTIONS)
         if unknown or "seed" not in cfg or "task" not in cfg:
-            raise ValueError(
-                f"--config needs sections seed and task (model, rl optional); unknown: {unknown}"
-            )
+            raise ValueError(f"--config needs sections seed and task (model, rl optional); unknown: {unknown}")
         if not args.prompts.is_file():
             raise ValueError(f"--prompts {args.prompts} is not a file")
         inputs = rl.check_inputs(args.algorithm, cfg, args.seed, args.start, args.prompts)

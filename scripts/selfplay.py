@@ -25,7 +25,12 @@ def main() -> None:
     cfg = load_json_arg(args.config)
 
     if args.what == "play":
-        log.info("round %d played by %s: %s", args.round, args.model, selfplay.run_play(cfg, args.model, args.round, args.played))
+        log.info(
+            "round %d played by %s: %s",
+            args.round,
+            args.model,
+            selfplay.run_play(cfg, args.model, args.round, args.played),
+        )
         return
     missing = [name for name in ("played", "corpus", "out", "work_dir", "log") if getattr(args, name) is None]
     if missing:

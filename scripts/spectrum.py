@@ -15,9 +15,7 @@ from sftrl.spectral.svd import SvdCache
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["pair", "delta"], default="pair")
     parser.add_argument("--a", type=Path, help="pair mode: model A (the reference)")
     parser.add_argument("--b", type=Path, help="pair mode: model B")
@@ -30,9 +28,7 @@ def main() -> None:
     parser.add_argument("--patterns", nargs="+", help="tensor-name patterns (regex, or glob with * or ?)")
     parser.add_argument("--k-fractions", nargs="+", type=float, default=list(metrics.DEFAULT_K_FRACTIONS))
     parser.add_argument("--cache", type=Path, help="SVD cache directory shared with restoration")
-    parser.add_argument(
-        "--plots", type=Path, help="also write angle and heat-map figures with this path stem"
-    )
+    parser.add_argument("--plots", type=Path, help="also write angle and heat-map figures with this path stem")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

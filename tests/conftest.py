@@ -78,20 +78,38 @@ def write_ood_samples(path: Path, selection_rate: float, report_rate: float | No
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def tiny_mllama_config(vocab_size, bos, eos, pad, vision_layers=1, text_layers=3, intermediate_size=256,
-                       max_positions=512, **extra):
+def tiny_mllama_config(
+    vocab_size, bos, eos, pad, vision_layers=1, text_layers=3, intermediate_size=256, max_positions=512, **extra
+):
     """A tiny MllamaConfig laid out as Llama 3.2 Vision: a vision tower, and a cross-attention layer (1)
     among the decoder layers."""
     from transformers import MllamaConfig
 
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=vision_layers, num_global_layers=1,
-                  attention_heads=2, intermediate_layers_indices=[0],
-                  vision_output_dim=64,  # hidden_size x (1 + intermediate layers)
-                  image_size=28, patch_size=14)
-    text = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=intermediate_size,
-                num_hidden_layers=text_layers, cross_attention_layers=[1], num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=max_positions, tie_word_embeddings=False,
-                bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=vision_layers,
+        num_global_layers=1,
+        attention_heads=2,
+        intermediate_layers_indices=[0],
+        vision_output_dim=64,  # hidden_size x (1 + intermediate layers)
+        image_size=28,
+        patch_size=14,
+    )
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=text_layers,
+        cross_attention_layers=[1],
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
     return MllamaConfig(vision_config=vision, text_config=text, **extra)
 
 

@@ -16,7 +16,9 @@ from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, s
 from sftrl.sft import plain_sft
 from sftrl.training_run import RunFiles
 
-TASK = TaskConfig(target=24, style="compact", max_attempts=2, strict_layout=False)  # any layout: the weak start gains by its numbers
+TASK = TaskConfig(
+    target=24, style="compact", max_attempts=2, strict_layout=False
+)  # any layout: the weak start gains by its numbers
 DATA = DataConfig(
     id_unseen_share=0.2,
     sft=SftDataConfig(hands=200, solutions_per_hand=3),
@@ -33,7 +35,7 @@ def make_start_dir(parent, sets, steps=60):
     right format, mostly wrong answers (episode reward about -5 of -6..+5 at two attempts)."""
     torch.set_num_threads(1)
     texts = [m["content"] for r in sets["sft"] for m in r["prompt"] + r["completion"]]
-    tokenizer = build_tokenizer(texts + ["fail ; no answer value not wrong numbers illegal"])
+    tokenizer = build_tokenizer([*texts, "fail ; no answer value not wrong numbers illegal"])
     model = plain_sft(build_tiny_model(tokenizer, TINY, seed=0), tokenizer, sets["sft"], steps, lr=3e-3)
     save_model(model, tokenizer, parent / f"sft-{steps}")
     return parent / f"sft-{steps}"

@@ -16,9 +16,7 @@ FRACTIONS = (0.125, 0.25, 1.0)  # k = 1, 2, 8 of rank 8
 
 
 def orthonormal(n, seed):
-    return torch.linalg.qr(
-        torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    )[0]
+    return torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
 
 
 def compose(u, s, v):

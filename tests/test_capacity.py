@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_paper_configs import MODELS
 
 from sftrl import capacity
 from sftrl.capacity import GIB, ModelShape, Training
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer
-from test_paper_configs import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_TEXTS = ["numbers 1 2 3 ; 1 + 2 = 3 fail"]
@@ -53,8 +53,15 @@ def test_parameter_count_of_a_llama_layout_decoder_is_exact(bias, tied):
 def test_qwen2_counts_its_attention_biases():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    config = Qwen2Config(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
     assert ModelShape.from_config(config.to_dict()).params == parameters(Qwen2ForCausalLM(config))
 
 
@@ -70,8 +77,9 @@ def test_published_model_sizes():
     assert ModelShape.from_config(MODELS["qwen2.5-7b"]).params == pytest.approx(7.62e9, rel=0.005)
     assert ModelShape.from_config(MODELS["llama3.2-11b-vision"]).params == pytest.approx(10.67e9, rel=0.02)
     with pytest.raises(ValueError, match=r"lacks \['vocab_size'\]"):
-        ModelShape.from_config({"hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 8,
-                                "num_attention_heads": 2})
+        ModelShape.from_config(
+            {"hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 8, "num_attention_heads": 2}
+        )
 
 
 # --- memory terms ------------------------------------------------------------------------------------

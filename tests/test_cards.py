@@ -13,10 +13,29 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sftrl.cards import (CARD_SYMBOLS, CATEGORIES, FEEDBACK, RULES, STYLES, Answer, Episode, Rewards, Rule,
-                         answer, deal, feedback, get_rule, is_solvable, messages, parse, prompt, solution_steps,
-                         solutions, verify)
 from sftrl import cards
+from sftrl.cards import (
+    CARD_SYMBOLS,
+    CATEGORIES,
+    FEEDBACK,
+    RULES,
+    STYLES,
+    Answer,
+    Episode,
+    Rewards,
+    Rule,
+    answer,
+    deal,
+    feedback,
+    get_rule,
+    is_solvable,
+    messages,
+    parse,
+    prompt,
+    solution_steps,
+    solutions,
+    verify,
+)
 from sftrl.cards.expr import apply
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -30,6 +49,7 @@ def json_reply(formula: str, number=(7, 5, 11, 2)) -> str:
 
 
 # --- rules -----------------------------------------------------------------------------------------
+
 
 def test_symbols_and_rule_values():
     assert [CARD_SYMBOLS[r] for r in (1, 2, 10, 11, 12, 13)] == ["A", "2", "10", "J", "Q", "K"]
@@ -54,6 +74,7 @@ def test_random_rule_uses_only_the_given_rng():
 
 
 # --- solver ----------------------------------------------------------------------------------------
+
 
 def test_known_hands():
     assert solutions((1, 1, 1, 1), "id") == [] and not is_solvable((1, 1, 1, 1), "ood")
@@ -100,8 +121,12 @@ def test_ood_deal_follows_the_reference_distribution():
     """Reference OOD deal: three ranks uniform over A..K and one over J..K, shuffled, redrawn until
     solvable. Its exact share of hands with two or more face cards is compared with 2,000 seeded deals
     (fixed seed: no flakiness; the tolerance is about 3 standard errors)."""
-    solvable = [ranks + (face,) for ranks in itertools.product(range(1, 14), repeat=3) for face in (11, 12, 13)
-                if is_solvable(ranks + (face,), "ood")]
+    solvable = [
+        (*ranks, face)
+        for ranks in itertools.product(range(1, 14), repeat=3)
+        for face in (11, 12, 13)
+        if is_solvable((*ranks, face), "ood")
+    ]
     reference = Fraction(sum(_faces(h) >= 2 for h in solvable), len(solvable))
     assert reference == Fraction(2428, 4815)  # about 0.504
     uniform = [h for h in itertools.product(range(1, 14), repeat=4) if _faces(h) and is_solvable(h, "ood")]
@@ -195,10 +220,13 @@ def test_prompts():
 
 def test_answers():
     assert answer(HAND, "ood", "(7-5)*11+2") == json_reply("(7-5)*11+2=24")
-    assert answer(HAND, "ood", "(7-5)*11+2", style="compact") == \
-        "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
-    assert answer((3, 3, 8, 8), "id", "8/(3-8/3)", style="compact") == \
-        "numbers 3 3 8 8 ; 8 / 3 = 8/3 ; 3 - 8/3 = 1/3 ; 8 / 1/3 = 24"
+    assert (
+        answer(HAND, "ood", "(7-5)*11+2", style="compact") == "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24"
+    )
+    assert (
+        answer((3, 3, 8, 8), "id", "8/(3-8/3)", style="compact")
+        == "numbers 3 3 8 8 ; 8 / 3 = 8/3 ; 3 - 8/3 = 1/3 ; 8 / 1/3 = 24"
+    )
     assert answer(HAND, "ood", "2-(5-7)*11", style="compact").endswith("5 - 7 = -2 ; -2 * 11 = -22 ; 2 - -22 = 24")
     with pytest.raises(ValueError):
         answer(HAND, "ood", "(7-5)*11+3")
@@ -216,8 +244,9 @@ def test_solution_steps():
 
 
 def test_parse_formats():
-    assert parse(json_reply("(7-5)*11+2=24")) == Answer("(7-5)*11+2=24", ["7", "5", "J", "2"],
-                                                      ["7", "5", "11", "2"], None, "json")
+    assert parse(json_reply("(7-5)*11+2=24")) == Answer(
+        "(7-5)*11+2=24", ["7", "5", "J", "2"], ["7", "5", "11", "2"], None, "json"
+    )
     lenient = parse("""{'cards': ['7', '5', 'J', '2'], 'number': [7, 5, 11, 2], 'formula': '(7-5)*11+2=24',}""")
     assert (lenient.format, lenient.formula, lenient.numbers) == ("lenient", "(7-5)*11+2=24", ["7", "5", "11", "2"])
     assert parse("“formula”: “(7-5)*11+2”").formula == "(7-5)*11+2"
@@ -229,11 +258,14 @@ def test_parse_formats():
     assert parse("hello").format == parse("").format == "none"
 
 
-@pytest.mark.parametrize("reply", [
-    '{"cards": ["10", "6", "3", "7"], "number": [10, 6, 3, 7], "formula": "10+6/(3/7)’*0=24",}',  # not JSON
-    "'formula': '10+6/(3/7)”*0=24'",
-    "“formula”: “10+6/(3/7)\"*0”",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"cards": ["10", "6", "3", "7"], "number": [10, 6, 3, 7], "formula": "10+6/(3/7)’*0=24",}',  # not JSON
+        "'formula': '10+6/(3/7)”*0=24'",
+        '“formula”: “10+6/(3/7)"*0”',
+    ],
+)
 def test_a_formula_is_judged_as_written_never_by_a_prefix(reply):
     """Another quote character inside a quoted formula does not end it: 10+6/(3/7) before it is a solution
     of 10 6 3 7, the formula as written is not."""
@@ -248,14 +280,17 @@ STEPS_WRONG = "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 + 11 = 23 ; 23 + 2 = 25"
 
 
 @pytest.mark.parametrize("first, second", [(RIGHT, WRONG), (WRONG, RIGHT)])
-@pytest.mark.parametrize("layout", [
-    '{{"formula": "{}"}}\n{{"formula": "{}"}}',  # two JSON objects: not one object, so the first key
-    '{{"formula": "{}", "formula": "{}"',  # no closing brace: not JSON, read leniently
-    "formula: {}\nformula: {}",
-    "'formula': '{}=24', or else 'formula': '{}=24'",
-    "So {} = 24. Or {} = 24.",
-    "{}=24\n{}=24",
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        '{{"formula": "{}"}}\n{{"formula": "{}"}}',  # two JSON objects: not one object, so the first key
+        '{{"formula": "{}", "formula": "{}"',  # no closing brace: not JSON, read leniently
+        "formula: {}\nformula: {}",
+        "'formula': '{}=24', or else 'formula': '{}=24'",
+        "So {} = 24. Or {} = 24.",
+        "{}=24\n{}=24",
+    ],
+)
 def test_two_formula_answers_are_judged_by_the_first(first, second, layout):
     reply = layout.format(first, second)
     assert parse(reply).formula.split("=")[0] == first, reply
@@ -271,7 +306,7 @@ def test_two_steps_answers_are_judged_by_the_first(first, second, sep):
 
 
 def test_two_answers_lists_and_single_json_object():
-    reply = 'number: [7, 5, 11, 2]\nformula: 7+5+11+2\nnumber: [7, 5, 10, 2]\nformula: (7-5)*11+2'
+    reply = "number: [7, 5, 11, 2]\nformula: 7+5+11+2\nnumber: [7, 5, 10, 2]\nformula: (7-5)*11+2"
     assert parse(reply).numbers == ["7", "5", "11", "2"] and parse(reply).formula == "7+5+11+2"
     one = 'Answer: {"cards": ["7", "5", "J", "2"], "number": [7, 5, 11, 2], "formula": "(7-5)*11+2=24"} done'
     assert parse(one).format == "json" and verify(one, HAND, "ood").correct
@@ -279,49 +314,67 @@ def test_two_answers_lists_and_single_json_object():
 
 # --- verify: hand-checked --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("reply, hand, rule, category, message", [
-    ("8/(3-8/3)", (8, 3, 8, 3), "id", "correct", "the formula is correct."),
-    ('{"formula": " ( 7 - 5 ) * 11\\n + 2 = 24 "}', HAND, "ood", "correct", None),
-    ("formula: (7-5)*11+2=23", HAND, "ood", "correct", None),  # the tail is ignored
-    ("formula: (7 − 5) × 11 + 2", HAND, "ood", "correct", None),
-    ("formula: 11×2÷1+7", (1, 2, 11, 7), "ood", "no_solution", "the formula evaluates to 29, not 24."),
-    ("formula: 11×2÷1+7-5", (1, 2, 11, 7), "ood", "wrong_numbers", None),  # 5 is not a card
-    ("formula: (7-5)*11+3", (7, 5, 11, 3), "ood", "no_solution", "the formula evaluates to 25, not 24."),
-    ("formula: (7-5)*11+6", HAND, "ood", "wrong_numbers",
-     "the formula uses 6, which is not one of the card values [7, 5, 11, 2]."),
-    ("formula: (7-7)*11+2", HAND, "ood", "wrong_numbers",
-     "the formula uses 7 more often than the card values [7, 5, 11, 2] allow."),
-    ("formula: 7*5-11", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
-    ("formula: 7*5", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2 and 11."),
-    ("formula: (7-5)*11+", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
-    ("formula: (7-5)*11", HAND, "ood", "wrong_numbers", None),
-    ("formula: 7", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2, 5 and 11."),
-    ('{"formula": "11"}', HAND, "ood", "wrong_numbers", None),
-    ("formula: ((7-5)*11+2", HAND, "ood", "partial", "the formula lacks only its closing parentheses."),
-    ("formula: ( ( 7 - 5 ) * 11 + 2 = 24", HAND, "ood", "partial", None),
-    ("formula: 2*(11+7-5", HAND, "ood", "illegal_formula", "the formula is incomplete."),  # closes to 26
-    ("formula: 8/(3-8/3", (8, 3, 8, 3), "id", "partial", None),
-    ("formula: 8/((3-8/3", (8, 3, 8, 3), "id", "partial", None),
-    ("formula: 7/(5-5", (7, 5, 5), "id", "illegal_formula", "the formula is incomplete."),  # closing divides by 0
-    ("formula: ((7-5)*11+3", (7, 5, 11, 3), "ood", "illegal_formula", "the formula is incomplete."),
-    ("formula: (7-5)*11+2+", HAND, "ood", "illegal_formula", "the formula is incomplete."),
-    ("formula: ((7-5)*11+2+", HAND, "ood", "illegal_formula", None),
-    ("formula: 7/(5-5)", HAND, "ood", "wrong_numbers", None),  # card usage is checked before division by zero
-    ("formula: 7*(5-5)", (7, 5, 5, 1), "id", "wrong_numbers", None),
-    ("formula: 2/(5-5)*7+1", (7, 5, 5, 1), "id", "wrong_numbers", None),
-    ("formula: 1/(5-5)+7*2", (7, 5, 5, 1, 2), "id", "illegal_formula", "the formula divides by zero."),
-    ("formula: -2+(7-5)*11", HAND, "ood", "illegal_formula",
-     "the formula has the operator '-' where a number should be."),
-    ("formula: 2x11+7-5", HAND, "ood", "illegal_formula", "the formula contains 'x', which is not allowed."),
-    ("formula: 2*11+7-5.0", HAND, "ood", "illegal_formula", None),
-    ("formula: 2*011+7-5", HAND, "ood", "correct", None),
-    ("formula: 2*0011+7-5", HAND, "ood", "illegal_formula",
-     "the formula holds a number with more than 3 digits."),
-    ("formula: 7 5", HAND, "ood", "illegal_formula", None),
-    ("formula: (", HAND, "ood", "illegal_formula", "the formula holds no number."),
-    ("formula: ", HAND, "ood", "unparsable", "the reply holds no formula."),
-    ("I don't know.", HAND, "ood", "unparsable", "the reply holds no formula."),
-])
+
+@pytest.mark.parametrize(
+    "reply, hand, rule, category, message",
+    [
+        ("8/(3-8/3)", (8, 3, 8, 3), "id", "correct", "the formula is correct."),
+        ('{"formula": " ( 7 - 5 ) * 11\\n + 2 = 24 "}', HAND, "ood", "correct", None),
+        ("formula: (7-5)*11+2=23", HAND, "ood", "correct", None),  # the tail is ignored
+        ("formula: (7 − 5) × 11 + 2", HAND, "ood", "correct", None),
+        ("formula: 11×2÷1+7", (1, 2, 11, 7), "ood", "no_solution", "the formula evaluates to 29, not 24."),
+        ("formula: 11×2÷1+7-5", (1, 2, 11, 7), "ood", "wrong_numbers", None),  # 5 is not a card
+        ("formula: (7-5)*11+3", (7, 5, 11, 3), "ood", "no_solution", "the formula evaluates to 25, not 24."),
+        (
+            "formula: (7-5)*11+6",
+            HAND,
+            "ood",
+            "wrong_numbers",
+            "the formula uses 6, which is not one of the card values [7, 5, 11, 2].",
+        ),
+        (
+            "formula: (7-7)*11+2",
+            HAND,
+            "ood",
+            "wrong_numbers",
+            "the formula uses 7 more often than the card values [7, 5, 11, 2] allow.",
+        ),
+        ("formula: 7*5-11", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
+        ("formula: 7*5", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2 and 11."),
+        ("formula: (7-5)*11+", HAND, "ood", "wrong_numbers", "the formula does not use the card value 2."),
+        ("formula: (7-5)*11", HAND, "ood", "wrong_numbers", None),
+        ("formula: 7", HAND, "ood", "wrong_numbers", "the formula does not use the card values 2, 5 and 11."),
+        ('{"formula": "11"}', HAND, "ood", "wrong_numbers", None),
+        ("formula: ((7-5)*11+2", HAND, "ood", "partial", "the formula lacks only its closing parentheses."),
+        ("formula: ( ( 7 - 5 ) * 11 + 2 = 24", HAND, "ood", "partial", None),
+        ("formula: 2*(11+7-5", HAND, "ood", "illegal_formula", "the formula is incomplete."),  # closes to 26
+        ("formula: 8/(3-8/3", (8, 3, 8, 3), "id", "partial", None),
+        ("formula: 8/((3-8/3", (8, 3, 8, 3), "id", "partial", None),
+        ("formula: 7/(5-5", (7, 5, 5), "id", "illegal_formula", "the formula is incomplete."),  # closing divides by 0
+        ("formula: ((7-5)*11+3", (7, 5, 11, 3), "ood", "illegal_formula", "the formula is incomplete."),
+        ("formula: (7-5)*11+2+", HAND, "ood", "illegal_formula", "the formula is incomplete."),
+        ("formula: ((7-5)*11+2+", HAND, "ood", "illegal_formula", None),
+        ("formula: 7/(5-5)", HAND, "ood", "wrong_numbers", None),  # card usage is checked before division by zero
+        ("formula: 7*(5-5)", (7, 5, 5, 1), "id", "wrong_numbers", None),
+        ("formula: 2/(5-5)*7+1", (7, 5, 5, 1), "id", "wrong_numbers", None),
+        ("formula: 1/(5-5)+7*2", (7, 5, 5, 1, 2), "id", "illegal_formula", "the formula divides by zero."),
+        (
+            "formula: -2+(7-5)*11",
+            HAND,
+            "ood",
+            "illegal_formula",
+            "the formula has the operator '-' where a number should be.",
+        ),
+        ("formula: 2x11+7-5", HAND, "ood", "illegal_formula", "the formula contains 'x', which is not allowed."),
+        ("formula: 2*11+7-5.0", HAND, "ood", "illegal_formula", None),
+        ("formula: 2*011+7-5", HAND, "ood", "correct", None),
+        ("formula: 2*0011+7-5", HAND, "ood", "illegal_formula", "the formula holds a number with more than 3 digits."),
+        ("formula: 7 5", HAND, "ood", "illegal_formula", None),
+        ("formula: (", HAND, "ood", "illegal_formula", "the formula holds no number."),
+        ("formula: ", HAND, "ood", "unparsable", "the reply holds no formula."),
+        ("I don't know.", HAND, "ood", "unparsable", "the reply holds no formula."),
+    ],
+)
 def test_formula_verdicts(reply, hand, rule, category, message):
     verdict = verify(reply, hand, rule)
     assert verdict.category == category, verdict.message
@@ -346,30 +399,44 @@ def test_value_and_rule_following():
     assert verify("formula: 8/(3-8/3)+1", (8, 3, 8, 3, 1), "id").value == 25
 
 
-@pytest.mark.parametrize("reply, category, message", [
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24", "correct", "the steps are correct."),
-    ("7-5=2\n2*11=22\n22+2=24", "correct", None),
-    ("numbers 7 5 11 2 ; 11 × 2 = 22 ; 7 − 5 = 2 ; 22 + 2 = 24", "correct", None),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22", "wrong_numbers", "the steps leave 2 and 22 unused."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2", "wrong_numbers", "the steps leave 2, 2 and 11 unused."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 =", "partial", "step 3 lacks only its result."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2", "partial", None),
-    ("7-5=2\n2*11=22\n22+2=", "wrong_numbers", None),  # without a head, only complete steps are steps
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 * 2 =", "illegal_formula", "step 3 is not of the form 'a op b = c'."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11", "wrong_numbers", "the steps leave 2 unused."),
-    ("numbers 7 5 11 2 ; 7 - 5 =", "wrong_numbers", "the steps leave 2 and 11 unused."),
-    ("numbers 7 5 11 2 ; 7 - 5 ; 2 * 11 = 22", "illegal_formula", "step 1 is not of the form 'a op b = c'."),
-    ("numbers 7 5 11 2 ; 22 + 2 =", "wrong_numbers", None),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 - 2 = 0 ; 11 / 0", "illegal_formula", "step 3 divides by zero."),
-    ("numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 11 = 132", "wrong_numbers", None),
-    ("numbers 7 5 11 2 ; 7 - 5 = 3", "no_solution", "step 1 states 7 - 5 = 3, but 7 - 5 = 2."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 5 = 27", "wrong_numbers",
-     "step 3 uses 5, which is neither an unused card value nor an unused result."),
-    ("numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 2 = 24 ; 24 / 11 = 24/11", "no_solution", "the steps end at 24/11, not 24."),
-    ("numbers 7 5 11 2 ; 7 - 5 = 2 ; two times 11", "illegal_formula", "step 2 is not of the form 'a op b = c'."),
-    ("numbers 7 5 11 2 ; 7 / 1/0 = 2", "illegal_formula", None),
-    ("numbers 7 5 11 2", "unparsable", "the reply holds no formula."),
-])
+@pytest.mark.parametrize(
+    "reply, category, message",
+    [
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 = 24", "correct", "the steps are correct."),
+        ("7-5=2\n2*11=22\n22+2=24", "correct", None),
+        ("numbers 7 5 11 2 ; 11 × 2 = 22 ; 7 − 5 = 2 ; 22 + 2 = 24", "correct", None),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22", "wrong_numbers", "the steps leave 2 and 22 unused."),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2", "wrong_numbers", "the steps leave 2, 2 and 11 unused."),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2 =", "partial", "step 3 lacks only its result."),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 2", "partial", None),
+        ("7-5=2\n2*11=22\n22+2=", "wrong_numbers", None),  # without a head, only complete steps are steps
+        (
+            "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 * 2 =",
+            "illegal_formula",
+            "step 3 is not of the form 'a op b = c'.",
+        ),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11", "wrong_numbers", "the steps leave 2 unused."),
+        ("numbers 7 5 11 2 ; 7 - 5 =", "wrong_numbers", "the steps leave 2 and 11 unused."),
+        ("numbers 7 5 11 2 ; 7 - 5 ; 2 * 11 = 22", "illegal_formula", "step 1 is not of the form 'a op b = c'."),
+        ("numbers 7 5 11 2 ; 22 + 2 =", "wrong_numbers", None),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 - 2 = 0 ; 11 / 0", "illegal_formula", "step 3 divides by zero."),
+        ("numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 11 = 132", "wrong_numbers", None),
+        ("numbers 7 5 11 2 ; 7 - 5 = 3", "no_solution", "step 1 states 7 - 5 = 3, but 7 - 5 = 2."),
+        (
+            "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22 ; 22 + 5 = 27",
+            "wrong_numbers",
+            "step 3 uses 5, which is neither an unused card value nor an unused result.",
+        ),
+        (
+            "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 2 = 24 ; 24 / 11 = 24/11",
+            "no_solution",
+            "the steps end at 24/11, not 24.",
+        ),
+        ("numbers 7 5 11 2 ; 7 - 5 = 2 ; two times 11", "illegal_formula", "step 2 is not of the form 'a op b = c'."),
+        ("numbers 7 5 11 2 ; 7 / 1/0 = 2", "illegal_formula", None),
+        ("numbers 7 5 11 2", "unparsable", "the reply holds no formula."),
+    ],
+)
 def test_steps_verdicts(reply, category, message):
     verdict = verify(reply, HAND, "ood")
     assert verdict.category == category, verdict.message
@@ -386,8 +453,16 @@ def test_steps_details():
 
 
 def test_compact_messages_are_space_separated_words():
-    replies = ["numbers 7 5 11 2 ; 7 - 5 = 3", "formula: (7-5)*11+3", "formula: 9**9", "formula: 7*5", "?", "formula: 7*6",
-               "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22", "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 11 = 132"]
+    replies = [
+        "numbers 7 5 11 2 ; 7 - 5 = 3",
+        "formula: (7-5)*11+3",
+        "formula: 9**9",
+        "formula: 7*5",
+        "?",
+        "formula: 7*6",
+        "numbers 7 5 11 2 ; 7 - 5 = 2 ; 2 * 11 = 22",
+        "numbers 7 5 11 2 ; 7 + 5 = 12 ; 12 * 11 = 132",
+    ]
     for reply in replies:
         words = verify(reply, HAND, "ood").compact
         assert words and words == " ".join(words.split()) and "," not in words and not words.endswith(".")
@@ -396,13 +471,37 @@ def test_compact_messages_are_space_separated_words():
 # --- verify: hostile input ---------------------------------------------------------------------------
 
 HOSTILE = [
-    "9**9**9", "formula: 9**9**9", "__import__('os').system('true')", "formula: __import__('os')", "().__class__",
-    "formula: ().__class__.__bases__", "1e999", "formula: 1e999", "(" * 10**6, "formula: " + "(" * 10**6,
-    "formula: " + "(" * 500 + "7", "1" * 10**6, "=" * 10**6, ";" * 10**6, "\n" * 10**6, " " * 10**6,
-    "formula:" * 10**5, "{" * 10**6 + "}", '{"formula": ' + "[" * 60000 + "}", "numbers " + "7 - 5 = 2 ; " * 10**5,
-    "7 - 5 = 2\n" * 10**5, "formula: 7\x005", "\x00" * 1000, "formula: ٣ + ٣", "numbers ٣ ; ٣ + ٣ = ٦",
-    "formula: 1/0", "formula: 7/(5-5)", "formula: 7/(5-5)*11+2", "formula: " + "9" * 10**5,
-    "numbers 7 ; 9999999999999 * 9999999999 = 1", "formula: " + "7*" * 255 + "7",
+    "9**9**9",
+    "formula: 9**9**9",
+    "__import__('os').system('true')",
+    "formula: __import__('os')",
+    "().__class__",
+    "formula: ().__class__.__bases__",
+    "1e999",
+    "formula: 1e999",
+    "(" * 10**6,
+    "formula: " + "(" * 10**6,
+    "formula: " + "(" * 500 + "7",
+    "1" * 10**6,
+    "=" * 10**6,
+    ";" * 10**6,
+    "\n" * 10**6,
+    " " * 10**6,
+    "formula:" * 10**5,
+    "{" * 10**6 + "}",
+    '{"formula": ' + "[" * 60000 + "}",
+    "numbers " + "7 - 5 = 2 ; " * 10**5,
+    "7 - 5 = 2\n" * 10**5,
+    "formula: 7\x005",
+    "\x00" * 1000,
+    "formula: ٣ + ٣",
+    "numbers ٣ ; ٣ + ٣ = ٦",
+    "formula: 1/0",
+    "formula: 7/(5-5)",
+    "formula: 7/(5-5)*11+2",
+    "formula: " + "9" * 10**5,
+    "numbers 7 ; 9999999999999 * 9999999999 = 1",
+    "formula: " + "7*" * 255 + "7",
 ]
 
 
@@ -424,6 +523,7 @@ def test_hostile_random_text():
 
 
 # --- properties ------------------------------------------------------------------------------------
+
 
 @FAST
 @given(hand=RANKS, rule=RULE_NAMES)
@@ -447,7 +547,7 @@ def test_foreign_number_is_wrong_numbers(hand, rule, data):
     numbers = list(re.finditer(r"\d+", formula))
     target = data.draw(st.sampled_from(numbers))
     foreign = data.draw(st.integers(0, 99).filter(lambda v: v not in values))
-    changed = formula[:target.start()] + str(foreign) + formula[target.end():]
+    changed = formula[: target.start()] + str(foreign) + formula[target.end() :]
     assert verify(f"formula: {changed}", hand, rule).category == "wrong_numbers"
 
 
@@ -465,8 +565,11 @@ def test_no_reply_leaving_a_number_unused_beats_no_solution(hand, rule, data):
     formula = data.draw(st.sampled_from(sols))
     values = get_rule(rule).values(hand)
     texts = [str(v) for v in values]
-    texts += [formula[:m.end()] for m in re.finditer(r"\d+|[()+\-*/]", formula)
-              if len(re.findall(r"\d+", formula[:m.end()])) < len(values)]
+    texts += [
+        formula[: m.end()]
+        for m in re.finditer(r"\d+|[()+\-*/]", formula)
+        if len(re.findall(r"\d+", formula[: m.end()])) < len(values)
+    ]
     replies = [reply for text in texts for reply in _formula_forms(text)]
     words = answer(hand, rule, formula, style="compact").split()  # ... ; a op b = c
     replies += [" ".join(words[:k]) for k in range(1, len(words) - 2)]  # up to the last step's operator
@@ -497,8 +600,28 @@ def short_replies(values) -> list[str]:
     """Every card value alone, every one-step answer over the card values (formula and steps forms,
     with and without its result), empty and garbage replies."""
     head = "numbers " + " ".join(map(str, values))
-    replies = ["", " ", "?", "I don't know.", "formula:", "{}", '{"formula": ""}', "24", "= 24", "numbers", head,
-               ";", "(((", ")", "+", "x" * 40, "\x00", "formula: 24", "numbers 24 ; 24", "Answer: 24"]
+    replies = [
+        "",
+        " ",
+        "?",
+        "I don't know.",
+        "formula:",
+        "{}",
+        '{"formula": ""}',
+        "24",
+        "= 24",
+        "numbers",
+        head,
+        ";",
+        "(((",
+        ")",
+        "+",
+        "x" * 40,
+        "\x00",
+        "formula: 24",
+        "numbers 24 ; 24",
+        "Answer: 24",
+    ]
     for v in sorted(set(values)):
         replies += [*_formula_forms(str(v)), f"({v}", f"{head} ; {v}", f"{v} = {v}"]
     for a, b in sorted(set(itertools.permutations(values, 2))):
@@ -535,8 +658,9 @@ def test_random_bytes_never_raise(blob):
 
 
 @settings(max_examples=200, deadline=None)
-@given(pieces=st.lists(st.sampled_from(list("0123456789+-*/()=;. \n×÷−x\"'{}[]:,") + ["formula", "numbers"]),
-                      max_size=100))
+@given(
+    pieces=st.lists(st.sampled_from([*list("0123456789+-*/()=;. \n×÷−x\"'{}[]:,"), "formula", "numbers"]), max_size=100)
+)
 def test_formula_like_text_never_raises(pieces):
     text = "".join(pieces)
     verdict = verify(text, HAND, "ood")
@@ -546,14 +670,18 @@ def test_formula_like_text_never_raises(pieces):
 
 # --- episode ---------------------------------------------------------------------------------------
 
+
 def test_episode_success_on_third_attempt():
     episode = Episode(HAND, "ood")
     assert episode.messages == messages(HAND, "ood") and not episode.done
     first = episode.step(json_reply("(7-5)*11+3"))
     assert first.category == "wrong_numbers" and episode.messages[-1] == {
-        "role": "user", "content": FEEDBACK.format(message=first.message)}
-    assert episode.messages[-1]["content"] == ("You failed this trial because the formula uses 3, which is not one "
-                                               "of the card values [7, 5, 11, 2].")
+        "role": "user",
+        "content": FEEDBACK.format(message=first.message),
+    }
+    assert episode.messages[-1]["content"] == (
+        "You failed this trial because the formula uses 3, which is not one of the card values [7, 5, 11, 2]."
+    )
     episode.step("no idea")
     last = episode.step(json_reply("(7-5)*11+2=24"))
     assert last.correct and episode.done and episode.success and episode.attempts == 3

@@ -4,7 +4,13 @@ authors' `utils_rl.step_rewards`, called as their environment calls it, returns 
 import pytest
 
 from sftrl import cards
-from sftrl.cards.reference import extract_formula, python_value, reference_feedback, reference_message, reference_solutions
+from sftrl.cards.reference import (
+    extract_formula,
+    python_value,
+    reference_feedback,
+    reference_message,
+    reference_solutions,
+)
 from sftrl.config import TaskConfig
 
 HAND = (7, 5, 11, 2)  # under the OOD rule: 7 5 11 2
@@ -15,8 +21,10 @@ CASES = [
     ('{"formula": "(7-5)*10+2=24"}', "you used invalid numbers: [10], you didn't use numbers: [11]."),
     ('{"formula": "(7-5)*11=22"}', "you didn't use numbers: [2]."),
     ('{"formula": "(7 - 5)*11+2=24"}', "illegal characters."),  # spaces are illegal characters there
-    ('{\n  "cards": [\'7\', \'5\', \'J\', \'2\'],\n  "formula": "((7-5)*11+2",\n}',
-     "( is partially correct but the full formula does not match any solution."),
+    (
+        "{\n  \"cards\": ['7', '5', 'J', '2'],\n  \"formula\": \"((7-5)*11+2\",\n}",
+        "( is partially correct but the full formula does not match any solution.",
+    ),
     ('{\n  "formula": "(7-5)*11+2)",\n}', "unmatched closing parenthesis."),
     ("I think 7*5 works", "illegal characters."),  # no formula field: the string None
     ('{"formula": "7+7+11+2"}', "you used numbers: [7] too many times, you didn't use numbers: [5]."),
@@ -78,7 +86,7 @@ def test_an_episode_speaks_the_reference_feedback():
 
 def test_reference_feedback_needs_the_paper_style():
     assert TaskConfig(style="paper", feedback="reference").feedback == "reference"
-    with pytest.raises(ValueError, match="task.feedback reference.*task.style 'compact'"):
+    with pytest.raises(ValueError, match=r"task.feedback reference.*task.style 'compact'"):
         TaskConfig(style="compact", feedback="reference")
-    with pytest.raises(ValueError, match="task.feedback 'verbatim'"):
+    with pytest.raises(ValueError, match=r"task.feedback 'verbatim'"):
         TaskConfig(feedback="verbatim")

@@ -87,7 +87,11 @@ def test_rl_checks_count_seeds_not_each_seeds_episodes():
         after[21 - lost : 21] = 0
         after[21 + 20 * seed : 21 + 20 * seed + won] = 1
         runs[f"rl-ppo-from50-s{seed}"] = outcomes(f"rl-ppo-from50-s{seed}", after)
-    models = {"sft-5": outcomes("sft-5", (np.arange(n) < 60).astype(float)), "sft-50": outcomes("sft-50", before), **runs}
+    models = {
+        "sft-5": outcomes("sft-5", (np.arange(n) < 60).astype(float)),
+        "sft-50": outcomes("sft-50", before),
+        **runs,
+    }
     rows = curve({5: 0.2, 50: 0.07}, n)
     rl_rows = rl({50: (0.07, tuple(r.rate for r in runs.values()))})
     findings = evaluate_claims(ClaimInputs(curve=rows, rl=rl_rows, outcomes=models), SETTINGS)
@@ -131,8 +135,10 @@ def test_the_peak_is_chosen_on_the_selection_half_against_the_winners_curse():
 def test_episodes_that_do_not_match_cannot_be_paired():
     inputs = paired_inputs(np.random.default_rng(6), {10: 0.40, 20: 0.10}, 100)
     other = inputs.outcomes["sft-20"]
-    for changed, detail in ((outcomes("sft-20", other.success[:-1]), "49 episodes against 50"),
-                            (outcomes("sft-20", other.success, [f"id-{i}" for i in range(100)]), "'id-1'")):
+    for changed, detail in (
+        (outcomes("sft-20", other.success[:-1]), "49 episodes against 50"),
+        (outcomes("sft-20", other.success, [f"id-{i}" for i in range(100)]), "'id-1'"),
+    ):
         inputs.outcomes["sft-20"] = changed
         with pytest.raises(PairingError, match="do not match") as error:
             evaluate_claims(inputs, SETTINGS)
@@ -140,5 +146,5 @@ def test_episodes_that_do_not_match_cannot_be_paired():
         assert "eval/sft-10/ood/samples.jsonl" in message and "eval/sft-20/ood/samples.jsonl" in message
         assert detail in message
     del inputs.outcomes["sft-20"]
-    with pytest.raises(ValueError, match="no per-episode OOD outcomes .* for sft-20"):
+    with pytest.raises(ValueError, match=r"no per-episode OOD outcomes .* for sft-20"):
         evaluate_claims(inputs, SETTINGS)

@@ -17,8 +17,19 @@ def curve(rates, n, base=None):
     items = ([(0, base)] if base is not None else []) + list(rates.items())
     for step, rate in items:
         low, high = wilson_interval(round(rate * n), n)
-        rows.append({"step": str(step), "split": "ood", "n": str(n), "success": str(rate), "ci_low": str(low), "ci_high": str(high)})
-        rows.append({"step": str(step), "split": "id", "n": str(n), "success": "0.9", "ci_low": "0.8", "ci_high": "0.95"})
+        rows.append(
+            {
+                "step": str(step),
+                "split": "ood",
+                "n": str(n),
+                "success": str(rate),
+                "ci_low": str(low),
+                "ci_high": str(high),
+            }
+        )
+        rows.append(
+            {"step": str(step), "split": "id", "n": str(n), "success": "0.9", "ci_low": "0.8", "ci_high": "0.95"}
+        )
     return rows
 
 
@@ -26,7 +37,14 @@ def rl(runs, algorithm="ppo"):
     """rl_from_sft.csv rows: runs = {start_step: (before, after)}, after one rate per seed (a tuple) or one
     run's (seed 0)."""
     return [
-        {"start_step": str(step), "algorithm": algorithm, "seed": str(seed), "split": "ood", "before": str(b), "after": str(a)}
+        {
+            "start_step": str(step),
+            "algorithm": algorithm,
+            "seed": str(seed),
+            "split": "ood",
+            "before": str(b),
+            "after": str(a),
+        }
         for step, (b, afters) in runs.items()
         for seed, a in enumerate(afters if isinstance(afters, tuple) else (afters,))
     ]

@@ -27,16 +27,43 @@ def test_claims_are_written_as_markdown_and_json(tmp_path):
 
 def test_setting_lines_show_whether_the_base_plays_the_game_and_rl_rule_following():
     curve = [
-        {"step": "0", "split": "ood", "n": "300", "success": "0.2", "first_attempt_success": "0.15",
-         "first_attempt_any_layout": "0.3", "success_after_failure": "0.25", "rule_following_first": "0.97"},
-        {"step": "100", "split": "ood", "n": "300", "success": "0.05", "first_attempt_success": "0.05",
-         "success_after_failure": "0.0", "rule_following_first": "0.5"},
+        {
+            "step": "0",
+            "split": "ood",
+            "n": "300",
+            "success": "0.2",
+            "first_attempt_success": "0.15",
+            "first_attempt_any_layout": "0.3",
+            "success_after_failure": "0.25",
+            "rule_following_first": "0.97",
+        },
+        {
+            "step": "100",
+            "split": "ood",
+            "n": "300",
+            "success": "0.05",
+            "first_attempt_success": "0.05",
+            "success_after_failure": "0.0",
+            "rule_following_first": "0.5",
+        },
     ]
     rl = [
-        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "ood",
-         "rule_following_first_before": "0.5", "rule_following_first_after": "0.9"},
-        {"start_step": "100", "algorithm": "ppo", "seed": "0", "split": "id",
-         "rule_following_first_before": "1.0", "rule_following_first_after": "1.0"},
+        {
+            "start_step": "100",
+            "algorithm": "ppo",
+            "seed": "0",
+            "split": "ood",
+            "rule_following_first_before": "0.5",
+            "rule_following_first_after": "0.9",
+        },
+        {
+            "start_step": "100",
+            "algorithm": "ppo",
+            "seed": "0",
+            "split": "id",
+            "rule_following_first_before": "1.0",
+            "rule_following_first_after": "1.0",
+        },
     ]
     text = "\n".join(render.setting_lines(ClaimInputs(curve=curve, rl=rl)))
     assert "| ood | 20.0% [15.9, 24.9] (n = 300) | 15.0% | 30.0% | 15 of 60 (25%) | 0.97 |" in text
@@ -57,7 +84,9 @@ def test_the_ood_peak_of_both_rules_is_shown_with_the_one_playing_sft_peak_first
         ],
     }
     lines = peak_lines(roles)
-    assert lines[4] == "| best on all episodes, the authors' argmax (plays sft_peak) | sft-100 | 30.0% | 20.0% | 40.0% |"
+    assert (
+        lines[4] == "| best on all episodes, the authors' argmax (plays sft_peak) | sft-100 | 30.0% | 20.0% | 40.0% |"
+    )
     assert lines[5] == "| best on the selection half, this workflow's rule | sft-50 | 15.0% | 20.0% | 10.0% |"
     assert any("biased upwards by the choice" in line for line in lines)
     assert peak_lines({"roles": {}}) == []  # roles.json of an older run

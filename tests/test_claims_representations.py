@@ -11,8 +11,17 @@ METRICS = ("cosine", "cka", "mmd2", "frechet", "js", "topk")
 def rows(model, intervals, split="ood", role="rl_from_end"):
     """One row per metric; `intervals` gives each metric's (delta_low, delta_high)."""
     return [
-        {"split": split, "metric": m, "model": model, "role": role, "value": "0.5", "delta": str((lo + hi) / 2),
-         "delta_low": str(lo), "delta_high": str(hi), "win_rate": "0.7" if m in ("cosine", "js", "topk") else ""}
+        {
+            "split": split,
+            "metric": m,
+            "model": model,
+            "role": role,
+            "value": "0.5",
+            "delta": str((lo + hi) / 2),
+            "delta_low": str(lo),
+            "delta_high": str(hi),
+            "win_rate": "0.7" if m in ("cosine", "js", "topk") else "",
+        }
         for m, (lo, hi) in zip(METRICS, intervals, strict=True)
     ]
 
@@ -46,7 +55,9 @@ def test_half_the_metrics_or_seeds_that_disagree_are_inconclusive():
 def test_no_table_no_check_and_an_empty_one_is_inconclusive():
     assert check_representations(None) == []
     assert verdicts([]) == {"F1.representations": INCONCLUSIVE}
-    no_delta = [{**row, "delta": "", "delta_low": "", "delta_high": ""} for row in rows("rl-ppo-from10-s0", [CLOSER] * 6)]
+    no_delta = [
+        {**row, "delta": "", "delta_low": "", "delta_high": ""} for row in rows("rl-ppo-from10-s0", [CLOSER] * 6)
+    ]
     (check,) = check_representations(no_delta)  # sft_peak is sft_end: nothing to move back to
     assert check.verdict == INCONCLUSIVE and "no recovery Δ" in check.reason
 

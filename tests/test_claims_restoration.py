@@ -11,9 +11,20 @@ def restoration(n, source, target, edits):
     for edit, kind, top, tail, layers, success in edits:
         rows.append(
             {
-                "source_role": "sft_peak", "target_role": "sft_end", "source": "sft-20", "target": "sft-160",
-                "edit": edit, "kind": kind, "top": top, "tail": tail, "layers": layers, "split": "ood",
-                "n": str(n), "success": str(success), "source_success": str(source), "target_success": str(target),
+                "source_role": "sft_peak",
+                "target_role": "sft_end",
+                "source": "sft-20",
+                "target": "sft-160",
+                "edit": edit,
+                "kind": kind,
+                "top": top,
+                "tail": tail,
+                "layers": layers,
+                "split": "ood",
+                "n": str(n),
+                "success": str(success),
+                "source_success": str(source),
+                "target_success": str(target),
             }
         )
     return rows
@@ -28,14 +39,20 @@ def grid(direction, layer, value):
 
 
 def f3(n, direction, layer, value, source=0.40, target=0.20):
-    inputs = ClaimInputs(curve=curve(PEAKED, 300), restoration=restoration(n, source, target, grid(direction, layer, value)))
+    inputs = ClaimInputs(
+        curve=curve(PEAKED, 300), restoration=restoration(n, source, target, grid(direction, layer, value))
+    )
     finding = evaluate_claims(inputs, SETTINGS)[2]
     return {c.id: c.verdict for c in finding.checks}, finding
 
 
 def test_f3_supported_when_both_edits_recover_most_and_directions_beat_values():
     verdicts, finding = f3(5000, direction=0.38, layer=0.385, value=0.22)
-    assert verdicts == {"F3.direction_top20": SUPPORTED, "F3.layers_first25": SUPPORTED, "F3.direction_vs_value": SUPPORTED}
+    assert verdicts == {
+        "F3.direction_top20": SUPPORTED,
+        "F3.layers_first25": SUPPORTED,
+        "F3.direction_vs_value": SUPPORTED,
+    }
     assert finding.verdict == SUPPORTED
     assert finding.checks[0].numbers["recovery"]["pct"] == pytest.approx(90.0)
 

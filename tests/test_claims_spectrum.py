@@ -15,8 +15,10 @@ def spectrum(drifts, proj, top=20.0, bottom=20.0, middle=10.0, k_fraction=0.2):
     for i, drift in enumerate(drifts):
         name = f"model.layers.{i}.self_attn.q_proj.weight"
 
-        def add(metric, value, index=-1):
-            rows.append({"layer": i, "module": "q_proj", "name": name, "index_or_k": index, "metric": metric, "value": value})
+        def add(metric, value, index=-1, i=i, name=name):
+            rows.append(
+                {"layer": i, "module": "q_proj", "name": name, "index_or_k": index, "metric": metric, "value": value}
+            )
 
         jitter = 0.05 * proj * (i % 5)
         add("drift_median", drift)
@@ -61,8 +63,8 @@ def test_f2_inconclusive_when_drift_straddles_the_threshold_or_is_not_measured()
 
 
 def test_f2_names_a_missing_k_fraction_or_subspace_angles():
-    with pytest.raises(ValueError, match="no k fraction 0.2"):
+    with pytest.raises(ValueError, match=r"no k fraction 0.2"):
         f2_verdicts(spectrum([0.004] * 5, proj=0.5, k_fraction=0.5))
     table = spectrum([0.004] * 8, proj=0.5)
-    with pytest.raises(ValueError, match="no subspace_angle_.*_middle_deg rows"):
+    with pytest.raises(ValueError, match=r"no subspace_angle_.*_middle_deg rows"):
         f2_verdicts(table[~table["metric"].str.contains("middle")])

@@ -7,7 +7,14 @@ from sftrl.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, ClaimInputs, ev
 
 
 def test_f4_supported_when_better_starts_give_better_rl():
-    runs = {40: (0.30, 0.36), 60: (0.25, 0.33), 80: (0.20, 0.30), 100: (0.15, 0.22), 120: (0.12, 0.15), 160: (0.10, 0.11)}
+    runs = {
+        40: (0.30, 0.36),
+        60: (0.25, 0.33),
+        80: (0.20, 0.30),
+        100: (0.15, 0.22),
+        120: (0.12, 0.15),
+        160: (0.10, 0.11),
+    }
     inputs = ClaimInputs(curve=curve({**PEAKED, 60: 0.25, 100: 0.15, 120: 0.12}, 5000), rl=rl(runs))
     finding = evaluate_claims(inputs, SETTINGS)[3]
     checks = {c.id: c for c in finding.checks}
@@ -18,7 +25,14 @@ def test_f4_supported_when_better_starts_give_better_rl():
 
 
 def test_f4_not_supported_when_worse_starts_give_better_rl():
-    runs = {40: (0.30, 0.10), 60: (0.25, 0.15), 80: (0.20, 0.20), 100: (0.15, 0.25), 120: (0.12, 0.30), 160: (0.10, 0.35)}
+    runs = {
+        40: (0.30, 0.10),
+        60: (0.25, 0.15),
+        80: (0.20, 0.20),
+        100: (0.15, 0.25),
+        120: (0.12, 0.30),
+        160: (0.10, 0.35),
+    }
     inputs = ClaimInputs(curve=curve({**PEAKED, 60: 0.25, 100: 0.15, 120: 0.12}, 5000), rl=rl(runs))
     finding = evaluate_claims(inputs, SETTINGS)[3]
     assert {c.id: c.verdict for c in finding.checks}["F4.better_in_better_out.ppo"] == NOT_SUPPORTED

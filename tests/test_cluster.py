@@ -60,8 +60,13 @@ def test_launcher_is_python_up_to_one_gpu_and_accelerate_beyond():
 def test_one_deepspeed_process_starts_under_torchrun():
     """DeepSpeed in one process needs a launcher's rendezvous (without one it looks for MPI), which accelerate
     gives only to two or more processes: one GPU, or one CPU process, starts under torchrun."""
-    assert cluster.launcher(1, deepspeed=True) == "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 --"
-    assert cluster.launcher(0, cpu_threads=8, deepspeed=True).startswith("OMP_NUM_THREADS=8 python -m torch.distributed.run")
+    assert (
+        cluster.launcher(1, deepspeed=True)
+        == "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 --"
+    )
+    assert cluster.launcher(0, cpu_threads=8, deepspeed=True).startswith(
+        "OMP_NUM_THREADS=8 python -m torch.distributed.run"
+    )
     assert cluster.launcher(4, deepspeed=True) == cluster.launcher(4)  # accelerate's torchrun already
     assert cluster.launcher(1) == "python"
 
@@ -81,24 +86,68 @@ def test_one_deepspeed_process_trains_ppo_and_sft_on_the_cpu(tmp_path, start_dir
     io.write_jsonl(tmp_path / "prompts.jsonl", rl_sets["rl_prompts"][:8])
     io.write_jsonl(tmp_path / "sft.jsonl", rl_sets["sft"][:16])
     zero2 = str(ROOT / "configs" / "deepspeed" / "zero2.json")
-    ppo = {"updates": 1, "episodes_per_update": 2, "minibatch_size": 2, "max_new_tokens": 8, "save_every": 1,
-           "deepspeed": zero2}
-    sft = {"max_steps": 2, "save_every": 2, "extra_steps": [], "per_device_batch_size": 4, "deepspeed": zero2,
-           "logging_steps": 1}
+    ppo = {
+        "updates": 1,
+        "episodes_per_update": 2,
+        "minibatch_size": 2,
+        "max_new_tokens": 8,
+        "save_every": 1,
+        "deepspeed": zero2,
+    }
+    sft = {
+        "max_steps": 2,
+        "save_every": 2,
+        "extra_steps": [],
+        "per_device_batch_size": 4,
+        "deepspeed": zero2,
+        "logging_steps": 1,
+    }
     launch = cluster.launcher(0, cpu_threads=1, deepspeed=True).split()
     env = {**__import__("os").environ, launch[0].split("=")[0]: launch[0].split("=")[1]}
     runs = {
-        "ppo": [str(ROOT / "scripts" / "rl.py"), "--config", json.dumps({"seed": 0, "task": asdict(TASK), "rl": {"ppo": ppo}}),
-                "--algorithm", "ppo", "--seed", "0", "--start", str(start_dir), "--prompts", str(tmp_path / "prompts.jsonl"),
-                "--out", str(tmp_path / "ppo" / "out"), "--work-dir", str(tmp_path / "ppo" / "work"),
-                "--log", str(tmp_path / "ppo" / "log")],
-        "sft": [str(ROOT / "scripts" / "sft.py"), "--config", json.dumps({"seed": 0, "sft": sft}), "--base", str(start_dir),
-                "--train", str(tmp_path / "sft.jsonl"), "--models-dir", str(tmp_path / "sft" / "models"),
-                "--work-dir", str(tmp_path / "sft" / "work"), "--log", str(tmp_path / "sft" / "log")],
+        "ppo": [
+            str(ROOT / "scripts" / "rl.py"),
+            "--config",
+            json.dumps({"seed": 0, "task": asdict(TASK), "rl": {"ppo": ppo}}),
+            "--algorithm",
+            "ppo",
+            "--seed",
+            "0",
+            "--start",
+            str(start_dir),
+            "--prompts",
+            str(tmp_path / "prompts.jsonl"),
+            "--out",
+            str(tmp_path / "ppo" / "out"),
+            "--work-dir",
+            str(tmp_path / "ppo" / "work"),
+            "--log",
+            str(tmp_path / "ppo" / "log"),
+        ],
+        "sft": [
+            str(ROOT / "scripts" / "sft.py"),
+            "--config",
+            json.dumps({"seed": 0, "sft": sft}),
+            "--base",
+            str(start_dir),
+            "--train",
+            str(tmp_path / "sft.jsonl"),
+            "--models-dir",
+            str(tmp_path / "sft" / "models"),
+            "--work-dir",
+            str(tmp_path / "sft" / "work"),
+            "--log",
+            str(tmp_path / "sft" / "log"),
+        ],
     }
     for name, args in runs.items():
-        done = subprocess.run([sys.executable if a == "python" else a for a in launch[1:]] + args,
-                              capture_output=True, text=True, env=env, timeout=600)
+        done = subprocess.run(
+            [sys.executable if a == "python" else a for a in launch[1:]] + args,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         assert done.returncode == 0, (name, done.stderr[-3000:])
         assert "mpi4py" not in done.stderr
     load_model(tmp_path / "ppo" / "out")
@@ -118,11 +167,11 @@ def test_cpu_processes_of_a_multi_process_stage():
     assert cluster.launcher(0, cpu_processes=1) == "python"
     assert "--num_cpu_threads_per_process" not in cluster.launcher(4, cpu_processes=1)
     section = {"cpus": 1, "mem_mb": 1, "runtime": 1}
-    with pytest.raises(ValueError, match="resources.sft.processes is for a job on the CPU"):
+    with pytest.raises(ValueError, match=r"resources.sft.processes is for a job on the CPU"):
         cluster.JobResources.from_config({**section, "gpus": 2, "processes": 2}, "resources.sft")
-    with pytest.raises(ValueError, match="resources.sft.processes must be a positive integer"):
+    with pytest.raises(ValueError, match=r"resources.sft.processes must be a positive integer"):
         cluster.JobResources.from_config({**section, "gpus": 0, "processes": 0}, "resources.sft")
-    with pytest.raises(ValueError, match="resources.evaluate.processes is 2, but evaluation runs in one process"):
+    with pytest.raises(ValueError, match=r"resources.evaluate.processes is 2, but evaluation runs in one process"):
         cluster.check_single_device("evaluate", cluster.JobResources(0, 1, 1, 1, processes=2), ["evaluation"])
     cluster.check_single_device("rl", cluster.JobResources(0, 1, 1, 1, processes=2), ["ppo", "grpo"])
 
@@ -130,7 +179,7 @@ def test_cpu_processes_of_a_multi_process_stage():
 def test_single_device_programs_refuse_several_gpus():
     cluster.check_single_device("rl", res(gpus=4), ["ppo", "grpo"])  # both train data-parallel
     cluster.check_single_device("evaluate", res(gpus=1), ["evaluation"])
-    with pytest.raises(ValueError, match="resources.evaluate.gpus"):
+    with pytest.raises(ValueError, match=r"resources.evaluate.gpus"):
         cluster.check_single_device("evaluate", res(gpus=2), ["evaluation"])
 
 
@@ -157,9 +206,9 @@ def test_visible_gpus(tmp_path):
 def test_local_gpus_and_partition_gpus_are_checked():
     jobs = {"sft": res(gpus=4), "evaluate": res(gpus=1), "rl": res(gpus=0)}
     cluster.check_local_gpus(jobs, 4)
-    with pytest.raises(ValueError, match="resources.sft.gpus: 4, but this machine has 1 GPU"):
+    with pytest.raises(ValueError, match=r"resources.sft.gpus: 4, but this machine has 1 GPU"):
         cluster.check_local_gpus(jobs, 1)
-    with pytest.raises(ValueError, match="evaluate.gpus: 1, resources.sft.gpus: 4, but this machine has 0"):
+    with pytest.raises(ValueError, match=r"evaluate.gpus: 1, resources.sft.gpus: 4, but this machine has 0"):
         cluster.check_local_gpus(jobs, 0)
     cluster.check_partition_gpus(jobs, "gpu", 8)
     with pytest.raises(ValueError, match="partition 'cpu' have at most 0 GPU"):
@@ -182,7 +231,7 @@ def test_status_command_needs_minjobage_three_times_the_first_delay():
     cluster.check_status_command("squeue", 100, 300, sacct=True)
     cluster.check_status_command("squeue", 200, 300, sacct=False)  # no sacct to fall back to
     cluster.check_status_command("sacct", 200, 300, sacct=True)
-    with pytest.raises(ValueError, match="MinJobAge \\(300 s\\) is below 3 x .* at most 100"):
+    with pytest.raises(ValueError, match=r"MinJobAge \(300 s\) is below 3 x .* at most 100"):
         cluster.check_status_command("squeue", 101, 300, sacct=True)
     with pytest.raises(ValueError, match="MinJobAge \\(None s\\)"):
         cluster.check_status_command("squeue", 40, None, sacct=True)
@@ -192,7 +241,7 @@ def test_config_files_resolve_against_the_workflow(tmp_path):
     assert cluster.resolve_config_file(None, ROOT, "sft.deepspeed") is None
     resolved = cluster.resolve_config_file("configs/deepspeed/zero3.json", ROOT, "sft.deepspeed")
     assert resolved == str(ROOT / "configs" / "deepspeed" / "zero3.json")
-    with pytest.raises(ValueError, match="sft.deepspeed: no file configs/deepspeed/zero4.json"):
+    with pytest.raises(ValueError, match=r"sft.deepspeed: no file configs/deepspeed/zero4.json"):
         cluster.resolve_config_file("configs/deepspeed/zero4.json", ROOT, "sft.deepspeed")
     (tmp_path / "bad.json").write_text("{stage: 3")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -204,7 +253,7 @@ def test_model_source_must_be_a_model_directory(tmp_path):
         cluster.check_model_source(source)
     with pytest.raises(ValueError, match="does not exist"):
         cluster.check_model_source(str(tmp_path / "nothing"))
-    with pytest.raises(ValueError, match="has no config.json"):
+    with pytest.raises(ValueError, match=r"has no config.json"):
         cluster.check_model_source(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     cluster.check_model_source(str(tmp_path))

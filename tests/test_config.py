@@ -52,7 +52,9 @@ def test_a_pretrained_base_is_refined_by_its_self_play_rounds(root, tmp_path, de
     config["model"]["refine"]["rounds"] = rounds
     result = dry_run(root, tmp_path, config)
     assert result.returncode == 0, result.stderr
-    jobs = dict(line.split() for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip())
+    jobs = dict(
+        line.split() for line in result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip()
+    )
     assert jobs["pretrain_base"] == "1" and jobs["built_base"] == "1"
     assert jobs.get("selfplay", "0") == jobs.get("refine_base", "0") == str(rounds)
     last = "pretrained" if rounds == 0 else f"refined-{rounds}"
@@ -71,7 +73,9 @@ def test_another_self_play_round_leaves_the_earlier_rounds_as_they_are(root, tmp
         cfg.write_text(yaml.safe_dump(config))
         result = subprocess.run(
             [*SNAKEMAKE, "-n", "-p", "-s", str(root / "Snakefile"), "-d", str(tmp_path), "--configfile", str(cfg)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         return sorted(line for line in result.stdout.splitlines() if "selfplay.py" in line and "--round 1 " in line)
@@ -190,7 +194,7 @@ def test_sections_parse_into_typed_configs(default_config):
 
 
 def test_typed_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="data.sft: unknown key"):
+    with pytest.raises(ValueError, match=r"data.sft: unknown key"):
         from_dict(DataConfig, {"sft": {"hands": 3, "handz": 4}}, "data")
 
 
@@ -254,13 +258,20 @@ def _grid(default_config, rl_models, sft_end):
         (lambda c: c["model"].update(source="hf:org/model"), "model.source hf:org/model is a hub id"),
         (lambda c: c["rl"].update(from_steps="plan"), "plan.rl_budget is null"),
         (
-            lambda c: (c["rl"].update(from_steps="plan"), c["plan"].update(rl_budget=10.0),
-                       c["restore"]["pairs"].append({"source": "sft_end", "target": "rl-ppo-from50-s0",
-                                                     "edits": [{"kind": "value", "top": 1.0}]})),
+            lambda c: (
+                c["rl"].update(from_steps="plan"),
+                c["plan"].update(rl_budget=10.0),
+                c["restore"]["pairs"].append(
+                    {"source": "sft_end", "target": "rl-ppo-from50-s0", "edits": [{"kind": "value", "top": 1.0}]}
+                ),
+            ),
             r"restore.pairs names RL runs \['rl-ppo-from50-s0'\].*use the role rl_from_end",
         ),
         (lambda c: c["report"]["claims"].update(angle_k_fraction=0.3), "angle_k_fraction 0.3 is not among"),
-        (lambda c: c["model"].update(base_seed=1), "model.base_seed builds a tiny base, but model.source is 'embedded'"),
+        (
+            lambda c: c["model"].update(base_seed=1),
+            "model.base_seed builds a tiny base, but model.source is 'embedded'",
+        ),
     ],
     ids=["off-ladder", "hub-base", "plan-without-budget", "planned-rl-run-named", "angle-fraction", "base-seed"],
 )

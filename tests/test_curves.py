@@ -3,9 +3,9 @@
 import csv
 
 import pytest
+from conftest import write_ood_samples
 
 from sftrl import io
-from conftest import write_ood_samples
 from sftrl.curves import RL_COLUMNS, curve_rows, plot_rl_from_sft, rl_rows
 from sftrl.outputs import write_rows_csv
 from sftrl.peak import ood_peak

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from sftrl import cards, data, io
-from sftrl.names import EVAL_SPLITS
 from sftrl.config import DataConfig, EvalDataConfig, PretrainDataConfig, RlDataConfig, SftDataConfig, TaskConfig
+from sftrl.names import EVAL_SPLITS
 
 TASK = TaskConfig(target=24, style="compact")
 SMALL = DataConfig(
@@ -226,7 +226,7 @@ def test_same_seed_same_sets_other_seed_other_sets(sets):
 def test_impossible_request_is_a_clear_error():
     """Refused by check_supply before any job; a library caller who skips it still gets a clear error."""
     greedy = dataclasses.replace(SMALL, sft=SftDataConfig(hands=5000, solutions_per_hand=1))
-    with pytest.raises(ValueError, match="data.sft.hands = 5000: at most"):
+    with pytest.raises(ValueError, match=r"data.sft.hands = 5000: at most"):
         data.check_supply(7, TASK, greedy)
     rng = data.stage_rng(7, "sft")
     # keyed by the highest rank: 11 distinct keys exist (no solvable hand tops out at an ace or a 2)
@@ -251,9 +251,7 @@ def test_script_writes_identical_bytes(tmp_path, root):
             check=True,
             capture_output=True,
         )
-        return {
-            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.jsonl"))
-        }
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.jsonl"))}
 
     first, second = digest(tmp_path / "a"), digest(tmp_path / "b")
     assert first == second
@@ -281,12 +279,16 @@ def test_supply_is_exact_at_its_limit(monkeypatch):
     hands = [tuple(e["hand"]) for e in sets["eval_id"]]
     assert len(set(hands)) == len(hands) == limits["data.eval.id"]
     over = dataclasses.replace(config, eval=dataclasses.replace(config.eval, id=limits["data.eval.id"] + 1))
-    with pytest.raises(ValueError, match=rf"data.eval.id = {limits['data.eval.id'] + 1}: at most {limits['data.eval.id']}"):
+    with pytest.raises(
+        ValueError, match=rf"data.eval.id = {limits['data.eval.id'] + 1}: at most {limits['data.eval.id']}"
+    ):
         data.check_supply(0, TASK, over)
     with pytest.raises(ValueError, match="could only find"):  # what the datasets job would meet
         data.build_datasets(0, TASK, over)
     too_many = dataclasses.replace(config, sft=dataclasses.replace(config.sft, hands=limits["data.sft.hands"] + 1))
-    with pytest.raises(ValueError, match=rf"data.sft.hands = \d+: at most {limits['data.sft.hands']} .*set data.sft.hands to"):
+    with pytest.raises(
+        ValueError, match=rf"data.sft.hands = \d+: at most {limits['data.sft.hands']} .*set data.sft.hands to"
+    ):
         data.check_supply(0, TASK, too_many)
 
 

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 pytest.importorskip("deepspeed")
-from deepspeed.runtime.config import DeepSpeedConfig  # noqa: E402
+from deepspeed.runtime.config import DeepSpeedConfig
 
-from sftrl.ds_config import check_for_ppo, resolve_for_ppo  # noqa: E402
-from sftrl.rl.ppo import PpoConfig  # noqa: E402
-from sftrl.sft import SftConfig, trainer_config  # noqa: E402
+from sftrl.ds_config import check_for_ppo, resolve_for_ppo
+from sftrl.rl.ppo import PpoConfig
+from sftrl.sft import SftConfig, trainer_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))

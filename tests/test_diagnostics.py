@@ -16,8 +16,14 @@ def metrics(rate, first_counts, n_first=10, attempts=40):
 
 def test_format_error_row_counts_both_kinds_on_first_attempts(tmp_path):
     row = diagnostics.format_error_row(50, "ood", metrics(0.25, {"illegal_formula": 2, "unparsable": 1, "correct": 7}))
-    assert row == {"step": 50, "split": "ood", "format_error_rate": 0.25, "format_error_rate_first": 0.3,
-                   "attempts": 40, "first_attempts": 10}
+    assert row == {
+        "step": 50,
+        "split": "ood",
+        "format_error_rate": 0.25,
+        "format_error_rate_first": 0.3,
+        "attempts": 40,
+        "first_attempts": 10,
+    }
     rows = [row, diagnostics.format_error_row(0, "ood", metrics(0.0, {"correct": 10}))]
     assert all(p.stat().st_size > 0 for p in diagnostics.plot_format_errors(rows, tmp_path / "f.png"))
 

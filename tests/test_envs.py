@@ -137,7 +137,9 @@ def test_sdm_conda_job_imports_the_workflow_package_from_its_environment(tmp_pat
     shutil.copytree(
         ROOT,
         checkout,
-        ignore=shutil.ignore_patterns(".*", "results", "tests", "benchmarks", "docs", "__pycache__", "*.egg-info", "build"),
+        ignore=shutil.ignore_patterns(
+            ".*", "results", "tests", "benchmarks", "docs", "__pycache__", "*.egg-info", "build"
+        ),
     )
     work = tmp_path / "work"  # Snakemake's working directory
     work.mkdir()
@@ -155,8 +157,20 @@ def test_sdm_conda_job_imports_the_workflow_package_from_its_environment(tmp_pat
     path = [str(conda_bin), *(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != venv_bin)]
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "SNAKEMAKE_PROFILE"}}
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "-d", str(work)]
-        + ["--sdm", "conda", "--cores", "1", "datasets"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(checkout / "Snakefile"),
+            "-d",
+            str(work),
+            "--sdm",
+            "conda",
+            "--cores",
+            "1",
+            "datasets",
+        ],
         env=env | {"PATH": os.pathsep.join(path)},
         capture_output=True,
         text=True,

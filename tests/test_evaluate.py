@@ -294,8 +294,14 @@ def test_the_decoders_processors_are_generates(loaded):
     ids = torch.tensor([[1, 2, 3, 3], [0, 0, 5, 6], [0, 0, 0, 7]])  # 0 is in the pad position only: not held
     ids[1, :2] = ids[1, 2]
     ids[2, :3] = ids[2, 3]
-    reference = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.05), TemperatureLogitsWarper(0.7),
-                                     TopKLogitsWarper(20), TopPLogitsWarper(0.8)])(ids, logits.clone())
+    reference = LogitsProcessorList(
+        [
+            RepetitionPenaltyLogitsProcessor(1.05),
+            TemperatureLogitsWarper(0.7),
+            TopKLogitsWarper(20),
+            TopPLogitsWarper(0.8),
+        ]
+    )(ids, logits.clone())
     ours = decoder.warpers(ids, decoder.scores(logits.clone(), decoder._seen(prompts, "cpu")))
     assert torch.equal(ours, reference)
 
@@ -440,10 +446,14 @@ def test_metrics_keep_the_evaluated_models_records(tmp_path, model_dir, episodes
     metrics = evaluate_model(model, episodes_file, TASK, cfg, tmp_path / "out", split="ood", progress=False)
     shutil.rmtree(model)
     stored = io.read_json(tmp_path / "out" / "metrics.json")
-    assert stored["model_records"] == metrics["model_records"] == {
-        "provenance.json": {"seed": 3},
-        "edit.json": {"name": "direction-top20-tail0", "kind": "direction"},
-    }
+    assert (
+        stored["model_records"]
+        == metrics["model_records"]
+        == {
+            "provenance.json": {"seed": 3},
+            "edit.json": {"name": "direction-top20-tail0", "kind": "direction"},
+        }
+    )
 
 
 def test_evaluate_model_writes_metrics_and_is_deterministic(tmp_path, model_dir, episodes_file, episodes):
@@ -522,20 +532,48 @@ def test_script_evaluates_several_splits_with_one_load(tmp_path, model_dir, epis
     run = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--config", json.dumps(config), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [*run, "--model", str(model_dir), "--episodes", str(episodes_file), str(episodes_file),
-         "--split", "id", "ood", "--out", str(tmp_path / "both" / "{split}")],
-        check=True, capture_output=True, cwd=ROOT, env=env,
+        [
+            *run,
+            "--model",
+            str(model_dir),
+            "--episodes",
+            str(episodes_file),
+            str(episodes_file),
+            "--split",
+            "id",
+            "ood",
+            "--out",
+            str(tmp_path / "both" / "{split}"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
     )
     subprocess.run(
-        [*run, "--model", str(model_dir), "--episodes", str(episodes_file), "--split", "ood",
-         "--out", str(tmp_path / "single")],
-        check=True, capture_output=True, cwd=ROOT, env=env,
+        [
+            *run,
+            "--model",
+            str(model_dir),
+            "--episodes",
+            str(episodes_file),
+            "--split",
+            "ood",
+            "--out",
+            str(tmp_path / "single"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
     )
     assert io.read_json(tmp_path / "both" / "id" / "metrics.json")["split"] == "id"
     both = io.read_json(tmp_path / "both" / "ood" / "metrics.json")
     single = io.read_json(tmp_path / "single" / "metrics.json")
     assert both["success"] == single["success"]
-    assert (tmp_path / "both" / "ood" / "samples.jsonl").read_bytes() == (tmp_path / "single" / "samples.jsonl").read_bytes()
+    assert (tmp_path / "both" / "ood" / "samples.jsonl").read_bytes() == (
+        tmp_path / "single" / "samples.jsonl"
+    ).read_bytes()
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -544,10 +582,10 @@ def test_script_evaluates_several_splits_with_one_load(tmp_path, model_dir, epis
 def test_check_inputs_names_the_problem(tmp_path, model_dir, episodes_file):
     with pytest.raises(ValueError, match="unknown split 'test'"):
         check_inputs(model_dir, episodes_file, "test")
-    with pytest.raises(FileNotFoundError, match="episodes file .*missing.jsonl does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"episodes file .*missing.jsonl does not exist"):
         check_inputs(model_dir, tmp_path / "missing.jsonl", "ood")
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(ValueError, match="empty.jsonl holds no episodes"):
+    with pytest.raises(ValueError, match=r"empty.jsonl holds no episodes"):
         check_inputs(model_dir, tmp_path / "empty.jsonl", "ood")
 
     for missing, message in (("model.safetensors", "no weights"), ("tokenizer.json", "no tokenizer")):

@@ -21,7 +21,10 @@ def merged(base: dict, update: dict) -> dict:
 @pytest.fixture(scope="module")
 def configs() -> dict[str, dict]:
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
-    papers = {m: merged(default, yaml.safe_load((ROOT / "experiments" / f"{m}.yaml").read_text())) for m in fidelity.PAPER_MODELS}
+    papers = {
+        m: merged(default, yaml.safe_load((ROOT / "experiments" / f"{m}.yaml").read_text()))
+        for m in fidelity.PAPER_MODELS
+    }
     return {"default": default, **papers}
 
 
@@ -45,7 +48,10 @@ def test_the_summary_says_which_options_are_the_authors(configs):
     assert fidelity.summary(configs["default"]).endswith("0 of 18 options as the authors ran them (all corrected)")
     qwen = fidelity.summary(configs["qwen2.5-7b"])
     assert "17 of 18 options as the authors ran them" in qwen
-    assert "  corrected  data.sft.file = null" in qwen and "  authors    rl.ppo.accumulation = across_epochs (inferred)" in qwen
+    assert (
+        "  corrected  data.sft.file = null" in qwen
+        and "  authors    rl.ppo.accumulation = across_epochs (inferred)" in qwen
+    )
     assert "  authors    SVD edits by counts (top_k)" in qwen
 
 

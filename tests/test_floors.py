@@ -61,7 +61,9 @@ def test_work_is_counted_from_the_runs_outputs(tmp_path):
         for matrix in ("q", "k", "v"):
             (tmp_path / "work" / "svd" / model / f"{matrix}.safetensors").write_bytes(b"")
     work = count_work(tmp_path, {"eval": 2, "rl": 2, "spectrum": 6, "report": 1}, split_words)
-    assert message_tokens(tmp_path / "eval" / "base" / "ood" / "samples.jsonl", split_words) == 10 + 8  # the system prompt once
+    assert (
+        message_tokens(tmp_path / "eval" / "base" / "ood" / "samples.jsonl", split_words) == 10 + 8
+    )  # the system prompt once
     assert work.stages["eval"] == Work(processes=2, tokens_forward=18)
     assert work.stages["sft"].tokens_trained == 40  # TRL's count is cumulative: its last value
     assert work.stages["rl"] == Work(processes=2, tokens_forward=2 * 50 + 25, tokens_trained=200 + 25)

@@ -7,11 +7,11 @@ import pytest
 from rl_start import TASK, run_files
 
 from sftrl import cards, io
+from sftrl.checkpoints import COMPLETE_MARKER
 from sftrl.config import TaskConfig
 from sftrl.modeling import load_model
-from sftrl.checkpoints import COMPLETE_MARKER
 from sftrl.rl import check_inputs
-from sftrl.rl.grpo import GrpoConfig, prompt_dataset, reward_function, trainer_config, train_grpo
+from sftrl.rl.grpo import GrpoConfig, prompt_dataset, reward_function, train_grpo, trainer_config
 from sftrl.training_run import RunFiles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,7 +83,7 @@ def test_grpo_learns_saves_and_resumes(tmp_path, start_dir, rl_sets):
     rewards = [row["reward"] for row in rows]
     print("reward by step:", [round(r, 2) for r in rewards])
     assert sum(rewards[-6:]) / 6 > sum(rewards[:6]) / 6 + 0.2, "the mean reward rises"
-    model, _ = load_model(tmp_path / "out")
+    _model, _ = load_model(tmp_path / "out")
 
     # Lose the last checkpoint mid-write and the output: the rerun resumes from step 20.
     work = tmp_path / "work"
@@ -131,7 +131,9 @@ def test_the_policy_is_exported_along_the_run(tmp_path, start_dir, rl_sets):
     train_grpo(start_dir, rl_sets["rl_prompts"], TASK, cfg, files)
     record = json.loads((tmp_path / "u1" / "provenance.json").read_text())
     assert (record["update"], record["step"], record["run"]) == (1, 1, "grpo")
-    exported, start, final = (load_file(path / "model.safetensors") for path in (tmp_path / "u1", start_dir, tmp_path / "out"))
+    exported, start, final = (
+        load_file(path / "model.safetensors") for path in (tmp_path / "u1", start_dir, tmp_path / "out")
+    )
     assert any(not exported[n].equal(start[n]) for n in start) and any(not exported[n].equal(final[n]) for n in final)
     load_model(tmp_path / "u1")
     shutil.rmtree(tmp_path / "u1")  # as Snakemake deletes a rerun job's outputs

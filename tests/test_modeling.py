@@ -104,13 +104,11 @@ def test_chat_template_prompt_is_token_prefix_and_answer_ends_with_eos(tokenizer
     if with_system:
         prompt.insert(0, {"role": "system", "content": "target 24"})
     completion = [{"role": "assistant", "content": texts[1]}]
-    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)[
-        "input_ids"
-    ]
+    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"]
     full_ids = tokenizer.apply_chat_template(prompt + completion, return_dict=True)["input_ids"]
     assert full_ids[: len(prompt_ids)] == prompt_ids
     answer_ids = full_ids[len(prompt_ids) :]
-    assert answer_ids == tokenizer(texts[1]).input_ids + [tokenizer.eos_token_id]
+    assert answer_ids == [*tokenizer(texts[1]).input_ids, tokenizer.eos_token_id]
     assert prompt_ids[-1] == tokenizer.convert_tokens_to_ids("<|assistant|>")
 
 
@@ -123,7 +121,7 @@ def test_tiny_model_defaults_are_about_three_million_parameters(tokenizer):
 
 def test_same_seed_same_weights(tokenizer):
     a, b = (build_tiny_model(tokenizer, SMALL, seed=3) for _ in range(2))
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
 
 
 def test_save_load_round_trip_gives_identical_logits(model_dir, tokenizer, texts):

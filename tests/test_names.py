@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from sftrl import names
-from sftrl.restoration.spec import EDIT_KINDS, KINDS, SVD_KINDS
 from sftrl.evaluate.backends import BACKEND_BUILDERS
 from sftrl.evaluate.engine import BACKENDS
-from sftrl.rl import ALGORITHMS, algorithm_colour
 from sftrl.restoration.apply import SVD_EDITS
+from sftrl.restoration.spec import EDIT_KINDS, KINDS, SVD_KINDS
+from sftrl.rl import ALGORITHMS, algorithm_colour
 
 
 @pytest.fixture(scope="module")
@@ -78,4 +78,3 @@ def test_backends_are_the_schema(schema):
 def test_schema_splits_are_the_eval_splits(schema):
     splits = schema["properties"]["representations"]["properties"]["splits"]["items"]["enum"]
     assert splits == list(names.EVAL_SPLITS)
-

@@ -83,7 +83,9 @@ def job_counts(stdout: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
-@pytest.mark.parametrize(("experiment", "deepspeed"), [("qwen2.5-7b", "zero2_offload"), ("llama3.2-11b-vision", "zero3_offload")])
+@pytest.mark.parametrize(
+    ("experiment", "deepspeed"), [("qwen2.5-7b", "zero2_offload"), ("llama3.2-11b-vision", "zero3_offload")]
+)
 def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment, deepspeed):
     result, seconds = dry_run(tmp_path, experiment)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -103,8 +105,11 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
     assert len(ppo) == 80
     plan = result.stdout[result.stdout.index("Memory plan") :]
     assert re.search(r"^  rl +4 +\d+\.\d +80  PPO update", plan, re.MULTILINE), plan[:600]
-    assert all(line.startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
-               and "configs/deepspeed/zero2_offload.json" in line for line in ppo)  # as the authors ran PPO
+    assert all(
+        line.startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
+        and "configs/deepspeed/zero2_offload.json" in line
+        for line in ppo
+    )  # as the authors ran PPO
 
 
 @pytest.mark.parametrize(
@@ -113,7 +118,10 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
         ({"sft": {"deepspeed": "configs/deepspeed/zero5.json"}}, "sft.deepspeed: no file configs/deepspeed/zero5.json"),
         ({"rl": {"ppo": {"deepspeed": "configs/deepspeed/zero3.json"}}}, "ZeRO stage 3 partitions the weights"),
         (
-            {"rl": {"ppo": {"deepspeed": None}}, "resources": {"rl": {"gpus": 1, "cpus": 8, "mem_mb": 1, "runtime": 1, "gpu_mem_gb": 80}}},
+            {
+                "rl": {"ppo": {"deepspeed": None}},
+                "resources": {"rl": {"gpus": 1, "cpus": 8, "mem_mb": 1, "runtime": 1, "gpu_mem_gb": 80}},
+            },
             "more than resources.rl.gpu_mem_gb = 80",
         ),
     ],
@@ -127,8 +135,19 @@ def test_bad_parallel_settings_are_named_at_the_dry_run(tmp_path, section, messa
     override = tmp_path / "over.yaml"
     override.write_text(yaml.safe_dump({"model": {"source": str(model)}, **section}))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
-        + ["--configfile", str(ROOT / "experiments" / "qwen2.5-7b.yaml"), str(override)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path / "work"),
+            "--configfile",
+            str(ROOT / "experiments" / "qwen2.5-7b.yaml"),
+            str(override),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -148,8 +167,20 @@ def test_one_process_under_deepspeed_starts_under_torchrun(tmp_path, gpus):
     override = tmp_path / "over.yaml"
     override.write_text(yaml.safe_dump({"model": {"source": str(model)}, "resources": {"sft": one, "rl": one}}))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
-        + ["--configfile", str(ROOT / "experiments" / "qwen2.5-7b.yaml"), str(override)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-p",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path / "work"),
+            "--configfile",
+            str(ROOT / "experiments" / "qwen2.5-7b.yaml"),
+            str(override),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -157,7 +188,9 @@ def test_one_process_under_deepspeed_starts_under_torchrun(tmp_path, gpus):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command" in line]
     launched = [c for c in commands if "scripts/sft.py" in c or "scripts/rl.py" in c]
-    prefix = ("" if gpus else "OMP_NUM_THREADS=8 ") + "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 -- "
+    prefix = (
+        "" if gpus else "OMP_NUM_THREADS=8 "
+    ) + "python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 -- "
     assert launched and all(c.startswith(prefix) for c in launched), launched[:2]
 
 
@@ -171,8 +204,22 @@ def test_paper_experiment_builds_its_datasets(tmp_path, experiment):
     override.write_text(yaml.safe_dump({"model": {"source": str(model)}}))
     config = yaml.safe_load((ROOT / "experiments" / f"{experiment}.yaml").read_text())
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work")]
-        + ["--cores", "1", "--until", "datasets", "--configfile", str(ROOT / "experiments" / f"{experiment}.yaml"), str(override)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path / "work"),
+            "--cores",
+            "1",
+            "--until",
+            "datasets",
+            "--configfile",
+            str(ROOT / "experiments" / f"{experiment}.yaml"),
+            str(override),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -52,7 +52,7 @@ def test_budget_below_the_mandatory_starts_names_the_smallest_feasible_one():
     with pytest.raises(PlanInfeasible, match="smallest feasible budget is 5") as error:
         plan.plan_rl_starts(CURVE, budget=4.9, cost_per_start=2.5)
     assert error.value.bound == 5.0
-    with pytest.raises(PlanInfeasible, match="smallest feasible budget is 7.5") as error:
+    with pytest.raises(PlanInfeasible, match=r"smallest feasible budget is 7.5") as error:
         plan.plan_rl_starts(CURVE, budget=5.0, cost_per_start=2.5, required=[10])  # a third mandatory start
     exact = plan.plan_rl_starts(CURVE, budget=5.0, cost_per_start=2.5)
     assert exact["steps"] == [20, 60] and exact["budget_used"] == 5.0
@@ -80,7 +80,7 @@ def test_bad_curves_costs_and_steps_are_errors():
         plan.plan_rl_starts(CURVE, budget=10, cost_per_start=None)
     with pytest.raises(PlanError, match="one start"):
         plan.plan_rl_starts(CURVE, budget=10, cost_per_start=0)
-    with pytest.raises(PlanError, match="step 20 twice|twice"):
+    with pytest.raises(PlanError, match=r"step 20 twice|twice"):
         plan.plan_rl_starts([*CURVE, point(20, 0.1)], budget=10, cost_per_start=1)
     with pytest.raises(PlanError, match="not on the SFT curve"):
         plan.plan_rl_starts(CURVE, budget=10, cost_per_start=1, required=[35])
@@ -97,7 +97,9 @@ def test_curve_rows_leave_out_the_base_model(tmp_path):
     path = tmp_path / "sft_curve.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     assert plan.read_curve(path) == [CurvePoint(10, 0.2, 0.15, 0.25, 300)]
-    pd.DataFrame([{"step": "x", "split": "ood", "n": "1", "success": "0", "ci_low": "0", "ci_high": "0"}]).to_csv(path, index=False)
+    pd.DataFrame([{"step": "x", "split": "ood", "n": "1", "success": "0", "ci_low": "0", "ci_high": "0"}]).to_csv(
+        path, index=False
+    )
     with pytest.raises(PlanError, match="bad SFT curve row"):
         plan.read_curve(path)
 
@@ -119,7 +121,7 @@ def test_run_cost_from_benchmark_files(tmp_path):
 
 
 def test_missing_or_broken_costs_are_errors(tmp_path):
-    with pytest.raises(PlanError, match="plan.rl_run_cost"):
+    with pytest.raises(PlanError, match=r"plan.rl_run_cost"):
         plan.start_cost(["ppo"], seeds=1, benchmarks={"grpo": [tmp_path / "x.tsv"]})
     with pytest.raises(PlanError, match="does not exist"):
         plan.run_cost_from_benchmarks([tmp_path / "missing.tsv"])
@@ -161,7 +163,7 @@ def test_ties_in_cost_go_to_the_larger_predicted_recovery():
 
 def test_unreachable_target_states_the_most_reachable():
     blocks = [Block("a", 0, "q", 10, 0.4), Block("b", 0, "k", 10, 0.2), Block("c", 0, "v", 10, -0.3)]
-    with pytest.raises(PlanInfeasible, match="at most 60.0%") as error:
+    with pytest.raises(PlanInfeasible, match=r"at most 60.0%") as error:
         plan.plan_restoration(blocks, target=0.7)
     assert error.value.bound == pytest.approx(0.6)
 
@@ -183,16 +185,27 @@ def spectral_table(blocks):
     """A tidy spectral table holding, per block, delta_fro and energy_rotation_share."""
     rows = []
     for name, layer, module, delta, share in blocks:
-        rows.append({"layer": layer, "module": module, "name": name, "index_or_k": -1, "metric": "delta_fro", "value": delta})
         rows.append(
-            {"layer": layer, "module": module, "name": name, "index_or_k": -1, "metric": "energy_rotation_share", "value": share}
+            {"layer": layer, "module": module, "name": name, "index_or_k": -1, "metric": "delta_fro", "value": delta}
+        )
+        rows.append(
+            {
+                "layer": layer,
+                "module": module,
+                "name": name,
+                "index_or_k": -1,
+                "metric": "energy_rotation_share",
+                "value": share,
+            }
         )
         rows.append({"layer": layer, "module": module, "name": name, "index_or_k": 0, "metric": "drift", "value": 0.01})
     return pd.DataFrame(rows)
 
 
 def test_block_estimates_spread_the_measured_recovery_by_rotation_energy():
-    table = spectral_table([("w1", 1, "q_proj", 2.0, 0.75), ("w0", 0, "q_proj", 1.0, 1.0), ("w2", 1, "k_proj", 0.0, math.nan)])
+    table = spectral_table(
+        [("w1", 1, "q_proj", 2.0, 0.75), ("w0", 0, "q_proj", 1.0, 1.0), ("w2", 1, "k_proj", 0.0, math.nan)]
+    )
     blocks = plan.block_recovery_estimates(table, 0.8, {"w0": 10, "w1": 20, "w2": 30})
     # rotation energies: w0 1.0, w1 4 * 0.75 = 3.0, w2 0 -> shares 1/4 and 3/4 of 0.8
     assert [(b.name, b.layer, b.params) for b in blocks] == [("w0", 0, 10), ("w2", 1, 30), ("w1", 1, 20)]

@@ -14,8 +14,8 @@ from conftest import ROOT
 from rl_start import TASK, run_files
 
 from sftrl import cluster, io
-from sftrl.modeling import build_tokenizer, load_model, save_model
 from sftrl.checkpoints import COMPLETE_MARKER
+from sftrl.modeling import build_tokenizer, load_model, save_model
 from sftrl.rl import check_inputs
 from sftrl.rl.ppo import (
     TIMING_KEYS,
@@ -98,13 +98,10 @@ def test_value_head_shape():
 def test_value_reads_the_last_prompt_token_and_ignores_padding(start_dir, tokenizer):
     model = load_model(start_dir)[0]
     head = ValueHead(model.config.hidden_size)
-    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")[
-        "input_ids"
-    ]
+    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")["input_ids"]
     long_prompt = prompt[:-2] + tokenizer("fail ; value 23 not 24 <|end|><|assistant|>")["input_ids"]
     replies = [
-        tokenizer(text)["input_ids"]
-        for text in ("numbers 3 8 1 2 <|end|>", "numbers 3 8 1 2 ; 3 * 8 = 24 <|end|>")
+        tokenizer(text)["input_ids"] for text in ("numbers 3 8 1 2 <|end|>", "numbers 3 8 1 2 ; 3 * 8 = 24 <|end|>")
     ]
 
     def turn(state, reply):
@@ -137,9 +134,7 @@ def test_thought_weights(tokenizer):
 
 def test_action_logprob_is_the_weighted_sum(start_dir, tokenizer):
     model = load_model(start_dir)[0]
-    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")[
-        "input_ids"
-    ]
+    prompt = tokenizer("<|user|> J = 10 Q = 10 K = 10 ; target 24 ; cards 3 8 A 2 <|end|><|assistant|>")["input_ids"]
     reply = tokenizer("numbers 3 8 1 2 ; 3 * 8 = 24 <|end|>")["input_ids"]
     weights = thought_weights(tokenizer, reply, ";", 0.5)
     with torch.no_grad():
@@ -157,8 +152,9 @@ def test_ppo_raises_the_reward_of_a_weak_checkpoint(tmp_path, start_dir, rl_sets
     # reward can only rise by failing less badly (legal steps, the right numbers): a slow signal, hence
     # lr 1e-3 and 60 updates. clip 0.2 (paper 0.1): the ratio is per reply, ~25 tokens.
     # Rise (mean of the last 10 updates - the first 10) at seeds 0-3: +1.4, +1.4, +1.9, +1.5.
-    cfg = replace(FAST, learning_rate=1e-3, updates=60, episodes_per_update=16, minibatch_size=16, clip_range=0.2,
-                  save_every=60)
+    cfg = replace(
+        FAST, learning_rate=1e-3, updates=60, episodes_per_update=16, minibatch_size=16, clip_range=0.2, save_every=60
+    )
     result = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path))
     rewards = [row["episode_reward"] for row in result.log]
     first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
@@ -248,7 +244,9 @@ def test_kl_penalty_to_the_start_model(tmp_path, start_dir, rl_sets):
     cfg = replace(FAST, updates=1, kl_coef=0.1)
     result = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, cfg, run_files(tmp_path / "kl"))
     assert result.log[0]["kl_to_start"] >= 0
-    without = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, replace(cfg, kl_coef=0.0), run_files(tmp_path / "no-kl"))
+    without = train_ppo(
+        start_dir, rl_sets["rl_prompts"], TASK, replace(cfg, kl_coef=0.0), run_files(tmp_path / "no-kl")
+    )
     assert "kl_to_start" not in without.log[0]
 
 
@@ -262,7 +260,7 @@ def test_inputs_are_checked_before_any_work(tmp_path, start_dir, rl_sets):
     config = {"seed": 0, "task": {"style": "compact"}, "rl": {"ppo": {"updates": 2}}}
     inputs = check_inputs("ppo", config, 3, start_dir, prompts)
     assert inputs.cfg.seed == 3 and inputs.cfg.updates == 2 and inputs.task.style == "compact"
-    with pytest.raises(ValueError, match="rl.ppo: unknown key"):
+    with pytest.raises(ValueError, match=r"rl.ppo: unknown key"):
         check_inputs("ppo", {**config, "rl": {"ppo": {"update": 2}}}, 0, start_dir, prompts)
     with pytest.raises(ValueError, match="unknown RL algorithm"):
         check_inputs("a2c", config, 0, start_dir, prompts)
@@ -340,7 +338,8 @@ SPLIT = replace(FAST, updates=2, episodes_per_update=8, generation_batch_size=4,
 def launch_two(tmp_path: Path, start: Path, prompts: Path, name: str) -> subprocess.CompletedProcess:
     """scripts/rl.py under the workflow's own launcher: two processes on the CPU (gloo), one thread each."""
     config = {"seed": 0, "task": asdict(TASK), "rl": {"ppo": {k: v for k, v in asdict(SPLIT).items() if k != "seed"}}}
-    command = cluster.launcher(0, cpu_processes=2, cpu_threads=1).split() + [
+    command = [
+        *cluster.launcher(0, cpu_processes=2, cpu_threads=1).split(),
         str(ROOT / "scripts" / "rl.py"),
         *("--config", json.dumps(config), "--algorithm", "ppo", "--seed", "0", "--start", str(start)),
         *("--prompts", str(prompts), "--out", str(tmp_path / name / "out")),
@@ -358,11 +357,16 @@ def test_two_processes_train_as_one_process_with_twice_the_accumulation(tmp_path
     prompts = tmp_path / "rl_prompts.jsonl"
     io.write_jsonl(prompts, rl_sets["rl_prompts"])
     two = launch_two(tmp_path, start_dir, prompts, "two")
-    one = train_ppo(start_dir, rl_sets["rl_prompts"], TASK, replace(SPLIT, gradient_accumulation_steps=2),
-                    run_files(tmp_path / "one"))
+    one = train_ppo(
+        start_dir,
+        rl_sets["rl_prompts"],
+        TASK,
+        replace(SPLIT, gradient_accumulation_steps=2),
+        run_files(tmp_path / "one"),
+    )
     two_log = io.read_jsonl(tmp_path / "two" / "log")
     assert len(two_log) == 2 and "resuming" not in two.stderr
-    for mine, theirs in zip(without_timing(two_log), without_timing(one.log)):
+    for mine, theirs in zip(without_timing(two_log), without_timing(one.log), strict=False):
         for key in ("turns", "generated_tokens", "episode_reward", "success_rate", "mean_turns", "lr"):
             assert mine[key] == theirs[key], key  # the same episodes, replies and rewards
         for key in ("policy_loss", "value_loss", "approx_kl", "grad_norm"):
@@ -406,9 +410,15 @@ def test_accumulation_across_epochs_is_one_step_from_the_sampling_policy(start_d
     generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     assert [len(g) for g in per_epoch.step_groups(n, generator())] == [n] * 4
     assert [len(g) for g in across.step_groups(n, generator())] == [4 * n]
-    assert [len(g) for g in trainer_on(start_dir, rl_sets, gradient_accumulation_steps=3,
-                                       accumulation="across_epochs").step_groups(5, generator())] == [3] * 6 + [2]
-    stats = {name: run.optimise(turns, run.score_buffer(turns)) for name, run in (("per", per_epoch), ("across", across))}
+    assert [
+        len(g)
+        for g in trainer_on(
+            start_dir, rl_sets, gradient_accumulation_steps=3, accumulation="across_epochs"
+        ).step_groups(5, generator())
+    ] == [3] * 6 + [2]
+    stats = {
+        name: run.optimise(turns, run.score_buffer(turns)) for name, run in (("per", per_epoch), ("across", across))
+    }
     assert stats["across"]["approx_kl"] == pytest.approx(0.0, abs=1e-6) and stats["across"]["clip_fraction"] == 0
     assert stats["per"]["approx_kl"] > 1e-6  # epochs 2-4 were scored after a step
 
@@ -454,7 +464,9 @@ def test_the_sixth_reply_is_paid_minus_one_unread_and_truncates(start_dir, rl_se
     buffer = run.score_buffer(rollout.turns)
     dones = [t.done for t in rollout.turns]
     dones[-1] = True
-    expected = compute_gae([t.reward for t in rollout.turns], buffer["values"].tolist(), dones, FAST.gamma, FAST.gae_lambda)
+    expected = compute_gae(
+        [t.reward for t in rollout.turns], buffer["values"].tolist(), dones, FAST.gamma, FAST.gae_lambda
+    )
     assert torch.allclose(buffer["returns"] - buffer["values"], torch.tensor(expected), atol=1e-5)
     terminal = trainer_on(start_dir, rl_sets).rollout()
     assert max(terminal.attempts) == TASK.max_attempts and terminal.turns[-1].done
@@ -463,11 +475,21 @@ def test_the_sixth_reply_is_paid_minus_one_unread_and_truncates(start_dir, rl_se
 def test_the_authors_cosine_annealing_stepped_once_per_process(tmp_path, start_dir, rl_sets):
     """CosineAnnealingLR over `updates` stepped 4 times an update (inferred: once per process of 4): with 4
     updates the rate is at its minimum after the first update and back at its peak after the second."""
-    cfg = replace(FAST, updates=2, episodes_per_update=2, max_new_tokens=8, ppo_epochs=1, save_every=2,
-                  lr_scheduler="cosine_annealing", min_learning_rate=1e-9, scheduler_steps_per_update=4)
+    cfg = replace(
+        FAST,
+        updates=2,
+        episodes_per_update=2,
+        max_new_tokens=8,
+        ppo_epochs=1,
+        save_every=2,
+        lr_scheduler="cosine_annealing",
+        min_learning_rate=1e-9,
+        scheduler_steps_per_update=4,
+    )
     cfg = replace(cfg, updates=2)
-    trainer = trainer_on(start_dir, rl_sets, lr_scheduler="cosine_annealing", min_learning_rate=1e-9,
-                         scheduler_steps_per_update=4)
+    trainer = trainer_on(
+        start_dir, rl_sets, lr_scheduler="cosine_annealing", min_learning_rate=1e-9, scheduler_steps_per_update=4
+    )
     rates = []
     for _ in range(3):
         rates.append(trainer.scheduler.get_last_lr()[0])
@@ -487,8 +509,9 @@ def test_rollouts_can_sample_as_the_start_checkpoint_configures(start_dir):
     model = load_model(start_dir)[0]
     cfg = replace(FAST, temperature=0.2, decoding="generation_config")
     assert rollout_sampling(replace(cfg, decoding="settings"), model) == Sampling(0.2, 1.0)
-    model.generation_config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.8, top_k=20,
-                                               repetition_penalty=1.05)
+    model.generation_config = GenerationConfig(
+        do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05
+    )
     assert rollout_sampling(cfg, model) == Sampling(0.2, 0.8, 20, 1.05)  # Qwen2.5-Instruct's, at T 0.2
     model.generation_config = GenerationConfig(do_sample=False)
     with pytest.raises(ValueError, match="decodes greedily"):
@@ -528,5 +551,11 @@ def test_exports_along_the_run_survive_a_kill_and_a_rerun(tmp_path, start_dir, r
         mine, theirs = (load_model(root / f"u{update}")[0].state_dict() for root in (tmp_path / "b", tmp_path / "a"))
         assert all(torch.equal(mine[n], theirs[n]) for n in theirs), update
         assert json.loads((tmp_path / "b" / f"u{update}" / "provenance.json").read_text())["update"] == update
-    assert not all(torch.equal(a, b) for a, b in zip(load_model(tmp_path / "b" / "u1")[0].state_dict().values(),
-                                                      load_model(tmp_path / "b" / "u3")[0].state_dict().values()))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(
+            load_model(tmp_path / "b" / "u1")[0].state_dict().values(),
+            load_model(tmp_path / "b" / "u3")[0].state_dict().values(),
+            strict=False,
+        )
+    )

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_mllama_config
+
 from sftrl import cards, io
 from sftrl.cards.reference import reference_feedback
 from sftrl.restoration.spec import parse_edits
@@ -248,8 +248,17 @@ def llama_vision_checkpoint(path: Path, records: list[dict]) -> Path:
     )
     tokenizer.chat_template = LLAMA_TEMPLATE
     end, eot, pad = tokenizer.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"])
-    config = tiny_mllama_config(vocab_size, bos, end, pad, vision_layers=2, text_layers=4, intermediate_size=128,
-                                max_positions=2048, image_token_index=vocab_size)
+    config = tiny_mllama_config(
+        vocab_size,
+        bos,
+        end,
+        pad,
+        vision_layers=2,
+        text_layers=4,
+        intermediate_size=128,
+        max_positions=2048,
+        image_token_index=vocab_size,
+    )
     torch.manual_seed(0)
     generation = GenerationConfig(bos_token_id=bos, eos_token_id=[end, eot], pad_token_id=pad, **LLAMA_SAMPLING)
     return save_checkpoint(MllamaForConditionalGeneration(config), tokenizer, generation, records, path)
@@ -294,8 +303,20 @@ def rehearsal(request, checkpoints, tmp_path_factory) -> Rehearsal:
     configs = [ROOT / "experiments" / f"{paper.experiment}.yaml", OVERLAYS / f"{paper.experiment}.yaml", source]
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "--cores", "2"]
-        + ["--show-failed-logs", "--configfile", *map(str, configs)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(work),
+            "--cores",
+            "2",
+            "--show-failed-logs",
+            "--configfile",
+            *map(str, configs),
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -445,6 +466,11 @@ def test_rl_restoration_and_claims(rehearsal):
 
 def test_the_dry_run_says_which_options_are_the_authors_and_which_checks_one_seed_leaves_open(rehearsal):
     expected = {"qwen2.5-7b": "17 of 18", "llama3.2-11b-vision": "16 of 17"}[rehearsal.paper.experiment]
-    assert f"Fidelity to the authors' runs (README \"Fidelity\"): {expected} options as the authors ran them" in rehearsal.output
-    assert "rl.seeds has 1 seed: F1.rl_raises.ppo, F1.rl_most.ppo, F1.rl_late.ppo will be inconclusive" in rehearsal.output
+    assert (
+        f'Fidelity to the authors\' runs (README "Fidelity"): {expected} options as the authors ran them'
+        in rehearsal.output
+    )
+    assert (
+        "rl.seeds has 1 seed: F1.rl_raises.ppo, F1.rl_most.ppo, F1.rl_late.ppo will be inconclusive" in rehearsal.output
+    )
     assert "  corrected  data.sft.file = null" in rehearsal.output

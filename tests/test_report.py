@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from sftrl import report
-from sftrl.outputs import write_table
 from sftrl.evaluate.metrics import wilson_interval
+from sftrl.outputs import write_table
 
 
 def curve_rows(rates, n=1000):
@@ -13,14 +13,27 @@ def curve_rows(rates, n=1000):
     for split in ("id", "ood"):
         for step, rate in rates.items():
             low, high = wilson_interval(round(rate * n), n)
-            rows.append({"step": str(step), "split": split, "n": str(n), "success": str(rate), "ci_low": str(low), "ci_high": str(high)})
+            rows.append(
+                {
+                    "step": str(step),
+                    "split": split,
+                    "n": str(n),
+                    "success": str(rate),
+                    "ci_low": str(low),
+                    "ci_high": str(high),
+                }
+            )
     return rows
 
 
 CURVE = curve_rows({0: 0.1, 10: 0.4, 20: 0.3, 40: 0.1})
 RL = [
-    {"start_step": "20", "algorithm": "ppo", "seed": "0", "split": s, "before": "0.3", "after": "0.38"} for s in ("id", "ood")
-] + [{"start_step": "40", "algorithm": "ppo", "seed": "0", "split": s, "before": "0.1", "after": "0.1"} for s in ("id", "ood")]
+    {"start_step": "20", "algorithm": "ppo", "seed": "0", "split": s, "before": "0.3", "after": "0.38"}
+    for s in ("id", "ood")
+] + [
+    {"start_step": "40", "algorithm": "ppo", "seed": "0", "split": s, "before": "0.1", "after": "0.1"}
+    for s in ("id", "ood")
+]
 
 
 def test_loss_rows_merge_the_log_and_the_curve():
@@ -28,8 +41,13 @@ def test_loss_rows_merge_the_log_and_the_curve():
     rows = report.loss_rows(history, CURVE)
     assert [r["step"] for r in rows] == [0, 5, 10, 20, 40]
     assert rows[2] == {
-        "step": 10, "train_loss": 0.8, "test_loss_id_unseen": 0.9, "loss_ood": 1.2,
-        "ood_success": 0.4, "ood_ci_low": pytest.approx(0.3700, abs=1e-3), "ood_ci_high": pytest.approx(0.4308, abs=1e-3),
+        "step": 10,
+        "train_loss": 0.8,
+        "test_loss_id_unseen": 0.9,
+        "loss_ood": 1.2,
+        "ood_success": 0.4,
+        "ood_ci_low": pytest.approx(0.3700, abs=1e-3),
+        "ood_ci_high": pytest.approx(0.4308, abs=1e-3),
     }
     assert rows[1]["ood_success"] is None and rows[0]["train_loss"] is None
 
@@ -42,21 +60,53 @@ def test_window_rows_give_recovery_against_the_peak_with_intervals():
     assert by_step[40]["recovery_pct"] == pytest.approx(0.0) and by_step[40]["peak_step"] == 10
     seeds = [dict(r, seed=str(s), after=a) for s, a in enumerate(("0.36", "0.38", "0.40")) for r in RL[:2]]
     (three,) = [r for r in report.window_rows(CURVE, seeds, draws=500) if r["start_step"] == 20]
-    assert three["seeds"] == 3 and three["recovery_pct_per_seed"] == "60 80 100" and three["after_per_seed"] == "0.36 0.38 0.4"
-    assert three["recovery_pct"] == pytest.approx(80.0) and three["ci_low"] < 60 and three["ci_high"] > 100  # over 3 seeds
+    assert (
+        three["seeds"] == 3
+        and three["recovery_pct_per_seed"] == "60 80 100"
+        and three["after_per_seed"] == "0.36 0.38 0.4"
+    )
+    assert (
+        three["recovery_pct"] == pytest.approx(80.0) and three["ci_low"] < 60 and three["ci_high"] > 100
+    )  # over 3 seeds
 
 
 def test_restoration_rows_add_the_planned_edit_with_its_prediction():
     restoration = [
-        {"split": "ood", "n": "1000", "source_role": "sft_peak", "target_role": "sft_end", "source": "sft-10",
-         "target": "sft-40", "edit": "direction-top20-tail0", "kind": "direction", "success": "0.3",
-         "source_success": "0.4", "target_success": "0.1"},
-        {"split": "id", "n": "1000", "source_role": "sft_peak", "target_role": "sft_end", "source": "sft-10",
-         "target": "sft-40", "edit": "direction-top20-tail0", "kind": "direction", "success": "0.5",
-         "source_success": "0.5", "target_success": "0.5"},
+        {
+            "split": "ood",
+            "n": "1000",
+            "source_role": "sft_peak",
+            "target_role": "sft_end",
+            "source": "sft-10",
+            "target": "sft-40",
+            "edit": "direction-top20-tail0",
+            "kind": "direction",
+            "success": "0.3",
+            "source_success": "0.4",
+            "target_success": "0.1",
+        },
+        {
+            "split": "id",
+            "n": "1000",
+            "source_role": "sft_peak",
+            "target_role": "sft_end",
+            "source": "sft-10",
+            "target": "sft-40",
+            "edit": "direction-top20-tail0",
+            "kind": "direction",
+            "success": "0.5",
+            "source_success": "0.5",
+            "target_success": "0.5",
+        },
     ]
-    plan = {"status": "Optimal", "tensors": ["a"], "blocks": 4, "params_share": 0.25, "predicted_recovery": 0.7,
-            "edit": "direction-top20-tail0"}
+    plan = {
+        "status": "Optimal",
+        "tensors": ["a"],
+        "blocks": 4,
+        "params_share": 0.25,
+        "predicted_recovery": 0.7,
+        "edit": "direction-top20-tail0",
+    }
     rows = report.restoration_recovery_rows(restoration, plan, {"success": {"k": 250, "n": 1000}}, draws=1000)
     assert len(rows) == 2  # the OOD row and the planned edit
     assert rows[0]["recovery_pct"] == pytest.approx(200 / 3)

@@ -8,9 +8,26 @@ from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, s
 from sftrl.representations import features
 from sftrl.representations.features import FeatureConfig, IncomparableModels
 
-WORDS = "one two three four five six seven eight nine ten cards make 24 with each".split()
-TINY = TinyModelConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                       intermediate_size=64)
+WORDS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "cards",
+    "make",
+    "24",
+    "with",
+    "each",
+]
+TINY = TinyModelConfig(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +73,9 @@ def test_pooled_features_do_not_depend_on_the_batch(tokenizer):
     cfg = FeatureConfig(positions=4, top_k=5, batch_size=4)
     batched = features.compare_pair((model, other), (tokenizer, tokenizer), prompts, cfg)
     for i, conversation in enumerate(prompts):
-        ids = tokenizer(features.user_turn_text(tokenizer, conversation), add_special_tokens=False,
-                        return_tensors="pt")["input_ids"]
+        ids = tokenizer(
+            features.user_turn_text(tokenizer, conversation), add_special_tokens=False, return_tensors="pt"
+        )["input_ids"]
         with torch.inference_mode():
             states = model.model(input_ids=ids).last_hidden_state[0, -4:]
         np.testing.assert_allclose(batched["a"][i], states.mean(0).numpy(), rtol=1e-4, atol=1e-5)
@@ -86,8 +104,9 @@ def test_pair_features_of_saved_models(tokenizer, tmp_path, tiny_mllama):
     for name, model in (("llama", build_tiny_model(tokenizer, TINY, seed=0)), ("mllama", tiny_mllama(tokenizer))):
         save_model(model, tokenizer, tmp_path / name)
         prompts = {"ood": (["u0", "u1", "u2"], conversations(3))}
-        out = features.pair_features((name, name), (tmp_path / name, tmp_path / name), prompts, FeatureConfig(),
-                                     dtype="float32", device="cpu")
+        out = features.pair_features(
+            (name, name), (tmp_path / name, tmp_path / name), prompts, FeatureConfig(), dtype="float32", device="cpu"
+        )
         assert list(out["ood"]["uids"]) == ["u0", "u1", "u2"]
         np.testing.assert_array_equal(out["ood"]["a"], out["ood"]["b"])
 
@@ -99,11 +118,17 @@ def test_incomparable_models_are_refused_naming_both(tokenizer, tmp_path):
     other_tokenizer = build_tokenizer(["entirely different words here"])
     save_model(build_tiny_model(other_tokenizer, TINY, seed=0), other_tokenizer, tmp_path / "other")
     shape = {name: features.model_shape(tmp_path / name) for name in ("small", "wide", "other")}
-    with pytest.raises(IncomparableModels, match="small and wide.*hidden size: 32 vs 64"):
+    with pytest.raises(IncomparableModels, match=r"small and wide.*hidden size: 32 vs 64"):
         features.check_comparable(("small", shape["small"]), ("wide", shape["wide"]))
-    with pytest.raises(IncomparableModels, match="small and other.*tokenizer"):
+    with pytest.raises(IncomparableModels, match=r"small and other.*tokenizer"):
         features.check_comparable(("small", shape["small"]), ("other", shape["other"]))
     features.check_comparable(("small", shape["small"]), ("small again", features.model_shape(tmp_path / "small")))
     with pytest.raises(IncomparableModels, match="small and wide"):
-        features.pair_features(("small", "wide"), (tmp_path / "small", tmp_path / "wide"), {}, FeatureConfig(),
-                               dtype="float32", device="cpu")
+        features.pair_features(
+            ("small", "wide"),
+            (tmp_path / "small", tmp_path / "wide"),
+            {},
+            FeatureConfig(),
+            dtype="float32",
+            device="cpu",
+        )

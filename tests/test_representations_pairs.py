@@ -49,8 +49,9 @@ def test_bad_pairs_are_refused(config, message):
 
 def test_a_directory_with_another_hidden_size_is_refused_before_any_job(tmp_path):
     tokenizer = build_tokenizer(["a few words"])
-    small = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                            intermediate_size=64)
+    small = TinyModelConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64
+    )
     save_model(build_tiny_model(tokenizer, small, seed=0), tokenizer, tmp_path / "base")
     wide = TinyModelConfig(**{**small.__dict__, "hidden_size": 64})
     save_model(build_tiny_model(tokenizer, wide, seed=0), tokenizer, tmp_path / "wide")
@@ -60,5 +61,6 @@ def test_a_directory_with_another_hidden_size_is_refused_before_any_job(tmp_path
         pairs.check_pairs(named, pairs.external_models(config), lambda: tmp_path / "base")
     pairs.check_pairs(named, pairs.external_models(config), lambda: None)  # base not on disk: the job checks
     same = section(models=[], extra=[{"a": "sft_end", "b": str(tmp_path / "base")}])
-    pairs.check_pairs(pairs.configured_pairs(same, RL, "sft-600", MODELS), pairs.external_models(same),
-                      lambda: tmp_path / "base")
+    pairs.check_pairs(
+        pairs.configured_pairs(same, RL, "sft-600", MODELS), pairs.external_models(same), lambda: tmp_path / "base"
+    )

@@ -55,8 +55,9 @@ def test_an_rl_run_closer_to_the_peak_has_a_positive_delta(tmp_path):
 def test_comparisons_over_different_prompts_are_refused(tmp_path):
     pairs = [
         table.read_pair(pair_file(tmp_path / "end.npz", "sft-600", 1.0, seed=1)),
-        table.read_pair(pair_file(tmp_path / "rl.npz", "rl-ppo-from600-s0", 0.3, seed=2,
-                                  uids=[f"v{i}" for i in range(60)])),
+        table.read_pair(
+            pair_file(tmp_path / "rl.npz", "rl-ppo-from600-s0", 0.3, seed=2, uids=[f"v{i}" for i in range(60)])
+        ),
     ]
     with pytest.raises(ValueError, match="different prompts"):
         table.summary_rows(pairs, ROLES, draws=100, seed=0)

@@ -1,24 +1,24 @@
 """Restoration edits: their algebra, complete bf16 model directories, layer resets, and bad input."""
 
 import json
-from dataclasses import replace
 import runpy
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
+from sharding import shard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sftrl.restoration import apply as restore
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
+from sftrl.restoration import apply as restore
 from sftrl.restoration.apply import apply_edits, edit_grid, svd_edit
 from sftrl.restoration.spec import EditError, EditSpec
 from sftrl.spectral.svd import SvdCache, thin_svd
 from sftrl.spectral.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, select
-from sharding import shard
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restore.py"
 TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=64)
@@ -71,7 +71,7 @@ def test_full_triplet_swap_reproduces_source(matrices):
 
 
 def test_value_swap_keeps_target_singular_vectors(matrices):
-    t, s, svd_t, svd_s = matrices
+    t, _s, svd_t, svd_s = matrices
     out = thin_svd(svd_edit("value", t, svd_t, svd_s, full("value")))
     assert torch.allclose(out.s, svd_s.s, atol=1e-4)
     assert torch.allclose((out.u.T @ svd_t.u).abs().diagonal(), torch.ones(24), atol=1e-4)
@@ -79,7 +79,7 @@ def test_value_swap_keeps_target_singular_vectors(matrices):
 
 
 def test_partial_swaps_match_their_definition(matrices):
-    t, s, svd_t, svd_s = matrices
+    t, _s, svd_t, svd_s = matrices
     spec = EditSpec("direction", top=0.25, tail=0.125)
     index = spec.index_set(24)
     assert index.tolist() == [0, 1, 2, 3, 4, 5, 21, 22, 23]
@@ -324,7 +324,12 @@ def test_svd_edit_scope_touches_exactly_its_families(tmp_path, untied, scope):
     [
         (None, lambda n: n.startswith("model.layers.1.")),  # every tensor of the layer
         (("norms",), lambda n: n.startswith("model.layers.1.") and "norm" in n),
-        (("projections", "embeddings", "lm_head"), lambda n: (n.startswith("model.layers.1.") and n.endswith("_proj.weight")) or n in (EMBED, "lm_head.weight")),
+        (
+            ("projections", "embeddings", "lm_head"),
+            lambda n: (
+                (n.startswith("model.layers.1.") and n.endswith("_proj.weight")) or n in (EMBED, "lm_head.weight")
+            ),
+        ),
     ],
     ids=["default", "norms", "authors"],
 )
@@ -336,7 +341,7 @@ def test_layer_reset_scope_copies_exactly_its_families(tmp_path, untied, scope, 
 
 
 def test_tied_lm_head_is_refused_and_embeddings_edit_the_shared_matrix(tmp_path, pair):
-    with pytest.raises(EditError, match="scope lm_head selects no tensor .*tied to the input embedding"):
+    with pytest.raises(EditError, match=r"scope lm_head selects no tensor .*tied to the input embedding"):
         edit_grid(*pair, [EditSpec("triplet", top=1.0, scope=["lm_head"])], tmp_path / "head")
     assert_nothing_written(tmp_path / "head")
     out = edit_grid(*pair, [EditSpec("triplet", top=1.0, scope=["embeddings"])], tmp_path)[0]

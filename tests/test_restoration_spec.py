@@ -17,8 +17,14 @@ def test_parse_edits_builds_specs_in_order():
     ("items", "message"),
     [
         ([{"kind": "direction"}], r"edits\[0\]: a direction edit with top = tail = 0 edits nothing"),
-        ([{"kind": "value", "top": 1.0}, {"kind": "value", "top": 1}], r"\['value-top100-tail0'\] given more than once"),
-        ([{"kind": "direction", "top": 0.2}, {"kind": "direction", "top": 1.5}], r"edits\[1\]: top = 1.5 is not a fraction"),
+        (
+            [{"kind": "value", "top": 1.0}, {"kind": "value", "top": 1}],
+            r"\['value-top100-tail0'\] given more than once",
+        ),
+        (
+            [{"kind": "direction", "top": 0.2}, {"kind": "direction", "top": 1.5}],
+            r"edits\[1\]: top = 1.5 is not a fraction",
+        ),
         ([{"kind": "layer", "layers": 0.0}], r"edits\[0\]: layers = 0.0"),
         ([{"kind": "direction", "top": 0.2, "k": 3}], r"edits\[0\]: unknown edit field\(s\) \['k'\]"),
         ([], "no edits"),

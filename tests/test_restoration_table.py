@@ -39,8 +39,14 @@ ROLES = {
 @pytest.fixture
 def eval_root(tmp_path):
     for model, rates in RATES.items():
-        for split, rate in zip(("id", "id_unseen", "ood"), rates):
-            success = {"k": round(rate * 100), "n": 100, "rate": rate, "ci_low": max(0, rate - 0.05), "ci_high": rate + 0.05}
+        for split, rate in zip(("id", "id_unseen", "ood"), rates, strict=False):
+            success = {
+                "k": round(rate * 100),
+                "n": 100,
+                "rate": rate,
+                "ci_low": max(0, rate - 0.05),
+                "ci_high": rate + 0.05,
+            }
             io.write_json(tmp_path / "eval" / model / split / "metrics.json", {"split": split, "success": success})
     io.write_json(tmp_path / "roles.json", ROLES)
     return tmp_path / "eval"
@@ -54,7 +60,9 @@ def pairs():
 def test_rows_hold_success_and_recovery(eval_root, pairs):
     rows = restoration_rows(eval_root, ROLES, pairs)
     assert len(rows) == 3 * 3
-    assert [(r["edit"], r["split"]) for r in rows[:3]] == [("direction-top20-tail0", s) for s in ("id", "id_unseen", "ood")]
+    assert [(r["edit"], r["split"]) for r in rows[:3]] == [
+        ("direction-top20-tail0", s) for s in ("id", "id_unseen", "ood")
+    ]
     ood = rows[2]
     assert (ood["source"], ood["target"], ood["source_step"], ood["target_step"]) == ("sft-20", "sft-100", 20, 100)
     assert (ood["success"], ood["source_success"], ood["target_success"]) == (0.16, 0.20, 0.04)

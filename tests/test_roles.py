@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_ood_samples
+
 from sftrl import io
 from sftrl.restoration.spec import EditError
 from sftrl.roles import (
@@ -101,7 +101,19 @@ def test_peak_is_the_best_on_the_selection_half_earliest_on_a_tie(eval_root):
 
 def test_script_writes_roles_with_provenance(eval_root, tmp_path, monkeypatch):
     out = tmp_path / "tables" / "roles.json"
-    argv = ["roles.py", "--eval-root", str(eval_root), "--sft", *SFT, "--rl", *RL, "--sft-end", "sft-100", "--out", str(out)]
+    argv = [
+        "roles.py",
+        "--eval-root",
+        str(eval_root),
+        "--sft",
+        *SFT,
+        "--rl",
+        *RL,
+        "--sft-end",
+        "sft-100",
+        "--out",
+        str(out),
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(SCRIPT), run_name="__main__")
     written = json.loads(out.read_text())
@@ -125,7 +137,11 @@ GRID = [
 
 def test_restore_grid_expands_groups_and_names_models():
     pairs = restore_pairs(GRID, RL, "sft-100", num_layers=4)
-    assert [p.group for p in pairs] == ["sft_peak__sft_end", "sft_end__rl-ppo-from100-s0", "sft_end__rl-grpo-from100-s0"]
+    assert [p.group for p in pairs] == [
+        "sft_peak__sft_end",
+        "sft_end__rl-ppo-from100-s0",
+        "sft_end__rl-grpo-from100-s0",
+    ]
     assert pairs[0].models == [
         "edits/sft_peak__sft_end/direction-top20-tail0",
         "edits/sft_peak__sft_end/layer-first25pct",
@@ -140,11 +156,19 @@ def test_restore_grid_expands_groups_and_names_models():
     ("grid", "error", "message"),
     [
         ([{**GRID[0], "source": "sft_best"}], RoleError, r"restore.pairs\[0\]: unknown role 'sft_best'"),
-        ([GRID[0], {**GRID[1], "target": "rl-ppo-from50-s0"}], RoleError, r"pairs\[1\]: role 'rl-ppo-from50-s0' is not among"),
+        (
+            [GRID[0], {**GRID[1], "target": "rl-ppo-from50-s0"}],
+            RoleError,
+            r"pairs\[1\]: role 'rl-ppo-from50-s0' is not among",
+        ),
         ([{**GRID[1], "target": "sft_end"}], RoleError, "source and target are both 'sft_end'"),
         ([GRID[0], {**GRID[0], "edits": [{"kind": "value", "top": 1.0}]}], RoleError, r"also in restore.pairs\[0\]"),
         ([{**GRID[0], "edits": [{"kind": "direction", "top": 2}]}], EditError, r"pairs\[0\].edits\[0\]: top = 2"),
-        ([{**GRID[0], "edits": [{"kind": "layer", "layers": [7]}]}], EditError, r"pairs\[0\].edits: .*only 4 decoder layers"),
+        (
+            [{**GRID[0], "edits": [{"kind": "layer", "layers": [7]}]}],
+            EditError,
+            r"pairs\[0\].edits: .*only 4 decoder layers",
+        ),
         ([{**GRID[0], "edit": []}], RoleError, r"unknown key\(s\) \['edit'\]"),
     ],
 )

@@ -69,7 +69,7 @@ def test_jobs_stages_and_the_critical_path(tmp_path):
     runlog.read_benchmarks(jobs, tmp_path)
     rows = {row["stage"]: row for row in runlog.stage_times(jobs)}
     assert rows["eval"]["jobs"] == 2 and rows["eval"]["total_s"] == pytest.approx(30 + 37.25)
-    assert rows["sft"]["total_s"] == 100 and list(rows)[0] == "sft"
+    assert rows["sft"]["total_s"] == 100 and next(iter(rows)) == "sft"
     path = runlog.critical_path(jobs)
     # the last job (all) waited for the base evaluation; the evaluation of sft-10 read a file inside the
     # sft job's output directory, so it depends on it
@@ -87,8 +87,14 @@ def test_benchmark_script_reads_the_newest_run(tmp_path, monkeypatch, capsys):
     from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
 
     tokenizer = build_tokenizer(["cards 1 2 3 4"], max_number=20)
-    shape = TinyModelConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                            intermediate_size=32, max_position_embeddings=64)
+    shape = TinyModelConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     save_model(build_tiny_model(tokenizer, shape, seed=0), tokenizer, tmp_path / "results" / "tiny" / "models" / "base")
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from sftrl import cards, data, io, selfplay
-from sftrl.names import EVAL_SPLITS
 from sftrl.config import DataConfig, PretrainDataConfig, TaskConfig
 from sftrl.evaluate import run_episodes
+from sftrl.names import EVAL_SPLITS
 
 TASK = TaskConfig(target=24, style="compact")
-DATA = DataConfig(pretrain=PretrainDataConfig(examples=200, targets=(20, 28), exclude_targets=(), failed_attempts=(1, 3)))
+DATA = DataConfig(
+    pretrain=PretrainDataConfig(examples=200, targets=(20, 28), exclude_targets=(), failed_attempts=(1, 3))
+)
 EMBEDDED = Path(__file__).resolve().parents[1] / "resources" / "tiny-base"
 
 
@@ -140,14 +142,14 @@ def test_training_set_mixes_replay_at_its_share():
     mixed = selfplay.training_set(episodes, corpus, 0.25, random.Random(0))
     assert len(mixed) == 40 and sum(r["uid"].startswith("c") for r in mixed) == 10
     assert len(selfplay.training_set(episodes, corpus, 0.0, random.Random(0))) == 30
-    with pytest.raises(ValueError, match="replay_share 0.9: 270 replayed examples, the corpus has 100"):
+    with pytest.raises(ValueError, match=r"replay_share 0.9: 270 replayed examples, the corpus has 100"):
         selfplay.training_set(episodes, corpus, 0.9, random.Random(0))
 
 
 def test_bad_refine_settings_are_refused():
-    with pytest.raises(ValueError, match="model.refine: hands >= 1"):
+    with pytest.raises(ValueError, match=r"model.refine: hands >= 1"):
         selfplay.RefineConfig(hands=0, replay_share=0.5)
-    with pytest.raises(ValueError, match="replay_share 1.0"):
+    with pytest.raises(ValueError, match=r"replay_share 1.0"):
         selfplay.RefineConfig(hands=10, replay_share=1.0)
 
 
@@ -157,16 +159,29 @@ def test_one_round_plays_the_model_and_trains_it_on_its_failures(tmp_path, defau
     config = {key: default_config[key] for key in ("seed", "task", "data", "eval")}
     config["model"] = {
         **default_config["model"],
-        "refine": {"hands": 24, "replay_share": 0.5, "train": {"max_steps": 2, "save_every": 1, "per_device_batch_size": 4}},
+        "refine": {
+            "hands": 24,
+            "replay_share": 0.5,
+            "train": {"max_steps": 2, "save_every": 1, "per_device_batch_size": 4},
+        },
     }
     summary = selfplay.run_play(config, EMBEDDED, 1, tmp_path / "played.jsonl")
     played = io.read_jsonl(tmp_path / "played.jsonl")
-    assert [r["uid"] for r in played] == [r["uid"] for r in selfplay.problems(0, 1, TASK, data_config(default_config), 24)]
+    assert [r["uid"] for r in played] == [
+        r["uid"] for r in selfplay.problems(0, 1, TASK, data_config(default_config), 24)
+    ]
     assert summary == selfplay.summary(played) and summary["episodes"] == 24
     assert summary["solved_first_attempt"] < 24  # failures to learn from
     corpus = corpus_file(tmp_path, default_config)
     result = selfplay.run_refine(
-        config, EMBEDDED, tmp_path / "played.jsonl", corpus, 1, tmp_path / "refined", tmp_path / "work", tmp_path / "log.jsonl"
+        config,
+        EMBEDDED,
+        tmp_path / "played.jsonl",
+        corpus,
+        1,
+        tmp_path / "refined",
+        tmp_path / "work",
+        tmp_path / "log.jsonl",
     )
     assert result.global_step == 2 and (tmp_path / "refined" / "model.safetensors").is_file()
     provenance = io.read_json(tmp_path / "refined" / "provenance.json")
@@ -185,7 +200,9 @@ def corpus_file(tmp_path, config):
     from sftrl.config import from_dict
 
     task = from_dict(TaskConfig, config["task"], "task")
-    small = dataclasses.replace(data_config(config), pretrain=dataclasses.replace(data_config(config).pretrain, examples=100))
+    small = dataclasses.replace(
+        data_config(config), pretrain=dataclasses.replace(data_config(config).pretrain, examples=100)
+    )
     path = tmp_path / "corpus.jsonl"
     io.write_jsonl(path, data.build_pretrain_corpus(0, task, small))
     return path

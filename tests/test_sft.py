@@ -83,9 +83,7 @@ def test_config_is_strict():
 def test_sft_learns_the_answers_and_exports_the_ladder(tmp_path, base_dir, records):
     train_set = records[:4]
     model, tokenizer = load_model(base_dir)
-    cfg = replace(
-        FAST, max_steps=100, save_every=50, extra_steps=(5,), per_device_batch_size=8, logging_steps=5
-    )
+    cfg = replace(FAST, max_steps=100, save_every=50, extra_steps=(5,), per_device_batch_size=8, logging_steps=5)
     result = sft.train(
         model,
         tokenizer,
@@ -114,7 +112,7 @@ def test_sft_learns_the_answers_and_exports_the_ladder(tmp_path, base_dir, recor
     with torch.no_grad():
         out = trained.generate(**batch, max_new_tokens=40, do_sample=False)
     new = out[:, batch["input_ids"].shape[1] :]
-    for row, record in zip(new, train_set):
+    for row, record in zip(new, train_set, strict=False):
         assert tokenizer.eos_token_id in row.tolist(), "generation stops at the end of the turn"
         assert trained_tokenizer.decode(row, skip_special_tokens=True) == record["completion"][0]["content"]
 
@@ -163,9 +161,7 @@ def run_script(args: list[str], monkeypatch) -> None:
     runpy.run_path(sys.argv[0], run_name="__main__")
 
 
-def test_killed_mid_save_resumes_from_last_complete_checkpoint(
-    tmp_path, base_dir, records, monkeypatch, caplog
-):
+def test_killed_mid_save_resumes_from_last_complete_checkpoint(tmp_path, base_dir, records, monkeypatch, caplog):
     io.write_jsonl(tmp_path / "train.jsonl", records)
     io.write_jsonl(tmp_path / "eval.jsonl", records[:4])
     io.write_jsonl(tmp_path / "eval_ood.jsonl", compact_records(4, 2, "ood"))
@@ -224,16 +220,15 @@ def test_killed_mid_save_resumes_from_last_complete_checkpoint(
     resumed = load_file(models / "sft-12" / "model.safetensors")
     reference = load_file(tmp_path / "reference" / "models" / "sft-12" / "model.safetensors")
     assert all(torch.allclose(resumed[k], reference[k], atol=1e-6) for k in reference)
-    resumed_log, reference_log = log_rows(tmp_path / "run" / "log.jsonl"), log_rows(
-        tmp_path / "reference" / "log.jsonl"
+    resumed_log, reference_log = (
+        log_rows(tmp_path / "run" / "log.jsonl"),
+        log_rows(tmp_path / "reference" / "log.jsonl"),
     )
     assert sorted(resumed_log) == sorted(reference_log) == list(range(1, 13))
     for step in (1, 5, 12):
         assert resumed_log[step]["loss"] == pytest.approx(reference_log[step]["loss"], rel=1e-5)
     for name in ("id", "ood"):
-        assert resumed_log[8][f"eval_{name}_loss"] == pytest.approx(
-            reference_log[8][f"eval_{name}_loss"], rel=1e-5
-        )
+        assert resumed_log[8][f"eval_{name}_loss"] == pytest.approx(reference_log[8][f"eval_{name}_loss"], rel=1e-5)
     provenance = json.loads((models / "sft-8" / "provenance.json").read_text())
     assert provenance["config"]["sft"]["max_steps"] == 12 and provenance["step"] == 8
 
@@ -402,11 +397,19 @@ def test_schedule_horizon_beyond_the_last_step_stops_there_with_the_rate_still_h
     max_steps, exports that ladder step, and the learning rate there is the long schedule's, not zero."""
     cfg = replace(FAST, max_steps=8, schedule_steps=80, save_every=8, warmup_ratio=0.1, logging_steps=1)
     result = sft.train(
-        str(base_dir), None, records[:4] * 4, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
+        str(base_dir),
+        None,
+        records[:4] * 4,
+        {},
+        cfg,
+        tmp_path / "work",
+        lambda s: tmp_path / f"sft-{s}",
         tmp_path / "log.jsonl",
     )
     assert result.global_step == 8 and (tmp_path / "sft-8").is_dir()
-    rates = {step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row}
+    rates = {
+        step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row
+    }
     assert max(rates) == 8
     warmup = 8  # ceil(0.1 x 80): still warming up at the last trained step, where a cosine over 8 steps ends
     assert rates[8] == pytest.approx(cfg.learning_rate * 7 / warmup, rel=1e-6)  # the 8th step's rate
@@ -420,18 +423,41 @@ def test_the_authors_log_warmup_is_the_schedule_their_sft_log_shows(tmp_path, ba
     at step 2, 7.77e-7 at step 100 and 1e-6 from step 376 on: what their log shows at each step
     (analysis/sft_6579897_4294967294.out; transformers 4.46 logged the rate after the step's scheduler
     update, transformers 5 logs the rate the step used, one step earlier: the same rates, step by step)."""
-    cfg = replace(FAST, learning_rate=1e-6, lr_scheduler_type="warmup_log", warmup_ratio=0.03, max_steps=4,
-                  schedule_steps=12501, save_every=4, logging_steps=1)
-    sft.train(str(base_dir), None, records[:4] * 4, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
-              tmp_path / "log.jsonl")
-    used = {step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row}
+    cfg = replace(
+        FAST,
+        learning_rate=1e-6,
+        lr_scheduler_type="warmup_log",
+        warmup_ratio=0.03,
+        max_steps=4,
+        schedule_steps=12501,
+        save_every=4,
+        logging_steps=1,
+    )
+    sft.train(
+        str(base_dir),
+        None,
+        records[:4] * 4,
+        {},
+        cfg,
+        tmp_path / "work",
+        lambda s: tmp_path / f"sft-{s}",
+        tmp_path / "log.jsonl",
+    )
+    used = {
+        step: row["learning_rate"] for step, row in log_rows(tmp_path / "log.jsonl").items() if "learning_rate" in row
+    }
     assert used[1] == used[2] == 0.0  # DeepSpeed starts at its minimum, and ln 1 = 0
     assert used[3] == pytest.approx(1.1689632515815068e-07, rel=1e-9)  # their log at step 2
     assert used[4] == pytest.approx(1.8527629184777592e-07, rel=1e-9)  # their log at step 3
 
     model, tokenizer = load_model(base_dir)
-    trainer = sft.SftTrainer(schedule="warmup_log", model=model, args=sft.trainer_config(cfg, tmp_path / "w2"),
-                             train_dataset=sft.prompt_completion_dataset(records[:4]), processing_class=tokenizer)
+    trainer = sft.SftTrainer(
+        schedule="warmup_log",
+        model=model,
+        args=sft.trainer_config(cfg, tmp_path / "w2"),
+        train_dataset=sft.prompt_completion_dataset(records[:4]),
+        processing_class=tokenizer,
+    )
     trainer.create_optimizer()
     scheduler = trainer.create_scheduler(cfg.horizon)
     rates = {}
@@ -451,8 +477,17 @@ def test_bf16_model_trains_float32_masters_and_writes_a_bf16_ladder(tmp_path, ba
     model, tokenizer = load_model(base_dir)
     save_model(model.to(torch.bfloat16), tokenizer, half)
     cfg = replace(FAST, learning_rate=1e-6, max_steps=2, save_every=2, bf16=True)
-    sft.train(str(half), None, records[:4] * 2, {}, cfg, tmp_path / "work", lambda s: tmp_path / f"sft-{s}",
-              tmp_path / "log.jsonl", dtype="bfloat16")
+    sft.train(
+        str(half),
+        None,
+        records[:4] * 2,
+        {},
+        cfg,
+        tmp_path / "work",
+        lambda s: tmp_path / f"sft-{s}",
+        tmp_path / "log.jsonl",
+        dtype="bfloat16",
+    )
     masters = load_file(tmp_path / "work" / "checkpoint-2" / "model.safetensors")
     ladder = load_file(tmp_path / "sft-2" / "model.safetensors")
     start = load_file(half / "model.safetensors")

@@ -23,7 +23,7 @@ def test_every_record_becomes_an_example_with_its_own_texts(fixture):
     records = json.loads(fixture.read_text())
     examples = read_sft_file(fixture, 24)
     assert len(examples) == len(records) == 6
-    for record, example in zip(records, examples):
+    for record, example in zip(records, examples, strict=False):
         human, gpt = (turn["value"] for turn in record["conversations"])
         assert example["prompt"] == [{"role": "user", "content": human}]
         assert example["completion"] == [{"role": "assistant", "content": gpt}]
@@ -41,15 +41,20 @@ def write_broken(tmp_path, fixture, change):
     return path
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda r: r["conversations"][1].update(value='{"formula": "1+2+3+4=24"}'), "the answer is not a solution"),
-    (lambda r: r["conversations"][0].update(value="What is 24?"), "target is none"),
-    (lambda r: r["conversations"][0].update(value=r["conversations"][0]["value"].replace("Cards: ", "Deck: ")),
-     "no 'Cards: \\[...\\]' line"),
-    (lambda r: r.update(image="cards.png"), "has an image"),
-    (lambda r: r["conversations"].append({"from": "human", "value": "again"}), "3 turns"),
-    (lambda r: r["conversations"].reverse(), "expected a human turn then a gpt turn"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r["conversations"][1].update(value='{"formula": "1+2+3+4=24"}'), "the answer is not a solution"),
+        (lambda r: r["conversations"][0].update(value="What is 24?"), "target is none"),
+        (
+            lambda r: r["conversations"][0].update(value=r["conversations"][0]["value"].replace("Cards: ", "Deck: ")),
+            "no 'Cards: \\[...\\]' line",
+        ),
+        (lambda r: r.update(image="cards.png"), "has an image"),
+        (lambda r: r["conversations"].append({"from": "human", "value": "again"}), "3 turns"),
+        (lambda r: r["conversations"].reverse(), "expected a human turn then a gpt turn"),
+    ],
+)
 def test_a_bad_record_is_refused_with_its_line_and_reason(tmp_path, fixture, change, reason):
     path = write_broken(tmp_path, fixture, change)
     with pytest.raises(SftFileError, match=rf"data.json, line 16: .*{reason}"):
@@ -107,9 +112,9 @@ def test_the_dry_run_checks_the_file_once_and_counts_what_it_supplies(tmp_path, 
 
 def test_the_authors_layout_and_the_file_need_the_paper_style(fixture):
     compact = TaskConfig(style="compact")
-    with pytest.raises(ValueError, match="data.sft.answer_layout authors: .*task.style is 'compact'"):
+    with pytest.raises(ValueError, match=r"data.sft.answer_layout authors: .*task.style is 'compact'"):
         data.check_sft_source(compact, DataConfig(sft=SftDataConfig(answer_layout="authors")))
-    with pytest.raises(ValueError, match="data.sft.file .*task.style is 'compact'"):
+    with pytest.raises(ValueError, match=r"data.sft.file .*task.style is 'compact'"):
         data.check_sft_source(compact, config(fixture))
     data.check_sft_source(TASK, config(fixture))
 

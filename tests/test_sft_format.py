@@ -4,10 +4,10 @@ on a tiny Qwen2 model with a byte-level BPE and Qwen's ChatML special tokens."""
 from pathlib import Path
 
 import pytest
+from test_rehearsal import QWEN_SPLIT, QWEN_SYSTEM, QWEN_TEMPLATE, bpe
 
 from sftrl import cards, data, sft
 from sftrl.sft_format import check_prompt_format, headers_as_text, tokenizer_files_tokens, tokenizer_problem
-from test_rehearsal import QWEN_SPLIT, QWEN_SYSTEM, QWEN_TEMPLATE, bpe
 
 HAND, RULE = (7, 13, 3, 4), cards.RULES["id"]
 
@@ -21,12 +21,24 @@ def qwen(tmp_path_factory):
     example = data.example("x", HAND, RULE, 24, cards.solutions(HAND, RULE, 24)[0], "paper", "authors")
     texts = [example["prompt"][0]["content"], example["completion"][0]["content"], QWEN_SYSTEM, "<|eot_id|>\\n"]
     backend = bpe(texts * 3, QWEN_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     tokenizer.chat_template = QWEN_TEMPLATE
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("qwen") / "base"
     Qwen2ForCausalLM(config).save_pretrained(path)
@@ -38,10 +50,15 @@ def test_the_example_is_the_authors_string_token_for_token(qwen):
     _, tokenizer, example = qwen
     prompt, answer = example["prompt"][0]["content"], example["completion"][0]["content"]
     # data_qwen.py: f"{START_HEADER_TOKEN}{role}{END_HEADER_TOKEN}\\n\\n{content}{EOT_TOKEN}\\n..." (literal \n)
-    user = ("<|start_header_id|>user<|end_header_id|>\\n\\n" + prompt
-            + "<|eot_id|>\\n<|start_header_id|>assistant<|end_header_id|>\\n\\n")
+    user = (
+        "<|start_header_id|>user<|end_header_id|>\\n\\n"
+        + prompt
+        + "<|eot_id|>\\n<|start_header_id|>assistant<|end_header_id|>\\n\\n"
+    )
     reply = answer + "<|eot_id|>\\n"
-    expected = tokenizer(user, add_special_tokens=False)["input_ids"] + tokenizer(reply, add_special_tokens=False)["input_ids"]
+    expected = (
+        tokenizer(user, add_special_tokens=False)["input_ids"] + tokenizer(reply, add_special_tokens=False)["input_ids"]
+    )
     got = headers_as_text(tokenizer, example["prompt"], example["completion"])
     assert got["input_ids"] == expected
     assert tokenizer.decode(got["input_ids"]) == user + reply
@@ -57,11 +74,21 @@ def test_the_trainer_trains_on_those_ids_and_only_on_the_answer(qwen, tmp_path):
     from sftrl.modeling import load_model
 
     model, tokenizer = load_model(path)
-    cfg = sft.SftConfig(prompt_format="llama3_headers_as_text", max_steps=1, save_every=1, extra_steps=(),
-                        max_length=1024, per_device_batch_size=1)
-    trainer = sft.SftTrainer(schedule=cfg.lr_scheduler_type, model=model, args=sft.trainer_config(cfg, tmp_path),
-                             train_dataset=sft.training_dataset([example], tokenizer, cfg.prompt_format),
-                             processing_class=tokenizer)
+    cfg = sft.SftConfig(
+        prompt_format="llama3_headers_as_text",
+        max_steps=1,
+        save_every=1,
+        extra_steps=(),
+        max_length=1024,
+        per_device_batch_size=1,
+    )
+    trainer = sft.SftTrainer(
+        schedule=cfg.lr_scheduler_type,
+        model=model,
+        args=sft.trainer_config(cfg, tmp_path),
+        train_dataset=sft.training_dataset([example], tokenizer, cfg.prompt_format),
+        processing_class=tokenizer,
+    )
     row = trainer.train_dataset[0]
     expected = headers_as_text(tokenizer, example["prompt"], example["completion"])
     assert row["input_ids"] == expected["input_ids"]
@@ -71,13 +98,13 @@ def test_the_trainer_trains_on_those_ids_and_only_on_the_answer(qwen, tmp_path):
 
 
 def test_the_format_is_refused_where_it_cannot_apply(qwen, tmp_path):
-    path, tokenizer, _ = qwen
+    path, _tokenizer, _ = qwen
     check_prompt_format("llama3_headers_as_text", "paper", path)  # Qwen's tokenizer: fine
     check_prompt_format("llama3_headers_as_text", "paper", None)  # a hub id: checked by the job
     assert tokenizer_files_tokens(path) is not None and tokenizer_files_tokens(tmp_path) is None
-    with pytest.raises(ValueError, match="task.style is 'compact'"):
+    with pytest.raises(ValueError, match=r"task.style is 'compact'"):
         check_prompt_format("llama3_headers_as_text", "compact", path)
-    with pytest.raises(ValueError, match="sft.prompt_format 'alpaca'"):
+    with pytest.raises(ValueError, match=r"sft.prompt_format 'alpaca'"):
         check_prompt_format("alpaca", "paper", path)
     embedded = Path(__file__).resolve().parents[1] / "resources" / "tiny-base"
     with pytest.raises(ValueError, match="has no <\\|im_start\\|> token: it is not Qwen's"):

@@ -6,15 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from sftrl.spectral import metrics
-from sftrl.spectral.svd import SvdCache, thin_svd
-from sftrl.spectral.weights import WeightsError
 from spectral_pairs import (  # noqa: F401 - factors and rotated_pair are fixtures
     DOWN,
     FRACTIONS,
-    Q,
     THETA,
+    Q,
     compose,
     factors,
     orthonormal,
@@ -23,6 +19,10 @@ from spectral_pairs import (  # noqa: F401 - factors and rotated_pair are fixtur
     value,
     write_model,
 )
+
+from sftrl.spectral import metrics
+from sftrl.spectral.svd import SvdCache, thin_svd
+from sftrl.spectral.weights import WeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,9 +47,7 @@ def test_known_principal_angles_and_rotation(rotated_pair):
 
 def test_principal_angles_of_planes_at_known_angle():
     basis = orthonormal(6, 7)[:, :3]
-    turned = torch.cat(
-        [basis[:, :2], math.cos(0.3) * basis[:, 2:] + math.sin(0.3) * orthonormal(6, 7)[:, 3:4]], 1
-    )
+    turned = torch.cat([basis[:, :2], math.cos(0.3) * basis[:, 2:] + math.sin(0.3) * orthonormal(6, 7)[:, 3:4]], 1)
     angles = metrics.principal_angles((basis.T @ turned).float())
     assert angles.numpy() == pytest.approx([0, 0, 0.3], abs=1e-3)
 
@@ -63,9 +61,7 @@ def test_magnitude_only_change_has_zero_rotation_share(tmp_path, factors):
     for name in (Q, DOWN):
         assert value(table, name, "energy_rotation_share") == pytest.approx(0, abs=1e-6)
         assert value(table, name, "energy_diag_share") == pytest.approx(1, abs=1e-6)
-        assert value(table, name, "stable_rank_b") == pytest.approx(
-            value(table, name, "stable_rank_a"), rel=1e-5
-        )
+        assert value(table, name, "stable_rank_b") == pytest.approx(value(table, name, "stable_rank_a"), rel=1e-5)
         assert value(table, name, "spectral_norm_b") == pytest.approx(8.08, rel=1e-5)
 
 
@@ -104,9 +100,9 @@ def test_bad_inputs(rotated_pair, tmp_path):
     with pytest.raises(WeightsError, match="'nothing' matches no tensor"):
         metrics.analyse_pair(a, a, patterns=["nothing"])
     other = write_model(tmp_path / "other", {Q: torch.zeros(20, 9), DOWN: torch.zeros(8, 24)})
-    with pytest.raises(WeightsError, match="q_proj.weight' has shape"):
+    with pytest.raises(WeightsError, match=r"q_proj.weight' has shape"):
         metrics.analyse_pair(a, other)
-    with pytest.raises(ValueError, match="k fraction 1.5"):
+    with pytest.raises(ValueError, match=r"k fraction 1.5"):
         metrics.analyse_pair(a, a, k_fractions=[1.5])
 
 
@@ -117,10 +113,7 @@ def test_update_comparison(tmp_path, factors):
     mid = {name: base[name] + step[name] for name in base}
     same_way = {name: mid[name] + 2 * step[name] for name in base}
     back = {name: mid[name] - step[name] for name in base}
-    dirs = [
-        write_model(tmp_path / n, t)
-        for n, t in (("base", base), ("mid", mid), ("same", same_way), ("back", back))
-    ]
+    dirs = [write_model(tmp_path / n, t) for n, t in (("base", base), ("mid", mid), ("same", same_way), ("back", back))]
     table = metrics.compare_updates(*dirs[:3], k_fractions=(0.25, 1.0))
     assert list(table.columns) == metrics.COLUMNS
     assert value(table, Q, "update_cosine") == pytest.approx(1, abs=1e-3)
@@ -179,8 +172,7 @@ def test_subspace_angles_of_the_top_middle_and_bottom_blocks():
     u_b[:, 0] = math.cos(theta) * q[:, 0] + math.sin(theta) * q[:, 15]
     wa, wb = u_a @ torch.diag(s) @ vh, u_b @ torch.diag(s) @ vh
     rows = metrics.TidyRows()
-    metrics.compare_matrices(rows, "model.layers.0.mlp.down_proj.weight", wa, wb,
-                              thin_svd(wa), thin_svd(wb), [1.0])
+    metrics.compare_matrices(rows, "model.layers.0.mlp.down_proj.weight", wa, wb, thin_svd(wa), thin_svd(wb), [1.0])
     table = rows.frame().set_index("metric")["value"]
     assert table["subspace_angle_left_top_deg"] == pytest.approx(30, abs=1e-3)
     for metric in ("left_middle", "left_bottom", "right_top", "right_middle", "right_bottom"):

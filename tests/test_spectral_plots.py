@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from spectral_pairs import FRACTIONS, Q, factors, rotated_pair, three_summary_rows, value  # noqa: F401 - fixtures
 
 from sftrl.spectral import metrics, plots
-from spectral_pairs import FRACTIONS, Q, factors, rotated_pair, three_summary_rows, value  # noqa: F401 - fixtures
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spectrum.py"
 SUMMARY_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spectrum_summary.py"
@@ -91,7 +91,9 @@ def test_summary_script(rotated_pair, tmp_path, monkeypatch):
     tables = {}
     for name, (x, y) in {"base__sft-5": (a, b), "sft-5__sft-10": (b, a)}.items():
         tables[name] = tmp_path / f"{name}.parquet"
-        metrics.write_table(metrics.analyse_pair(x, y, k_fractions=FRACTIONS), tables[name], {"name_a": "base", "name_b": "sft-5"})
+        metrics.write_table(
+            metrics.analyse_pair(x, y, k_fractions=FRACTIONS), tables[name], {"name_a": "base", "name_b": "sft-5"}
+        )
     out = tmp_path / "out"
     argv = [
         "spectrum_summary.py",

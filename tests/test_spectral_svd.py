@@ -5,10 +5,10 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
+from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
 from sftrl.spectral.svd import SvdCache, thin_svd
 from sftrl.spectral.weights import ModelWeights
-from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
 
 def test_thin_svd_reconstructs():

@@ -7,6 +7,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from sharding import shard
+from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
 from sftrl.spectral.weights import (
     DTYPE_CODES,
@@ -19,8 +21,6 @@ from sftrl.spectral.weights import (
     layer_and_module,
     select,
 )
-from sharding import shard
-from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
 
 def test_sharded_reads_the_same_as_single_file(model_dir, tmp_path):
@@ -35,7 +35,7 @@ def test_sharded_reads_the_same_as_single_file(model_dir, tmp_path):
 
 
 def test_no_weights_is_a_clear_error(tmp_path):
-    with pytest.raises(WeightsError, match="no model.safetensors"):
+    with pytest.raises(WeightsError, match=r"no model.safetensors"):
         ModelWeights(tmp_path)
 
 
@@ -84,7 +84,7 @@ def test_mismatch_errors_name_the_tensor(tmp_path):
     a, b = ModelWeights(tmp_path / "a"), ModelWeights(tmp_path / "b")
     with pytest.raises(WeightsError, match=r"'w' has shape \[3, 4\].*but \[3, 5\]"):
         check_matching(a, b, ["w"])
-    with pytest.raises(WeightsError, match="'x' is missing from .*b"):
+    with pytest.raises(WeightsError, match=r"'x' is missing from .*b"):
         check_matching(a, b, ["x"])
 
 
@@ -101,11 +101,13 @@ def test_writer_streams_a_valid_file(tmp_path):
 
     with pytest.raises(WeightsError, match="'a' written out of the declared order"):
         SafetensorsWriter(tmp_path / "y.safetensors", entries).write("a", tensors["a"])
-    with pytest.raises(WeightsError, match="'b' is torch.float32"):
+    with pytest.raises(WeightsError, match=r"'b' is torch.float32"):
         SafetensorsWriter(tmp_path / "y.safetensors", entries).write("b", tensors["b"].float())
-    with pytest.raises(WeightsError, match="2 declared tensors never written"):
-        with SafetensorsWriter(tmp_path / "y.safetensors", entries) as writer:
-            writer.write("b", tensors["b"])
+    with (
+        pytest.raises(WeightsError, match="2 declared tensors never written"),
+        SafetensorsWriter(tmp_path / "y.safetensors", entries) as writer,
+    ):
+        writer.write("b", tensors["b"])
 
 
 def test_tied_embeddings_from_config(model_dir, tmp_path):

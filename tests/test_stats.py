@@ -19,8 +19,11 @@ def outcomes(label, success, uids=None):
 
 def test_outcomes_are_read_from_samples_in_file_order(tmp_path):
     path = tmp_path / "samples.jsonl"
-    records = [{"uid": "ood-1", "sample": 0, "success": True}, {"uid": "ood-0", "sample": 0, "success": False},
-               {"uid": "ood-0", "sample": 1, "success": True}]
+    records = [
+        {"uid": "ood-1", "sample": 0, "success": True},
+        {"uid": "ood-0", "sample": 0, "success": False},
+        {"uid": "ood-0", "sample": 1, "success": True},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     read = Outcomes.read(path, "m")
     assert read.uids == ("ood-1", "ood-0", "ood-0#1") and read.success.tolist() == [1.0, 0.0, 1.0]
@@ -37,7 +40,9 @@ def test_paired_comparison_is_the_exact_mcnemar_test():
     assert result.p_greater == pytest.approx(0.5**9) and result.p_less == 1.0
     assert result.ci_low > 0 and result.ci_high <= 0.15
     # the one-sided exact test reaches α with 5 discordant episodes, all one way (1/32 < 0.05)
-    assert stats.detectable_paired(4, 100) is None and stats.detectable_paired(5, 100) == pytest.approx(0.05 * (2 * 0.8 ** (1 / 5) - 1))
+    assert stats.detectable_paired(4, 100) is None and stats.detectable_paired(5, 100) == pytest.approx(
+        0.05 * (2 * 0.8 ** (1 / 5) - 1)
+    )
 
 
 def test_detectable_effects_have_the_stated_power():
@@ -147,9 +152,7 @@ def test_crossed_mean_squares_are_statsmodels_two_way_anova():
     from statsmodels.stats.anova import anova_lm
 
     values = np.random.default_rng(2).normal(size=(3, 7)) + np.arange(3)[:, None]
-    frame = pd.DataFrame(
-        [(s, e, values[s, e]) for s in range(3) for e in range(7)], columns=["seed", "episode", "y"]
-    )
+    frame = pd.DataFrame([(s, e, values[s, e]) for s in range(3) for e in range(7)], columns=["seed", "episode", "y"])
     table = anova_lm(smf.ols("y ~ C(seed) + C(episode)", frame).fit())
     assert stats.crossed_mean_squares(values) == pytest.approx(tuple(table["mean_sq"]))
 

@@ -154,7 +154,9 @@ def test_plans_claims_and_report_figures(ci_run):
         assert (ci_run / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (ci_run / "figures" / f"{name}.pdf").exists()
     for name in ("loss_curve", "recovery_window", "restoration_recovery"):
-        assert pd.read_parquet(ci_run / "tables" / f"{name}.parquet").shape[0] == len(read_csv(ci_run / "tables" / f"{name}.csv"))
+        assert pd.read_parquet(ci_run / "tables" / f"{name}.parquet").shape[0] == len(
+            read_csv(ci_run / "tables" / f"{name}.csv")
+        )
 
 
 def test_representations_and_diagnostics(ci_run):
@@ -190,8 +192,16 @@ def test_html_report_gathers_every_stage(ci_run, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ERROR" not in result.stderr  # a caption that does not render
     text = html.read_text()
-    for item in ("Claims", "Plans", "Spectral analysis", "Restoration", "Representations", "claims.md",
-                 "restoration_recovery.png", "representations.png"):
+    for item in (
+        "Claims",
+        "Plans",
+        "Spectral analysis",
+        "Restoration",
+        "Representations",
+        "claims.md",
+        "restoration_recovery.png",
+        "representations.png",
+    ):
         assert item in text
 
 
@@ -253,7 +263,9 @@ def test_rl_plan_mode_needs_a_budget_and_runs_rl_after_the_plan(tmp_path):
     override.write_text("rl: {from_steps: plan}\nplan: {rl_budget: 1.0, rl_run_cost: 0.1}\n")
     result = snakemake(tmp_path, "--configfile", str(CI_CONFIG), str(override), "-n")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    stats = {line.split()[0] for line in result.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    stats = {
+        line.split()[0] for line in result.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert "plan_rl" in stats and "rl" not in stats  # the RL jobs are known only once the plan is made
 
 
