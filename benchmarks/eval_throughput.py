@@ -86,7 +86,7 @@ def main() -> None:
     backend = HFBackend(model, tokenizer, cfg)
     timed(run_episodes, HFBackend(model, tokenizer, replace(cfg, max_new_tokens=2)), records[:2], task)  # warm-up
 
-    times = {"batched": [], "sequential": []}
+    times: dict[str, list[float]] = {"batched": [], "sequential": []}
     tokens = {}
     for repeat in range(args.repeats):
         wall_b, out_b, tokens["batched"] = timed(run_episodes, backend, records, task)

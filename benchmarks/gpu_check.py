@@ -69,7 +69,8 @@ class Check:
     """Figures as they come, and the mismatches that make the run fail."""
 
     def __init__(self, device: torch.device):
-        self.device, self.failures = device, []
+        self.device = device
+        self.failures: list[str] = []
 
     def figure(self, name: str, value) -> None:
         print(f"{name}: {value}", flush=True)

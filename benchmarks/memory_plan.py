@@ -44,7 +44,7 @@ def measure(case: str, args) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     before = resident_kib()
-    config = LlamaConfig(**MODEL)
+    config = LlamaConfig(**MODEL)  # type: ignore[arg-type]
     model = LlamaForCausalLM(config)
     shape = capacity.ModelShape.from_config(config.to_dict())
     if case == "train":
@@ -57,7 +57,7 @@ def measure(case: str, args) -> dict:
         ids = torch.randint(MODEL["vocab_size"], (args.gen_batch, args.prompt_tokens))
         model.eval()
         with torch.no_grad():
-            model.generate(
+            model.generate(  # type: ignore[misc]
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 do_sample=False,

@@ -50,8 +50,8 @@ def main() -> None:
     sets = data.build_datasets(
         args.seed, task, DataConfig(eval=EvalDataConfig(id=4, id_unseen=4, ood=4, loss_examples=2))
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         start = args.start or sft_start(sets["sft"], tmp / "start", args.sft_steps, args.seed)
         ppo = PpoConfig(updates=args.repeats, save_every=args.repeats, seed=args.seed)
         result = train_ppo(

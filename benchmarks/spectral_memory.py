@@ -55,7 +55,10 @@ class PeakSampler(threading.Thread):
 
 
 def qwen2_shapes(hidden: int, layers: int, intermediate: int, vocab: int, kv: int) -> list[tuple[str, tuple[int, ...]]]:
-    shapes = [("model.embed_tokens.weight", (vocab, hidden)), ("lm_head.weight", (vocab, hidden))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [
+        ("model.embed_tokens.weight", (vocab, hidden)),
+        ("lm_head.weight", (vocab, hidden)),
+    ]
     shapes.append(("model.norm.weight", (hidden,)))
     for i in range(layers):
         p = f"model.layers.{i}."

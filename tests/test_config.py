@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -198,10 +199,11 @@ def test_typed_config_rejects_unknown_keys():
         from_dict(DataConfig, {"sft": {"hands": 3, "handz": 4}}, "data")
 
 
-def default_mismatches(section: dict, defaults: object, where: str) -> list[str]:
+def default_mismatches(section: dict, defaults: Any, where: str) -> list[str]:
     """Keys of a config section whose value differs from the dataclass default of the same name (nested
     sections and dataclasses compared key by key); tuples compare as the lists YAML gives."""
-    values = json.loads(json.dumps(dataclasses.asdict(defaults))) if dataclasses.is_dataclass(defaults) else defaults
+    is_instance = dataclasses.is_dataclass(defaults) and not isinstance(defaults, type)
+    values = json.loads(json.dumps(dataclasses.asdict(defaults))) if is_instance else defaults
     mismatches = []
     for key in sorted(set(section) & set(values)):
         if isinstance(section[key], dict) and isinstance(values[key], dict):

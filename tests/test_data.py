@@ -142,7 +142,7 @@ def test_multi_attempt_episodes_hold_distinct_wrong_attempts_with_real_feedback(
     task = dataclasses.replace(TASK, style=style)
     pretrain = dataclasses.replace(SMALL.pretrain, examples=400, retry_share=1.0, failed_attempts=(1, 4))
     corpus = data.build_pretrain_corpus(3, task, dataclasses.replace(SMALL, pretrain=pretrain))
-    failures = collections.Counter()
+    failures: collections.Counter[int] = collections.Counter()
     messages = []
     for record in corpus:
         rule, hand, target = data.rule_from_record(record["rule"]), tuple(record["hand"]), record["target"]

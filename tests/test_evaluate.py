@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
+from typing import cast
 
 import pytest
 import torch
@@ -144,7 +145,8 @@ def test_later_turns_encode_only_what_is_new(loaded, episodes):
     """From the second turn on, the model is fed the feedback and the new header, not the whole conversation
     (a row whose reply does not re-tokenize to the same ids falls back to encoding from the difference)."""
     model, tokenizer = loaded
-    fed, whole = [], []
+    fed: list = []
+    whole: list = []
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: fed.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
@@ -294,14 +296,15 @@ def test_the_decoders_processors_are_generates(loaded):
     ids = torch.tensor([[1, 2, 3, 3], [0, 0, 5, 6], [0, 0, 0, 7]])  # 0 is in the pad position only: not held
     ids[1, :2] = ids[1, 2]
     ids[2, :3] = ids[2, 3]
-    reference = LogitsProcessorList(
+    warpers = LogitsProcessorList(
         [
             RepetitionPenaltyLogitsProcessor(1.05),
             TemperatureLogitsWarper(0.7),
             TopKLogitsWarper(20),
             TopPLogitsWarper(0.8),
         ]
-    )(ids, logits.clone())
+    )
+    reference = warpers(cast(torch.LongTensor, ids), logits.clone())
     ours = decoder.warpers(ids, decoder.scores(logits.clone(), decoder._seen(prompts, "cpu")))
     assert torch.equal(ours, reference)
 
@@ -649,7 +652,7 @@ def test_vllm_without_vllm_is_a_clear_error():
 
 
 def test_sft_curve_table_and_plot(tmp_path, episodes):
-    entries = {}
+    entries: dict = {}
     for split in ("id", "ood"):
         for step, solved in ((0, 0), (100, 2), (200, 1)):
             script = {prompt_of(r): [reference_answer(r) if i < solved else ""] * 5 for i, r in enumerate(episodes[:4])}

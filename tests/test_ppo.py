@@ -429,7 +429,8 @@ def test_no_clip_steps_with_the_gradient_as_it_is(start_dir, rl_sets):
     turns = trainer_on(start_dir, rl_sets).rollout().turns
     for clip in (1e-6, None):
         run = trainer_on(start_dir, rl_sets, max_grad_norm=clip)
-        norms, step = [], run.optimizer.step
+        norms: list[float] = []
+        step = run.optimizer.step
 
         def measured(*args, run=run, norms=norms, step=step, **kwargs):
             norms.append(sum(p.grad.norm() ** 2 for p in run.parameters if p.grad is not None).item() ** 0.5)

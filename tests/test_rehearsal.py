@@ -196,7 +196,7 @@ def qwen_checkpoint(path: Path, records: list[dict]) -> Path:
         clean_up_tokenization_spaces=False,
     )
     tokenizer.chat_template = QWEN_TEMPLATE
-    end, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    end, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])  # type: ignore[misc] # (a list in, a list out)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -247,7 +247,7 @@ def llama_vision_checkpoint(path: Path, records: list[dict]) -> Path:
         clean_up_tokenization_spaces=False,
     )
     tokenizer.chat_template = LLAMA_TEMPLATE
-    end, eot, pad = tokenizer.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"])
+    end, eot, pad = tokenizer.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"])  # type: ignore[misc]
     config = tiny_mllama_config(
         vocab_size,
         bos,
@@ -323,7 +323,7 @@ def rehearsal(request, checkpoints, tmp_path_factory) -> Rehearsal:
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     print(f"\nrehearsal of {paper.experiment}: {time.perf_counter() - started:.0f} s")
-    config = {}
+    config: dict = {}
     for path in configs:
         config = merged(config, yaml.safe_load(path.read_text()))
     return Rehearsal(paper, checkpoints[paper.experiment], work / "results" / config["exp"], config, result.stdout)

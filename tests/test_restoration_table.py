@@ -81,7 +81,7 @@ def test_csv_and_one_figure_per_family(eval_root, pairs, tmp_path):
     write_restoration_csv(rows, tmp_path / "r.csv")
     with open(tmp_path / "r.csv") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == COLUMNS
+        assert tuple(reader.fieldnames or ()) == COLUMNS
         assert [r["recovery_pct"] for r in reader][6] == ""
     assert kinds_in(pairs) == ["direction", "layer"]
     written = plot_family(eval_root, ROLES, pairs, "direction", tmp_path / "restoration_direction.png")

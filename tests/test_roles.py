@@ -121,7 +121,7 @@ def test_script_writes_roles_with_provenance(eval_root, tmp_path, monkeypatch):
     assert written["provenance"]["config"]["sft_end"] == "sft-100"
 
 
-GRID = [
+GRID: list[dict] = [
     {
         "source": "sft_peak",
         "target": "sft_end",

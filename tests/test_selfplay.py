@@ -86,7 +86,7 @@ def test_retry_episodes_replay_the_models_own_failures_with_the_verifiers_feedba
     episodes = selfplay.retry_episodes(played, TASK, random.Random(1), max_failed=3)
     by_uid = {r["uid"]: r for r in played}
     assert len(episodes) == sum(not (r["success"] and len(r["turns"]) == 1) for r in played)
-    shown = Counter()
+    shown: Counter[int] = Counter()
     for example in episodes:
         record = by_uid[example["uid"]]
         hand, rule, target = tuple(record["hand"]), cards.Rule(**record["rule"]), record["target"]

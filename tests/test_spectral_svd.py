@@ -22,8 +22,12 @@ def test_thin_svd_reconstructs():
 
 def test_svd_cache_hit_avoids_recomputation(model_dir, tmp_path, monkeypatch):
     calls = []
-    real = thin_svd
-    monkeypatch.setattr("sftrl.spectral.svd.thin_svd", lambda w: calls.append(w.shape) or real(w))
+
+    def counted(w):
+        calls.append(w.shape)
+        return thin_svd(w)
+
+    monkeypatch.setattr("sftrl.spectral.svd.thin_svd", counted)
     model = ModelWeights(model_dir)
     name = "model.layers.1.mlp.down_proj.weight"
     first = SvdCache(tmp_path / "cache", device="cpu").get(model, name)
