@@ -3,12 +3,15 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+import sftrl.config
+
 min_version("9.0")
 
 
 configfile: Path(workflow.basedir) / "config.yaml"
 
 
+sftrl.config.check_renamed_keys(config)
 validate(config, "schemas/config.schema.yaml")
 
 

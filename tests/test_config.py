@@ -124,6 +124,11 @@ def test_bad_config_is_rejected_naming_the_key(root, tmp_path, default_config, e
     assert expected in output
 
 
+def test_a_renamed_key_is_refused_naming_its_new_name(root, tmp_path, default_config):
+    output = refused_output(root, tmp_path, default_config, lambda c: c["rl"]["ppo"].update(lr_scheduler="cosine"))
+    assert "rl.ppo.lr_scheduler is now rl.ppo.lr_scheduler_type" in output
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

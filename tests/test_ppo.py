@@ -483,13 +483,13 @@ def test_the_authors_cosine_annealing_stepped_once_per_process(tmp_path, start_d
         max_new_tokens=8,
         ppo_epochs=1,
         save_every=2,
-        lr_scheduler="cosine_annealing",
+        lr_scheduler_type="cosine_annealing",
         min_learning_rate=1e-9,
         scheduler_steps_per_update=4,
     )
     cfg = replace(cfg, updates=2)
     trainer = trainer_on(
-        start_dir, rl_sets, lr_scheduler="cosine_annealing", min_learning_rate=1e-9, scheduler_steps_per_update=4
+        start_dir, rl_sets, lr_scheduler_type="cosine_annealing", min_learning_rate=1e-9, scheduler_steps_per_update=4
     )
     rates = []
     for _ in range(3):

@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="DataclassInstance")
 
 
+# Keys a config may still hold under an old name: (old dotted path, new name); refused before the schema,
+# naming the new key, so an old experiment config fails with what to change rather than an unknown key.
+RENAMED_KEYS = (("rl.ppo.lr_scheduler", "lr_scheduler_type"),)
+
+
+def check_renamed_keys(config: Mapping[str, Any]) -> None:
+    for old, new in RENAMED_KEYS:
+        *parents, key = old.split(".")
+        section: Any = config
+        for part in parents:
+            section = section.get(part, {}) if isinstance(section, Mapping) else {}
+        if isinstance(section, Mapping) and key in section:
+            where = ".".join(parents)
+            raise ValueError(f"{old} is now {where}.{new} (as the other stages spell it): rename it in your config")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass `cls` from `data`, recursing into dataclass fields; unknown keys are an error."""
     known = {f.name: f for f in dataclasses.fields(cls)}

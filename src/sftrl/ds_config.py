@@ -39,7 +39,7 @@ def check_for_ppo(path: str | os.PathLike, dtype: str) -> dict:
     if dtype == "float16":
         raise ValueError(f"{where}: float16 needs loss scaling, which PPO does not do; use model.dtype bfloat16")
     if "scheduler" in config:
-        raise ValueError(f"{where}: has a scheduler; PPO steps its own (rl.ppo.lr_scheduler): remove it")
+        raise ValueError(f"{where}: has a scheduler; PPO steps its own (rl.ppo.lr_scheduler_type): remove it")
     fixed = [key for key in AUTO_KEYS if config.get(key, "auto") != "auto"]
     if fixed:
         raise ValueError(f'{where}: {fixed} are set from rl.ppo (minibatch_size, max_grad_norm): write "auto"')

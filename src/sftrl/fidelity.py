@@ -152,7 +152,7 @@ DIFFERENCES = (
         "gym/gym_cards/envs/general_points_oneline.py; rl/configs/*.yaml (use_proper_time_limits)",
     ),
     Difference(
-        "rl.ppo.lr_scheduler",
+        "rl.ppo.lr_scheduler_type",
         "cosine_annealing",
         "`cosine` to 0 over the updates",
         "torch's CosineAnnealingLR (eta_min 1e-9), periodic past T_max",

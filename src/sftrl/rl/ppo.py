@@ -74,7 +74,7 @@ class PpoConfig:
     """
 
     learning_rate: float = 2e-4  # paper 1e-6
-    lr_scheduler: str = "cosine"
+    lr_scheduler_type: str = "cosine"
     min_learning_rate: float = 0.0  # cosine_annealing's eta_min (the authors' 1e-9)
     scheduler_steps_per_update: int = 1  # the authors' 4 (one per process, inferred)
     adam_beta1: float = 0.9
@@ -138,8 +138,8 @@ class PpoConfig:
                 problems.append(f"{name} must be one of {known}, not {getattr(self, name)!r}")
         if not 0 < self.top_p <= 1:
             problems.append(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.lr_scheduler not in SCHEDULERS:
-            problems.append(f"lr_scheduler must be one of {SCHEDULERS}, not {self.lr_scheduler!r}")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            problems.append(f"lr_scheduler_type must be one of {SCHEDULERS}, not {self.lr_scheduler_type!r}")
         if problems:
             raise ValueError("rl.ppo: " + "; ".join(problems))
 
@@ -292,13 +292,13 @@ class PpoTrainer:
                 self.engine = accelerator.prepare_model(self.actor_critic)  # DDP
             else:
                 self.engine = self.actor_critic
-        if cfg.lr_scheduler == "cosine_annealing":
+        if cfg.lr_scheduler_type == "cosine_annealing":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizer, T_max=cfg.updates, eta_min=cfg.min_learning_rate
             )
         else:
             self.scheduler = get_scheduler(
-                cfg.lr_scheduler, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
+                cfg.lr_scheduler_type, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
             )
         self.sampling = rollout_sampling(cfg, model)
         self.update = 0
