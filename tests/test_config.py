@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from sftrl.config import DataConfig, TaskConfig, from_dict
 
@@ -250,6 +251,50 @@ def test_dataclass_defaults_are_the_default_config(default_config):
     assert default_mismatches(changed, PpoConfig(), "rl.ppo") == [
         "rl.ppo.learning_rate: config.yaml 1e-05, dataclass default 0.0002"
     ]
+
+
+OPTIMISER_EDGES = {  # a field's values at its bounds: accepted, refused
+    "learning_rate": ([1e-9], [0.0, -1.0]),
+    "warmup_ratio": ([0.0, 0.99], [1.0, -0.1]),
+    "weight_decay": ([0.0, 0.1], [-0.1]),
+    "adam_beta1": ([0.0, 0.999], [1.0, -0.1]),
+    "adam_beta2": ([0.0, 0.999], [1.0, 1.5]),
+    "adam_epsilon": ([1e-12], [0.0]),
+    "max_grad_norm": ([None, 0.01], [0.0, -1.0]),
+}
+
+
+def test_the_optimiser_bounds_are_the_same_in_the_schema_and_every_stage():
+    """Every training stage shares OptimiserConfig and its checks; the schema's sections must bound those
+    fields as the checks do, value for value at each edge."""
+    import jsonschema
+
+    from sftrl.rl.grpo import GrpoConfig
+    from sftrl.rl.ppo import PpoConfig
+    from sftrl.sft import SftConfig
+    from sftrl.trainer_args import OptimiserConfig
+
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    rl = schema["properties"]["rl"]["properties"]
+    sections = {
+        "sft": (SftConfig, schema["definitions"]["training_keys"]["properties"]),
+        "rl.grpo": (GrpoConfig, rl["grpo"]["properties"]),
+        "rl.ppo": (PpoConfig, rl["ppo"]["properties"]),
+    }
+    assert set(OPTIMISER_EDGES) == {f.name for f in dataclasses.fields(OptimiserConfig)} - {"lr_scheduler_type"}
+    for where, (cls, properties) in sections.items():
+        assert issubclass(cls, OptimiserConfig), where
+        for name, (accepted, refused) in OPTIMISER_EDGES.items():
+            for value, ok in [(v, True) for v in accepted] + [(v, False) for v in refused]:
+                in_schema = jsonschema.Draft7Validator(properties[name]).is_valid(value)
+                try:
+                    cls(**{name: value})
+                    in_code = True
+                except ValueError:
+                    in_code = False
+                assert (in_schema, in_code) == (ok, ok), (
+                    f"{where}.{name} = {value!r}: schema {in_schema}, code {in_code}"
+                )
 
 
 def _grid(default_config, rl_models, sft_end):

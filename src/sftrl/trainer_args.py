@@ -15,8 +15,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 @dataclass(frozen=True)
 class OptimiserConfig:
-    """AdamW and its learning-rate schedule as the Hugging Face trainers take them: the fields a stage's
-    config (`SftConfig`, `GrpoConfig`) shares; a stage states its own default where it differs."""
+    """AdamW and its learning-rate schedule as the Hugging Face trainers take them: the fields every training
+    stage's config (`SftConfig`, `GrpoConfig`, `PpoConfig`) shares, with their bounds (`optimiser_problems`,
+    the schema's, which `tests/test_config.py` holds to these); a stage states its own default where it
+    differs."""
 
     learning_rate: float = 1e-4
     lr_scheduler_type: str = "cosine"
@@ -25,7 +27,7 @@ class OptimiserConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
+    max_grad_norm: float | None = 1.0  # None: no clipping
 
     def optimiser_problems(self) -> list[str]:
         """What is wrong with these settings, one phrase each (the schema checks a config; this, any caller)."""
@@ -36,9 +38,10 @@ class OptimiserConfig:
         for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), not {getattr(self, name)}")
-        for name in ("weight_decay", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be non-negative, not {getattr(self, name)}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be non-negative, not {self.weight_decay}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm must be positive (or null: no clipping), not {self.max_grad_norm}")
         return problems
 
 
@@ -68,7 +71,7 @@ def optimiser_args(cfg: OptimiserConfig, seed: int, bf16: bool) -> dict:
         "adam_beta1": cfg.adam_beta1,
         "adam_beta2": cfg.adam_beta2,
         "adam_epsilon": cfg.adam_epsilon,
-        "max_grad_norm": cfg.max_grad_norm,
+        "max_grad_norm": cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,  # 0: the trainer does not clip
         "optim": "adamw_torch",
         "seed": seed,
         "data_seed": seed,

@@ -45,7 +45,7 @@ from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.rl import check_prompts
 from sftrl.rl.parallel import Processes, launched_processes, to_cpu
 from sftrl.rl.rollout import EPISODE_ENDS, Rollout, Turn, play, score
-from sftrl.trainer_args import master_dtype
+from sftrl.trainer_args import OptimiserConfig, master_dtype
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,18 @@ TIMING_KEYS = ("seconds", "rollout_seconds", "tokens_per_s")
 
 
 @dataclass(frozen=True)
-class PpoConfig:
-    """PPO settings. The defaults are the `rl.ppo` section of config.yaml (the tiny CPU run); the paper's
-    values are noted where they differ.
+class PpoConfig(OptimiserConfig):
+    """PPO settings: the optimiser fields every stage shares (`OptimiserConfig`), then PPO's own. The
+    defaults are the `rl.ppo` section of config.yaml (the tiny CPU run); the paper's values are noted where
+    they differ.
 
     `minibatch_size` turns go through one forward/backward; an optimizer step follows every
     `gradient_accumulation_steps` minibatches. The lr schedule steps once per update.
     """
 
     learning_rate: float = 2e-4  # paper 1e-6
-    lr_scheduler_type: str = "cosine"
     min_learning_rate: float = 0.0  # cosine_annealing's eta_min (the authors' 1e-9)
     scheduler_steps_per_update: int = 1  # the authors' 4 (one per process, inferred)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    weight_decay: float = 0.0
     updates: int = 10  # paper: 100 (Llama), 300 (Qwen)
     episodes_per_update: int = 16  # paper: 4 GPUs x 128 (Llama), 4 x 32 (Qwen) env steps (turns)
     minibatch_size: int = 32  # per process
@@ -91,7 +87,6 @@ class PpoConfig:
     value_loss_coef: float = 0.5
     gamma: float = 0.9
     gae_lambda: float = 0.95
-    max_grad_norm: float | None = 1.0  # named 0.01 by the authors, which did not apply under DeepSpeed: None
     accumulation: str = "per_epoch"  # ACCUMULATIONS
     episode_end: str = "terminal"  # rollout.EPISODE_ENDS
     decoding: str = "settings"  # settings: temperature and top_p; generation_config: the start's, at this temperature
@@ -107,7 +102,7 @@ class PpoConfig:
     seed: int = 0
 
     def __post_init__(self):
-        problems = []
+        problems = self.optimiser_problems()
         for name in (
             "updates",
             "episodes_per_update",
@@ -122,17 +117,15 @@ class PpoConfig:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("learning_rate", "clip_range", "value_clip_range", "temperature", "adam_epsilon"):
+        for name in ("clip_range", "value_clip_range", "temperature"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive, not {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda", "adam_beta1", "adam_beta2"):
+        for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1], not {getattr(self, name)}")
-        for name in ("value_loss_coef", "kl_coef", "thought_weight", "weight_decay", "min_learning_rate"):
+        for name in ("value_loss_coef", "kl_coef", "thought_weight", "min_learning_rate"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be non-negative, not {getattr(self, name)}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            problems.append(f"max_grad_norm must be positive (or null: no clipping), not {self.max_grad_norm}")
         for name, known in (("accumulation", ACCUMULATIONS), ("episode_end", EPISODE_ENDS), ("decoding", DECODINGS)):
             if getattr(self, name) not in known:
                 problems.append(f"{name} must be one of {known}, not {getattr(self, name)!r}")
@@ -140,6 +133,8 @@ class PpoConfig:
             problems.append(f"top_p must be in (0, 1], not {self.top_p}")
         if self.lr_scheduler_type not in SCHEDULERS:
             problems.append(f"lr_scheduler_type must be one of {SCHEDULERS}, not {self.lr_scheduler_type!r}")
+        elif self.lr_scheduler_type == "cosine_annealing" and self.warmup_ratio:
+            problems.append("warmup_ratio must be 0 with cosine_annealing (torch's CosineAnnealingLR has no warm-up)")
         if problems:
             raise ValueError("rl.ppo: " + "; ".join(problems))
 
@@ -298,7 +293,10 @@ class PpoTrainer:
             )
         else:
             self.scheduler = get_scheduler(
-                cfg.lr_scheduler_type, self.optimizer, num_warmup_steps=0, num_training_steps=cfg.updates
+                cfg.lr_scheduler_type,
+                self.optimizer,
+                num_warmup_steps=math.ceil(cfg.warmup_ratio * cfg.updates),  # as the HF trainers round a ratio
+                num_training_steps=cfg.updates,
             )
         self.sampling = rollout_sampling(cfg, model)
         self.update = 0
