@@ -57,16 +57,15 @@ def sft_lines(curve: Sequence[Mapping[str, str]]) -> list[str]:
     header = ["SFT step", *(SPLIT_TITLES.get(s, s) for s in splits)]
     if any_layout:
         header.append("OOD first attempt right in any layout")
-    rows = []
+    body = []
     for step, cells in sorted(by_step.items()):
         row = [("base" if step == 0 else str(step)), *(_with_interval(cells[s]) if s in cells else "–" for s in splits)]
         if any_layout:
-            ood = cells.get("ood", {})
-            value = ood.get("first_attempt_any_layout")
+            value = cells.get("ood", {}).get("first_attempt_any_layout")
             row.append("–" if value in (None, "") else _pct(value))
-        rows.append(row)
+        body.append(row)
     n = ", ".join(f"{SPLIT_TITLES.get(s, s)} {next(iter(by_step.values()))[s]['n']}" for s in splits)
-    return [f"Success of each SFT checkpoint, 95% Wilson intervals (episodes: {n}):", "", *_table(header, rows)]
+    return [f"Success of each SFT checkpoint, 95% Wilson intervals (episodes: {n}):", "", *_table(header, body)]
 
 
 def rl_lines(rl: Sequence[Mapping[str, str]], split: str = "ood") -> list[str]:
