@@ -50,10 +50,10 @@ def sft_lines(curve: Sequence[Mapping[str, str]]) -> list[str]:
     """Success with its 95% Wilson interval per SFT step (0: the base) and split, with the OOD first attempt
     judged in any layout where the curve has it."""
     by_step: dict[int, dict[str, Mapping[str, str]]] = defaultdict(dict)
-    for row in curve:
-        by_step[int(row["step"])][row["split"]] = row
+    for entry in curve:
+        by_step[int(entry["step"])][entry["split"]] = entry
     splits = [s for s in EVAL_SPLITS if any(s in cells for cells in by_step.values())]
-    any_layout = any(row.get("first_attempt_any_layout") not in (None, "") for row in curve)
+    any_layout = any(entry.get("first_attempt_any_layout") not in (None, "") for entry in curve)
     header = ["SFT step", *(SPLIT_TITLES.get(s, s) for s in splits)]
     if any_layout:
         header.append("OOD first attempt right in any layout")
