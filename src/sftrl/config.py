@@ -145,7 +145,7 @@ class PretrainDataConfig:
     exclude_targets: tuple[int, ...] = ()
     retry_share: float = 0.5
     failed_attempts: tuple[int, int] = (1, 4)
-    answer_layout: str = "steps_only"  # the layout the base is taught to answer in (`cards.ANSWER_LAYOUTS`)
+    answer_layout: str = "task"  # the layout the base is taught to answer in (`cards.ANSWER_LAYOUTS`)
 
     def __post_init__(self) -> None:
         if self.answer_layout not in PRETRAIN_ANSWER_LAYOUTS:
