@@ -6,7 +6,7 @@ jobs wrote, and prints per stage the jobs, their summed, median and largest time
 then each stage's work (counted from the run's outputs under --results) and its floor, the time that work
 takes at this machine's rates measured now on one core at the model's shapes (`sftrl.floors`), with the
 stage's time over its floor; then the chain of jobs that bounds the run (`sftrl.runlog`) with its length
-against the run's wall time. Measuring the rates takes about half a minute: run it on an idle machine.
+against the run's wall time. The rates are measured on this machine as it is now: run it on an idle one.
 """
 
 import argparse
