@@ -33,6 +33,8 @@ import numpy as np
 import scipy.linalg
 from safetensors import safe_open
 
+from sftrl import io
+
 FORWARD_FLOPS_PER_WEIGHT = 2
 TRAIN_FLOPS_PER_WEIGHT = 6
 
@@ -148,15 +150,10 @@ class RunWork:
         return self.stages.setdefault(name, Work())
 
 
-def _rows(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def message_tokens(samples: Path, tokenizer) -> int:
     """Tokens of every message (system, user, reply) of every episode in an evaluation's samples."""
     texts = []
-    for episode in _rows(samples):
+    for episode in io.read_jsonl(samples):
         if episode.get("system"):
             texts.append(episode["system"])
         for turn in episode["turns"]:
@@ -174,9 +171,9 @@ def count_work(results: str | Path, stage_jobs: dict[str, int], tokenizer) -> Ru
         work.stage("eval").tokens_forward += message_tokens(samples, tokenizer)
     history = root / "sft" / "history.jsonl"
     if history.is_file():
-        work.stage("sft").tokens_trained += _last(_rows(history), "num_tokens")
+        work.stage("sft").tokens_trained += _last(io.read_jsonl(history), "num_tokens")
     for history in sorted(root.glob("rl/*/history.jsonl")):
-        rows = _rows(history)
+        rows = io.read_jsonl(history)
         rl = work.stage("rl")
         if rows and "num_tokens" in rows[-1]:  # TRL's GRPO: generated, then trained on, once
             tokens = _last(rows, "num_tokens")

@@ -5,13 +5,13 @@ table of checks, and the figures. `scripts/results_doc.py` writes it (docs/defau
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from sftrl import io
+from sftrl.claims.inputs import read_csv
 from sftrl.names import EVAL_SPLITS
 
 # The figures the document shows, in its order, with what each shows.
@@ -26,11 +26,6 @@ FIGURES = (
     ("ppo_advantages", "PPO's normalised advantages per start"),
 )
 SPLIT_TITLES = {"id": "ID", "id_unseen": "ID unseen", "ood": "OOD"}
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _pct(value: str | float) -> str:
@@ -157,14 +152,14 @@ def render(results: Path, out: Path, figures_out: Path) -> str:
         + (f" (commit {str(commit)[:10]})" if commit else "")
         + "; every number below is the run's.",
         "",
-        *sft_lines(read_rows(tables / "sft_curve.csv")),
+        *sft_lines(read_csv(tables / "sft_curve.csv")),
         "",
     ]
     if (tables / "rl_from_sft.csv").is_file():
-        rl = read_rows(tables / "rl_from_sft.csv")
+        rl = read_csv(tables / "rl_from_sft.csv")
         parts += [*rl_lines(rl, "ood"), "", *rl_lines(rl, "id"), ""]
     if (tables / "restoration.csv").is_file():
-        parts += [*restoration_lines(read_rows(tables / "restoration.csv")), ""]
+        parts += [*restoration_lines(read_csv(tables / "restoration.csv")), ""]
     parts += ["## Claims", "", *claims_lines(claims), "", "## Figures", ""]
     parts += figure_lines(results / "figures", figures_out, out.parent)
     return "\n".join(parts).rstrip() + "\n"
