@@ -18,6 +18,10 @@ validate(config, "schemas/config.schema.yaml")
 report: "report/workflow.rst"
 
 
+# Job logs are read, not watched: no progress bars (model loading, tokenising) between their lines.
+shell.prefix("set -euo pipefail; export TQDM_DISABLE=1; ")
+
+
 include: "rules/common.smk"
 include: "rules/cluster.smk"
 
@@ -52,3 +56,4 @@ rule all:
     default_target: True
     input:
         all_targets(),
+        MEMORY_TABLE,

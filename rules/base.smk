@@ -17,8 +17,11 @@ if config["model"]["source"] == "embedded":
             BENCH / "base" / "embedded_base.tsv"
         conda:
             "../envs/sftrl.yaml"
+        params:
+            what=what("copy the embedded tiny base model"),
         shell:
-            "python -m sftrl.modeling check {input} > {log} 2>&1 && cp -r {input} {output}"
+            "echo {params.what:q} > {log}; "
+            "python -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"
 
 elif config["model"]["source"] == "tiny":
 
@@ -46,15 +49,19 @@ elif config["model"]["source"] == "tiny":
             mem_mb=job_resources("pretrain").mem_mb_for,
             runtime=job_resources("pretrain").runtime_for,
         params:
+            what=what("pretrain the tiny base on the arithmetic corpus"),
             launch=launch("pretrain"),
             script=SCRIPTS / "base.py",
-            cfg=pretrain_config_json(),
+            cfg=config_file("pretrain", pretrain_sections()),
+            tracking=TRACKING_FILE,
+            memory=memory_record(BENCH / "base" / "pretrain_base.tsv"),
             work=WORK / "pretrain",
             history=LOGS / "base" / "pretrain_history.jsonl",
         shell:
+            "echo {params.what:q} > {log}; "
             "{params.launch} {params.script} --config {params.cfg:q} --corpus {input.corpus}"
             " --extra-texts {input.texts} --out {output} --work-dir {params.work}"
-            " --log {params.history} > {log} 2>&1"
+            " --log {params.history} --tracking {params.tracking} --memory {params.memory} >> {log} 2>&1"
 
     rule selfplay:
         """Self-play round r: the model of round r-1 plays pretraining-style hands to the end, greedily."""
@@ -78,11 +85,15 @@ elif config["model"]["source"] == "tiny":
             mem_mb=job_resources("evaluate").mem_mb_for,
             runtime=job_resources("evaluate").runtime_for,
         params:
+            what=what(
+                "self-play round {round}: play pretraining-style hands to the end"
+            ),
             script=SCRIPTS / "selfplay.py",
-            cfg=refine_config_json(),
+            cfg=refine_config(),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} play --config {params.cfg:q} --model {input.model}"
-            " --round {wildcards.round} --played {output} > {log} 2>&1"
+            " --round {wildcards.round} --played {output} >> {log} 2>&1"
 
     rule refine_base:
         """Self-play round r: train the model of round r-1 on its own failed attempts, each with the
@@ -110,15 +121,19 @@ elif config["model"]["source"] == "tiny":
             mem_mb=job_resources("pretrain").mem_mb_for,
             runtime=job_resources("pretrain").runtime_for,
         params:
+            what=what(
+                "self-play round {round}: train on the model's own failed attempts"
+            ),
             launch=launch("pretrain"),
             script=SCRIPTS / "selfplay.py",
-            cfg=refine_config_json(),
+            cfg=refine_config(),
             work=lambda wc: WORK / f"refine-{wc.round}",
             history=lambda wc: LOGS / "base" / f"refine_history-{wc.round}.jsonl",
         shell:
+            "echo {params.what:q} > {log}; "
             "{params.launch} {params.script} refine --config {params.cfg:q} --model {input.model}"
             " --round {wildcards.round} --played {input.played} --corpus {input.corpus} --out {output}"
-            " --work-dir {params.work} --log {params.history} > {log} 2>&1"
+            " --work-dir {params.work} --log {params.history} >> {log} 2>&1"
 
     rule built_base:
         """The base: the model of the last self-play round (model.refine.rounds; 0: the pretrained one)."""
@@ -132,5 +147,8 @@ elif config["model"]["source"] == "tiny":
             BENCH / "base" / "built_base.tsv"
         conda:
             "../envs/sftrl.yaml"
+        params:
+            what=what("the base: the model of the last self-play round"),
         shell:
-            "python -m sftrl.modeling check {input} > {log} 2>&1 && cp -r {input} {output}"
+            "echo {params.what:q} > {log}; "
+            "python -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"

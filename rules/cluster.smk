@@ -149,3 +149,4 @@ def preflight():
 onstart:
     if workflow.is_main_process:
         preflight()
+        JOB_CONFIGS.write()

@@ -3,7 +3,9 @@ import json
 import shlex
 from pathlib import Path
 
+from sftrl import job_config
 from sftrl.cluster import set_package_root
+from sftrl.tracking import check as check_tracking, resolve as resolve_tracking
 from sftrl.config import (
     ANGLE_SPECTRA,
     HUB_PREFIX,
@@ -49,6 +51,17 @@ from sftrl.roles import (
     sft_end_model,
     static_model,
 )
+
+
+def what(template):
+    """A job's one line, what it does and on what (`template` names the rule's wildcards), which opens the
+    job's log (`echo {params.what:q} > {log}`)."""
+    return lambda wildcards: template.format(**wildcards)
+
+
+def memory_record(benchmark):
+    """Where a job the memory plan estimates records its peak memory: beside its benchmark (sftrl.memory)."""
+    return str(benchmark).removesuffix(".tsv") + ".memory.json"
 
 
 def as_list(value):
@@ -216,48 +229,55 @@ if workflow.is_main_process:  # before any job; not again in each cluster job
         print(note)
 
 
-def config_json(*sections):
-    """The named config sections as one JSON argument, so a script sees exactly what the rule saw."""
-    return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+JOB_CONFIGS = job_config.ConfigFiles(RESULTS / "configs")  # written when the run starts (onstart)
+check_tracking(config["tracking"])
+TRACKING_FILE = JOB_CONFIGS.fixed(
+    "tracking.json", resolve_tracking(config["tracking"], RESULTS, EXP)
+)
 
 
-def representation_config_json():
+def sections(*names):
+    """The named config sections, as a job's config holds them."""
+    return {name: config[name] for name in names}
+
+
+def config_file(stage, content):
+    """The file a stage's command line names for `content` (`sftrl.job_config`): its name changes with
+    its content, so a config edit reruns the jobs it concerns, and only those."""
+    return JOB_CONFIGS.stage(stage, content)
+
+
+def representation_config():
     """What a representation job reads: the task (prompts), model and eval (dtype, device) sections and
     how features are taken."""
     features = {k: REPRESENTATIONS[k] for k in ("positions", "top_k", "batch_size")}
-    sections = {name: config[name] for name in ("seed", "task", "model", "eval")}
-    return json.dumps({**sections, "features": features}, sort_keys=True)
+    return config_file(
+        "representations",
+        {**sections("seed", "task", "model", "eval"), "features": features},
+    )
 
 
-def pretrain_config_json():
+def pretrain_sections():
     """What the base's pretraining depends on, recorded in its provenance: the corpus settings among
     them, so a later experiment can tell whether the base has seen its evaluation problems.
     """
     corpus = {key: config["data"][key] for key in ("id_unseen_share", "pretrain")}
     model = {key: value for key, value in config["model"].items() if key != "refine"}
-    return json.dumps(
-        {
-            **{name: config[name] for name in ("seed", "task")},
-            "model": model,
-            "data": corpus,
-        },
-        sort_keys=True,
-    )
+    return {**sections("seed", "task"), "model": model, "data": corpus}
 
 
-def refine_config_json():
+def refine_config():
     """What a self-play round depends on: the pretraining's settings, `model.refine` but the number of
     rounds (a round does not depend on how many follow it), and the decoding of its play (`eval`).
     """
     refine = {k: v for k, v in config["model"]["refine"].items() if k != "rounds"}
-    return json.dumps(
-        {
-            **json.loads(pretrain_config_json()),
-            "model": {**json.loads(pretrain_config_json())["model"], "refine": refine},
-            "eval": config["eval"],
-        },
-        sort_keys=True,
-    )
+    pretrain = pretrain_sections()
+    content = {
+        **pretrain,
+        "model": {**pretrain["model"], "refine": refine},
+        "eval": config["eval"],
+    }
+    return config_file("refine", content)
 
 
 def round_model(round_):
@@ -275,10 +295,12 @@ def model_ref(name):
     return MODELS / name
 
 
-def rl_config_json(algo):
+def rl_config(algo):
     """The config an RL run sees: its own algorithm's section only, so editing the other reruns nothing."""
-    sections = {name: config[name] for name in ("seed", "task", "model")}
-    return json.dumps({**sections, "rl": {algo: config["rl"][algo]}}, sort_keys=True)
+    return config_file(
+        f"rl-{algo}",
+        {**sections("seed", "task", "model"), "rl": {algo: config["rl"][algo]}},
+    )
 
 
 def model_dir(name):
@@ -302,14 +324,14 @@ def role_model(token):
 
 
 def restore_edits(wildcards):
-    """The edits of one pair of the grid, as the JSON list the restore script reads."""
+    """The file of the edits of one pair of the grid, the JSON list the restore script reads."""
     group = f"{wildcards.source}__{wildcards.target}"
     if group not in RESTORE_GROUPS:
         raise ValueError(
             f"restore.pairs has no entry that edits {wildcards.target} with {wildcards.source}; "
             f"its pairs are {sorted(RESTORE_GROUPS)}"
         )
-    return RESTORE_GROUPS[group].edits_json()
+    return config_file("restore", json.loads(RESTORE_GROUPS[group].edits_json()))
 
 
 def spectrum_table(kind, a, b):
@@ -446,6 +468,7 @@ def all_targets():
 PLAN = RESULTS / "plan"
 REPORT = RESULTS / "report"
 PLAN_RL = PLAN / "rl_starts.json"
+MEMORY_TABLE = TABLES / "memory_plan_vs_measured.csv"
 PLAN_RESTORE = PLAN / "restoration.json"
 PLAN_EDIT_MODEL = (
     "edits/plan/cheapest"  # the planned restoration, evaluated like the rest

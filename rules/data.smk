@@ -12,11 +12,13 @@ rule datasets:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("build every training and evaluation set"),
         script=SCRIPTS / "data.py",
-        cfg=config_json("seed", "task", "data"),
+        cfg=config_file("data", sections("seed", "task", "data")),
         out=DATA,
     shell:
-        "python {params.script} sets --config {params.cfg:q} --out {params.out} > {log} 2>&1"
+        "echo {params.what:q} > {log}; "
+        "python {params.script} sets --config {params.cfg:q} --out {params.out} >> {log} 2>&1"
 
 
 rule pretrain_corpus:
@@ -30,7 +32,9 @@ rule pretrain_corpus:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("build the tiny base's pretraining corpus"),
         script=SCRIPTS / "data.py",
-        cfg=config_json("seed", "task", "data"),
+        cfg=config_file("data", sections("seed", "task", "data")),
     shell:
-        "python {params.script} pretrain --config {params.cfg:q} --out {output} > {log} 2>&1"
+        "echo {params.what:q} > {log}; "
+        "python {params.script} pretrain --config {params.cfg:q} --out {output} >> {log} 2>&1"

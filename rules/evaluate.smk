@@ -20,14 +20,20 @@ rule evaluate:
         mem_mb=job_resources("evaluate").mem_mb_for,
         runtime=job_resources("evaluate").runtime_for,
     params:
+        what=what("evaluate {model} on every split"),
         script=SCRIPTS / "evaluate.py",
         model=lambda wc: model_ref(wc.model),
-        cfg=config_json("seed", "task", "model", "eval"),
+        cfg=config_file("evaluate", sections("seed", "task", "model", "eval")),
+        tracking=TRACKING_FILE,
+        memory=memory_record(BENCH / "eval" / "{model}.tsv"),
         splits=" ".join(EVAL_SPLITS),
         out=lambda wc: EVAL / wc.model / "{split}",
     shell:
-        "python {params.script} --config {params.cfg:q} --model {params.model}"
-        " --episodes {input.episodes} --split {params.splits} --out {params.out:q} > {log} 2>&1"
+        "echo {params.what:q} > {log}; "
+        "python {params.script} --config {params.cfg:q} --model {params.model} --name {wildcards.model}"
+        " --episodes {input.episodes} --split {params.splits} --out {params.out:q}"
+        " --tracking {params.tracking} --memory {params.memory}"
+        " >> {log} 2>&1"
 
 
 localrules:
@@ -49,6 +55,7 @@ rule sft_curve:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("table and figure: success of every SFT checkpoint per split"),
         script=SCRIPTS / "sft_curve.py",
         entries=" ".join(
             f"--{s} "
@@ -56,7 +63,8 @@ rule sft_curve:
             for s in EVAL_SPLITS
         ),
     shell:
-        "python {params.script} {params.entries} --csv {output.table} --plot {output.figure} > {log} 2>&1"
+        "echo {params.what:q} > {log}; "
+        "python {params.script} {params.entries} --csv {output.table} --plot {output.figure} >> {log} 2>&1"
 
 
 localrules:
@@ -79,6 +87,7 @@ rule format_errors:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("table and figure: attempts with no valid formula over SFT steps"),
         script=SCRIPTS / "diagnostics.py",
         metrics=" ".join(
             f"{model_step(m)}:{s}={eval_metrics(m, s)}"
@@ -86,5 +95,6 @@ rule format_errors:
             for s in EVAL_SPLITS
         ),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} format-errors --metrics {params.metrics}"
-        " --csv {output.table} --figure {output.figure} > {log} 2>&1"
+        " --csv {output.table} --figure {output.figure} >> {log} 2>&1"

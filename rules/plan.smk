@@ -21,10 +21,12 @@ checkpoint plan_rl:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("plan the SFT checkpoints RL starts from"),
         script=SCRIPTS / "plan.py",
         options=plan_rl_options(),
     shell:
-        "python {params.script} rl-starts --curve {input.curve} {params.options} --out {output.json} > {log} 2>&1"
+        "echo {params.what:q} > {log}; "
+        "python {params.script} rl-starts --curve {input.curve} {params.options} --out {output.json} >> {log} 2>&1"
 
 
 if RESTORE_PLAN:
@@ -47,13 +49,15 @@ if RESTORE_PLAN:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what("plan the cheapest restoration that recovers the OOD target"),
             script=SCRIPTS / "plan.py",
             spectrum=lambda wc, input: input.spectrum or "none",
             edit=RESTORE_PLAN_SPEC.name if RESTORE_PLAN_SPEC else "",
             target=config["plan"]["restore_target"],
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} restoration --spectrum {params.spectrum} --restoration {input.table}"
-            " --edit {params.edit} --model {input.model} --target {params.target} --out {output.json} > {log} 2>&1"
+            " --edit {params.edit} --model {input.model} --target {params.target} --out {output.json} >> {log} 2>&1"
 
     rule restore_plan:
         """The model directory of the cheapest restoration: the measured edit on the planned blocks only."""
@@ -71,11 +75,15 @@ if RESTORE_PLAN:
             "../envs/sftrl.yaml"
         threads: 1
         params:
+            what=what("build the planned restoration's model"),
             script=SCRIPTS / "plan.py",
-            spec=json.dumps(RESTORE_PLAN_SPEC.to_dict() if RESTORE_PLAN_SPEC else {}),
+            spec=config_file(
+                "restore-plan", RESTORE_PLAN_SPEC.to_dict() if RESTORE_PLAN_SPEC else {}
+            ),
             source=lambda wc: model_ref(role_model("sft_peak")),
             target=model_ref(SFT_END),
             cache=svd_cache_option(),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} build-edit --plan {input.plan} --edit-spec {params.spec:q}"
-            " --source {params.source} --target {params.target} {params.cache} --out {output} > {log} 2>&1"
+            " --source {params.source} --target {params.target} {params.cache} --out {output} >> {log} 2>&1"

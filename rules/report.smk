@@ -28,6 +28,7 @@ rule claims:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("verdicts on the paper's claims"),
         script=SCRIPTS / "claims.py",
         restoration=lambda wc, input: (
             f"--restoration {input.restoration}" if input.restoration else ""
@@ -39,8 +40,8 @@ rule claims:
         ),
         spectra=lambda wc: " ".join(f"{m}={t}" for m, t in claim_spectra()),
         samples=lambda wc: " ".join(f"{m}={p}" for m, p in claim_samples()),
-        settings=json.dumps(
-            {**config["report"]["claims"], "rl_update": RL_ANALYSED}, sort_keys=True
+        settings=config_file(
+            "claims", {**config["report"]["claims"], "rl_update": RL_ANALYSED}
         ),
         seed=config["seed"],
         title=f"Claims: experiment {EXP}",
@@ -51,10 +52,11 @@ rule claims:
             else ""
         ),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
         " --roles {input.roles} {params.restoration} {params.representations} --spectrum {params.spectra} --samples {params.samples}"
         " --settings {params.settings:q} --seed {params.seed} --title {params.title:q} {params.paper}"
-        " --md {output.md} --json {output.json} > {log} 2>&1"
+        " --md {output.md} --json {output.json} >> {log} 2>&1"
 
 
 rule report_curves:
@@ -84,16 +86,20 @@ rule report_curves:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what(
+            "figures: success over SFT steps with RL arrows, loss beside OOD success"
+        ),
         script=SCRIPTS / "report.py",
         draws=config["report"]["claims"]["bootstrap_draws"],
         seed=config["seed"],
         most=config["report"]["claims"]["most_recovered_pct"],
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} --bootstrap-draws {params.draws} --seed {params.seed} curves"
         " --curve {input.curve} --rl {input.rl} --history {input.history} --roles {input.roles}"
         " --most-pct {params.most}"
         " --success-figure {output.success} --loss-figure {output.loss} --loss-table {output.loss_table}"
-        " --window-figure {output.window} --window-table {output.window_table} > {log} 2>&1"
+        " --window-figure {output.window} --window-table {output.window_table} >> {log} 2>&1"
 
 
 if RESTORE_PAIRS:
@@ -127,6 +133,7 @@ if RESTORE_PAIRS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what("figure: OOD recovery of every restoration edit"),
             script=SCRIPTS / "report.py",
             draws=config["report"]["claims"]["bootstrap_draws"],
             seed=config["seed"],
@@ -136,6 +143,36 @@ if RESTORE_PAIRS:
                 f"--planned-metrics {input.planned}" if input.planned else ""
             ),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} --bootstrap-draws {params.draws} --seed {params.seed} restoration"
             " --restoration {input.restoration} {params.plan} {params.planned} --threshold-pct {params.threshold}"
-            " --table {output.table} --figure {output.figure} > {log} 2>&1"
+            " --table {output.table} --figure {output.figure} >> {log} 2>&1"
+
+
+localrules:
+    memory_table,
+
+
+rule memory_table:
+    """Each job's measured peak memory (GPU per device, resident) beside the memory plan's estimate."""
+    input:
+        all_targets(),
+    output:
+        reported(MEMORY_TABLE, "memory_table", "Resources"),
+    log:
+        LOGS / "report" / "memory_table.log",
+    benchmark:
+        BENCH / "report" / "memory_table.tsv"
+    conda:
+        "../envs/sftrl.yaml"
+    params:
+        what=what("table: every job's measured memory beside the plan"),
+        script=SCRIPTS / "memory_table.py",
+        plan=config_file(
+            "memory_plan", {"rows": capacity.records(CAPACITY[0]) if CAPACITY else []}
+        ),
+        benchmarks=BENCH,
+    shell:
+        "echo {params.what:q} > {log}; "
+        "python {params.script} --plan {params.plan} --benchmarks {params.benchmarks} --table {output}"
+        " >> {log} 2>&1"

@@ -29,17 +29,20 @@ if REPR_TOKENS:
             mem_mb=job_resources("evaluate").mem_mb_for,
             runtime=job_resources("evaluate").runtime_for,
         params:
+            what=what("representations of {other} against {ref} on the eval prompts"),
             script=SCRIPTS / "representations.py",
             a=lambda wc: representation_model(wc.ref, directory=False),
             b=lambda wc: representation_model(wc.other, directory=False),
-            cfg=representation_config_json(),
+            cfg=representation_config(),
+            memory=memory_record(BENCH / "representations" / "{ref}__{other}.tsv"),
             splits=" ".join(
                 f"{s}={DATA / f'eval_{s}.jsonl'}" for s in REPRESENTATIONS["splits"]
             ),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} pair --config {params.cfg:q} --a {params.a} --b {params.b}"
             " --name-a {wildcards.ref} --name-b {wildcards.other} --split {params.splits}"
-            " --out {output} > {log} 2>&1"
+            " --out {output} --memory {params.memory} >> {log} 2>&1"
 
     rule representations_summary:
         """Every model against sft_peak per metric and split, the RL runs' recovery delta, a figure."""
@@ -64,10 +67,14 @@ if REPR_TOKENS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what(
+                "table and figure: every model's representations against sft_peak"
+            ),
             script=SCRIPTS / "representations.py",
             draws=REPRESENTATIONS["bootstrap_draws"],
             seed=config["seed"],
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} summary --pairs {input.pairs} --roles {input.roles}"
             " --draws {params.draws} --seed {params.seed} --csv {output.table}"
-            " --figure {output.figure} > {log} 2>&1"
+            " --figure {output.figure} >> {log} 2>&1"

@@ -17,14 +17,16 @@ rule restore:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        what=what("restoration edits: parts of {source} put into {target}"),
         script=SCRIPTS / "restore.py",
         source=lambda wc: model_ref(role_model(wc.source)),
         target=lambda wc: model_ref(role_model(wc.target)),
         edits=restore_edits,
         cache=svd_cache_option(),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} --source {params.source} --target {params.target} --edit {params.edits:q}"
-        " --out-root {output} {params.cache} > {log} 2>&1"
+        " --out-root {output} {params.cache} >> {log} 2>&1"
 
 
 if RESTORE_PAIRS:
@@ -60,10 +62,14 @@ if RESTORE_PAIRS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what("table and figures: success and recovery of every edited model"),
             script=SCRIPTS / "restoration_table.py",
             eval_root=EVAL,
-            pairs=json.dumps([pair.to_dict() for pair in RESTORE_PAIRS], sort_keys=True),
+            pairs=config_file(
+                "restoration-pairs", [pair.to_dict() for pair in RESTORE_PAIRS]
+            ),
             stem=FIGURES / "restoration",
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} --eval-root {params.eval_root} --roles {input.roles}"
-            " --pairs {params.pairs:q} --table {output.table} --figure-stem {params.stem} > {log} 2>&1"
+            " --pairs {params.pairs:q} --table {output.table} --figure-stem {params.stem} >> {log} 2>&1"

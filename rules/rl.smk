@@ -24,9 +24,12 @@ rule rl:
         mem_mb=job_resources("rl").mem_mb_for,
         runtime=job_resources("rl").runtime_for,
     params:
+        what=what("RL ({algo}) from sft-{step}, seed {seed}"),
         launch=lambda wc: launch("rl", wc.algo),
         script=SCRIPTS / "rl.py",
-        cfg=lambda wc: rl_config_json(wc.algo),
+        cfg=lambda wc: rl_config(wc.algo),
+        tracking=TRACKING_FILE,
+        memory=memory_record(BENCH / "rl" / "rl-{algo}-from{step}-s{seed}.tsv"),
         work=lambda wc: WORK / "rl" / f"rl-{wc.algo}-from{wc.step}-s{wc.seed}",
         discard=("--discard-checkpoints" if config["keep_models"] == "ladder" else ""),
         exports=lambda wc, output: (
@@ -36,9 +39,11 @@ rule rl:
             else ""
         ),
     shell:
+        "echo {params.what:q} > {log}; "
         "{params.launch} {params.script} --config {params.cfg:q} --algorithm {wildcards.algo} --seed {wildcards.seed}"
         " --start {input.start} --prompts {input.prompts} --out {output.model} {params.exports}"
-        " --work-dir {params.work} --log {output.history} {params.discard} > {log} 2>&1"
+        " --work-dir {params.work} --log {output.history} {params.discard}"
+        " --tracking {params.tracking} --memory {params.memory} >> {log} 2>&1"
 
 
 localrules:
@@ -66,6 +71,7 @@ rule rl_curve:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("table and figure: success over RL updates per start"),
         script=SCRIPTS / "rl_curve.py",
         eval_root=EVAL,
         runs=lambda wc: " ".join(planned_runs()),
@@ -73,9 +79,10 @@ rule rl_curve:
         lengths=" ".join(f"{a}={run_length(config, a)}" for a in RL_ALGORITHMS),
         analysed=RL_ANALYSED or "final",
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} --eval-root {params.eval_root} --runs {params.runs} --updates {params.updates}"
         " --lengths {params.lengths} --analysed {params.analysed} --table {output.table}"
-        " --plot {output.figure} > {log} 2>&1"
+        " --plot {output.figure} >> {log} 2>&1"
 
 
 rule rl_table:
@@ -95,13 +102,15 @@ rule rl_table:
     conda:
         "../envs/sftrl.yaml"
     params:
+        what=what("table and figure: success before and after RL per start"),
         script=SCRIPTS / "rl_table.py",
         eval_root=EVAL,
         sft=" ".join(SFT_MODELS),
         rl=lambda wc: " ".join(rl_models()),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
-        " --table {output.table} --plot {output.figure} > {log} 2>&1"
+        " --table {output.table} --plot {output.figure} >> {log} 2>&1"
 
 
 if "ppo" in RL_ALGORITHMS:
@@ -127,6 +136,7 @@ if "ppo" in RL_ALGORITHMS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what("figure: PPO's normalised advantages per start"),
             script=SCRIPTS / "diagnostics.py",
             history=lambda wc: " ".join(
                 f"{m}={rl_history(m)}"
@@ -134,5 +144,6 @@ if "ppo" in RL_ALGORITHMS:
                 if rl_run(m).algorithm == "ppo"
             ),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} advantages --history {params.history}"
-            " --csv {output.table} --figure {output.figure} > {log} 2>&1"
+            " --csv {output.table} --figure {output.figure} >> {log} 2>&1"

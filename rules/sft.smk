@@ -21,14 +21,18 @@ rule sft:
         mem_mb=job_resources("sft").mem_mb_for,
         runtime=job_resources("sft").runtime_for,
     params:
+        what=what("SFT of the base on the ID set, a model at every ladder step"),
         launch=launch("sft"),
         script=SCRIPTS / "sft.py",
         base=model_ref("base"),
-        cfg=config_json("seed", "task", "model", "sft"),
+        cfg=config_file("sft", sections("seed", "task", "model", "sft")),
+        tracking=TRACKING_FILE,
+        memory=memory_record(BENCH / "sft" / "sft.tsv"),
         loss_sets=" ".join(f"{s}={DATA / f'loss_{s}.jsonl'}" for s in LOSS_SPLITS),
         work=WORK / "sft",
         models_dir=MODELS,
     shell:
+        "echo {params.what:q} > {log}; "
         "{params.launch} {params.script} --config {params.cfg:q} --base {params.base} --train {input.train}"
         " --eval-set {params.loss_sets} --models-dir {params.models_dir} --work-dir {params.work}"
-        " --log {output.history} > {log} 2>&1"
+        " --log {output.history} --tracking {params.tracking} --memory {params.memory} >> {log} 2>&1"

@@ -16,14 +16,16 @@ rule spectrum_pair:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        what=what("spectra of {b} against {a}"),
         script=SCRIPTS / "spectrum.py",
         a=lambda wc: model_ref(wc.a),
         b=lambda wc: model_ref(wc.b),
         options=spectrum_options(),
         cache=svd_cache_option(),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} pair --a {params.a} --b {params.b} --name-a {wildcards.a} --name-b {wildcards.b}"
-        " --out {output} {params.options} {params.cache} > {log} 2>&1"
+        " --out {output} {params.options} {params.cache} >> {log} 2>&1"
 
 
 rule spectrum_updates:
@@ -42,12 +44,14 @@ rule spectrum_updates:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        what=what("spectra: the SFT update against the RL update of {rl}"),
         script=SCRIPTS / "spectrum.py",
         base=model_ref("base"),
         options=spectrum_options(),
     shell:
+        "echo {params.what:q} > {log}; "
         "python {params.script} delta --base {params.base} --mid {input.start} --end {input.rl}"
-        " --out {output} {params.options} > {log} 2>&1"
+        " --out {output} {params.options} >> {log} 2>&1"
 
 
 if SPECTRUM_KINDS:
@@ -82,6 +86,7 @@ if SPECTRUM_KINDS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            what=what("table and figures: spectral drift and angles of every pair"),
             script=SCRIPTS / "spectrum_summary.py",
             pairs=lambda wc: " ".join(
                 f"{kind}:{a}:{b}={spectrum_table(kind, a, b)}"
@@ -96,5 +101,6 @@ if SPECTRUM_KINDS:
                 else ""
             ),
         shell:
+            "echo {params.what:q} > {log}; "
             "python {params.script} --pair {params.pairs} --csv {output.table} {params.figures}"
-            " {params.heatmap_table} > {log} 2>&1"
+            " {params.heatmap_table} >> {log} 2>&1"

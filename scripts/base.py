@@ -6,9 +6,10 @@ Runs as is or under `accelerate launch`; rerun with the same arguments to resume
 
 from pathlib import Path
 
-from sftrl import sft
-from sftrl.cli import add_training_outputs, parse, script_parser
+from sftrl import sft, tracking
+from sftrl.cli import add_memory, add_tracking, add_training_outputs, parse, script_parser
 from sftrl.config import load_json_arg
+from sftrl.provenance import provenance
 
 
 def main() -> None:
@@ -23,9 +24,13 @@ def main() -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="the base model directory to write")
     add_training_outputs(parser)
+    add_tracking(parser)
+    add_memory(parser)
     args = parse(parser)
 
-    sft.run_pretrain(load_json_arg(args.config), args.corpus, args.extra_texts, args.out, args.work_dir, args.log)
+    config = load_json_arg(args.config)
+    with tracking.tracker(args.tracking, "pretrain", provenance(config, config.get("seed"))) as run:
+        sft.run_pretrain(config, args.corpus, args.extra_texts, args.out, args.work_dir, args.log, run)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 tables, with the numbers, the 95% intervals and the test used: claims.md and claims.json."""
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from sftrl.claims import ClaimSettings, evaluate_claims, load_inputs, setting_lines, write_claims
 from sftrl.claims.reproduction import reproduction_lines, reproduction_rows
+from sftrl.config import load_json_arg
 from sftrl.provenance import provenance
 
 log = logging.getLogger("sftrl.claims")
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--restoration", type=Path, help="tables/restoration.csv")
     parser.add_argument("--roles", type=Path, help="tables/roles.json")
     parser.add_argument("--representations", type=Path, help="tables/representations.csv")
-    parser.add_argument("--settings", default="{}", help="JSON of the report.claims config section")
+    parser.add_argument("--settings", default="{}", help="the report.claims config section (JSON, or a file)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--paper-table", help="the paper's stage table to compare with (report.paper_table)")
     parser.add_argument(
@@ -50,7 +50,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     try:
-        options = json.loads(args.settings)
+        options = load_json_arg(args.settings)
         settings = ClaimSettings(seed=args.seed, **options)
         spectra = dict(parse_entry(entry) for entry in args.spectrum)
         samples = dict(parse_entry(entry) for entry in args.samples)

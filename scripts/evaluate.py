@@ -9,10 +9,12 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from sftrl.cli import parse, script_parser
+from sftrl import tracking
+from sftrl.cli import add_memory, add_tracking, parse, script_parser
 from sftrl.config import TaskConfig, from_dict, load_json_arg
 from sftrl.evaluate import check_inputs, eval_config, evaluate_splits
 from sftrl.names import EVAL_SPLITS
+from sftrl.provenance import provenance
 
 log = logging.getLogger("sftrl.evaluate")
 SECTIONS = {"seed", "task", "model", "eval"}
@@ -25,6 +27,9 @@ def main() -> None:
     parser.add_argument("--split", required=True, nargs="+", choices=EVAL_SPLITS, help="one split per eval set")
     parser.add_argument("--out", required=True, help="output directory; '{split}' in it is the split's name")
     parser.add_argument("--quiet", action="store_true", help="no per-turn progress lines on stderr")
+    parser.add_argument("--name", help="the model's name in the study (the tracker's run); default: its directory's")
+    add_tracking(parser)
+    add_memory(parser)
     args = parse(parser)
 
     # Everything that can be wrong with the inputs is reported here, before a model is loaded.
@@ -49,17 +54,20 @@ def main() -> None:
         (split, episodes, Path(args.out.replace("{split}", split)))
         for split, episodes in zip(args.split, args.episodes, strict=False)
     ]
-    for metrics in evaluate_splits(args.model, sets, task, eval_cfg, config=resolved, progress=not args.quiet):
-        success = metrics["success"]
-        log.info(
-            "%s on %s: success %.4f [%.4f, %.4f] over %d episodes",
-            args.model,
-            metrics["split"],
-            success["rate"],
-            success["ci_low"],
-            success["ci_high"],
-            success["n"],
-        )
+    run_name, step = tracking.evaluation_run(args.model, args.name)
+    with tracking.tracker(args.tracking, run_name, provenance(resolved, cfg["seed"])) as run:
+        for metrics in evaluate_splits(args.model, sets, task, eval_cfg, config=resolved, progress=not args.quiet):
+            success = metrics["success"]
+            log.info(
+                "%s on %s: success %.4f [%.4f, %.4f] over %d episodes",
+                args.model,
+                metrics["split"],
+                success["rate"],
+                success["ci_low"],
+                success["ci_high"],
+                success["n"],
+            )
+            run.log(tracking.evaluation_scalars(metrics), step=step)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ build-edit:  the model directory of a restoration plan (the edit restricted to t
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from sftrl import io, plan
+from sftrl.config import load_json_arg
 from sftrl.provenance import provenance
 
 log = logging.getLogger("sftrl.plan")
@@ -56,7 +56,7 @@ def build_edit(args) -> None:
     from sftrl.spectral.svd import SvdCache
 
     record = io.read_json(args.plan)
-    base = json.loads(args.edit_spec)
+    base = load_json_arg(args.edit_spec)
     spec = EditSpec.from_dict(plan.planned_edit(record, base))
     apply_edits(args.source, args.target, [spec], [args.out], SvdCache(args.cache))
 
@@ -92,7 +92,7 @@ def main() -> None:
 
     be = sub.add_parser("build-edit", help="the model directory of a restoration plan")
     be.add_argument("--plan", required=True, type=Path)
-    be.add_argument("--edit-spec", required=True, help="JSON of the measured edit (kind, top, tail)")
+    be.add_argument("--edit-spec", required=True, help="the measured edit (kind, top, tail): JSON, or a file")
     be.add_argument("--source", required=True, type=Path)
     be.add_argument("--target", required=True, type=Path)
     be.add_argument("--cache", type=Path, help="SVD cache directory")

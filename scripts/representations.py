@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sftrl import io
+from sftrl.cli import add_memory, parse
 from sftrl.config import TaskConfig, from_dict, load_json_arg
 from sftrl.evaluate import eval_config, first_conversation, load_episodes
 from sftrl.provenance import provenance
@@ -83,6 +84,7 @@ def main() -> None:
     one.add_argument("--name-b", required=True)
     one.add_argument("--split", required=True, nargs="+", help="SPLIT=eval_SPLIT.jsonl, one per split")
     one.add_argument("--out", required=True, type=Path, help="the .npz file to write")
+    add_memory(one)
     many = modes.add_parser("summary", help="the table and figure of every pair")
     many.add_argument("--pairs", required=True, nargs="+", type=Path)
     many.add_argument("--roles", required=True, type=Path)
@@ -90,8 +92,7 @@ def main() -> None:
     many.add_argument("--seed", type=int, required=True)
     many.add_argument("--csv", required=True, type=Path)
     many.add_argument("--figure", required=True, type=Path)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse(parser)
     pair(args) if args.mode == "pair" else summary(args)
 
 

@@ -3,10 +3,10 @@
 bar figure per family of edits (FIGURE_STEM_{kind}.png and .pdf)."""
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
+from sftrl.config import load_json_arg
 from sftrl.restoration.table import kinds_in, plot_family, restoration_rows, write_restoration_csv
 from sftrl.roles import RestorePair, read_roles
 
@@ -17,14 +17,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--eval-root", required=True, type=Path, help="holds {model}/{split}/metrics.json")
     parser.add_argument("--roles", required=True, type=Path, help="roles.json of the experiment")
-    parser.add_argument("--pairs", required=True, help="JSON list of {source, target, edits} (the grid)")
+    parser.add_argument("--pairs", required=True, help="the grid: a list of {source, target, edits} (JSON, or a file)")
     parser.add_argument("--table", required=True, type=Path, help="output CSV")
     parser.add_argument("--figure-stem", required=True, type=Path, help="figures go to STEM_{kind}.png/.pdf")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     try:
-        pairs = [RestorePair.from_dict(item) for item in json.loads(args.pairs)]
+        pairs = [RestorePair.from_dict(item) for item in load_json_arg(args.pairs)]
         roles = read_roles(args.roles)
         rows = restoration_rows(args.eval_root, roles, pairs)
     except (ValueError, OSError, KeyError) as err:

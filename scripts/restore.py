@@ -7,18 +7,17 @@ and each edit is written to OUT_ROOT/{spec.name}, e.g. OUT_ROOT/direction-top20-
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
+from sftrl.config import load_json_arg
 from sftrl.restoration.apply import edit_grid
 from sftrl.restoration.spec import EditSpec
 from sftrl.spectral.svd import SvdCache
 
 
 def load_specs(text_or_path: str) -> list[EditSpec]:
-    text = text_or_path if text_or_path.lstrip()[:1] in "[{" else Path(text_or_path).read_text()
-    data = json.loads(text)
+    data = load_json_arg(text_or_path)
     return [EditSpec.from_dict(item) for item in (data if isinstance(data, list) else [data])]
 
 

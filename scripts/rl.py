@@ -9,8 +9,8 @@ update/step to --log; rerun with the same arguments to resume from the last comp
 from dataclasses import asdict
 from pathlib import Path
 
-from sftrl import rl
-from sftrl.cli import add_training_outputs, parse, script_parser
+from sftrl import rl, tracking
+from sftrl.cli import add_memory, add_tracking, add_training_outputs, parse, script_parser
 from sftrl.config import load_json_arg
 from sftrl.provenance import provenance
 from sftrl.training_run import RunFiles
@@ -33,6 +33,8 @@ def main() -> None:
         help="model directories of the policy after these updates (PPO updates, GRPO steps)",
     )
     add_training_outputs(parser, row="update or step")
+    add_tracking(parser)
+    add_memory(parser)
     parser.add_argument(
         "--discard-checkpoints",
         action="store_true",
@@ -56,8 +58,14 @@ def main() -> None:
         parser.error(str(err))
 
     resolved = {**cfg, "rl": {**cfg.get("rl", {}), args.algorithm: asdict(inputs.cfg)}}
-    record = {**provenance(resolved, args.seed), "algorithm": args.algorithm, "start": str(args.start)}
-    rl.run_rl(inputs, RunFiles(args.out, args.work_dir, args.log, record, exports))
+    record = {
+        **provenance(resolved, args.seed),
+        "algorithm": args.algorithm,
+        "start": str(args.start),
+        "update": getattr(inputs.cfg, rl.ALGORITHMS[args.algorithm].length),
+    }
+    with tracking.tracker(args.tracking, args.out.name, record) as run:
+        rl.run_rl(inputs, RunFiles(args.out, args.work_dir, args.log, record, exports, run))
     if args.discard_checkpoints:
         rl.discard_checkpoints(args.work_dir)
 

@@ -7,9 +7,10 @@ Runs as is or under `accelerate launch`; rerun with the same arguments to resume
 import argparse
 from pathlib import Path
 
-from sftrl import sft
-from sftrl.cli import add_training_outputs, parse, script_parser
+from sftrl import sft, tracking
+from sftrl.cli import add_memory, add_tracking, add_training_outputs, parse, script_parser
 from sftrl.config import load_json_arg
+from sftrl.provenance import provenance
 
 
 def eval_set(text: str) -> tuple[str, Path]:
@@ -34,20 +35,16 @@ def main() -> None:
     )
     parser.add_argument("--models-dir", required=True, type=Path, help="ladder directories go here")
     add_training_outputs(parser)
+    add_tracking(parser)
+    add_memory(parser)
     args = parse(parser)
 
     names = [name for name, _ in args.eval_set]
     if len(set(names)) != len(names):
         parser.error(f"--eval-set names must be distinct: {names}")
-    sft.run_sft(
-        load_json_arg(args.config),
-        args.base,
-        args.train,
-        dict(args.eval_set),
-        args.models_dir,
-        args.work_dir,
-        args.log,
-    )
+    config = load_json_arg(args.config)
+    with tracking.tracker(args.tracking, "sft", provenance(config, config["seed"])) as run:
+        sft.run_sft(config, args.base, args.train, dict(args.eval_set), args.models_dir, args.work_dir, args.log, run)
 
 
 if __name__ == "__main__":

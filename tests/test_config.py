@@ -228,6 +228,7 @@ def test_dataclass_defaults_are_the_default_config(default_config):
     from sftrl.rl.grpo import GrpoConfig
     from sftrl.rl.ppo import PpoConfig
     from sftrl.sft import PRETRAIN_DEFAULTS, SftConfig
+    from sftrl.tracking import TrackingConfig
 
     mirrors = [  # (section, the dataclass defaults that mirror it)
         ("task", TaskConfig()),
@@ -240,6 +241,7 @@ def test_dataclass_defaults_are_the_default_config(default_config):
         ("rl.ppo", PpoConfig()),
         ("rl.grpo", GrpoConfig()),
         ("representations", FeatureConfig()),
+        ("tracking", TrackingConfig()),
     ]
     mismatches = []
     for where, defaults in mirrors:

@@ -57,6 +57,21 @@ def test_every_rule_with_a_command_uses_the_environment():
                 )
 
 
+def test_every_job_log_begins_with_what_the_job_does():
+    """The first line of a job's log is its `what` (rules/common.smk); the command appends after it."""
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        text = path.read_text()
+        rules = re.findall(r"^\s*(?:rule|checkpoint) (\w+):", text, re.MULTILINE)
+        blocks = re.split(r"^\s*(?:rule|checkpoint) \w+:", text, flags=re.MULTILINE)[1:]
+        for name, block in zip(rules, blocks, strict=True):
+            if "shell:" not in block:
+                continue
+            assert re.search(r'what=what\(\s*"[^"]+"\s*\)', block), f"{path.name}: rule {name} says not what it does"
+            command = block.split("shell:")[1]
+            assert re.match(r'\s*"echo \{params\.what:q\} > \{log\}; "', command), f"rule {name}: log's first line"
+            assert "> {log} 2>&1" not in command.replace(">> {log} 2>&1", ""), f"rule {name} overwrites its log"
+
+
 # Stands in for conda, which no channel lets us install here: it answers Snakemake's checks and makes
 # `conda env create` environments the way conda does for the pip section (conda/env/installers/pip.py:
 # a condaenv.*.requirements.txt in the env file's directory, `pip install -U -r` run there), as a venv

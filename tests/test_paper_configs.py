@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sftrl import cluster
+
 ROOT = Path(__file__).resolve().parents[1]
 # config.json of each model as far as the workflow reads it before any job runs (decoder layers, tied
 # embeddings), with the values of the published checkpoints
@@ -47,6 +49,34 @@ MODELS = {
         },
     },
 }
+
+
+def shell_commands(output: str) -> list[str]:
+    """The jobs' commands a dry run with -p prints, each without the line that opens its log."""
+    lines = [line.removeprefix("Shell command: ") for line in output.splitlines() if "Shell command" in line]
+    return [line.split("; ", 1)[1] if line.startswith("echo ") else line for line in lines]
+
+
+def merged_config(configfiles: list[Path]) -> dict:
+    """config.yaml under `configfiles`, validated, DeepSpeed configs as absolute paths: what the workflow's
+    jobs read (`Snakefile`, `rules/cluster.smk`)."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config, validate
+
+    config = load_configfile(str(ROOT / "config.yaml"))
+    for path in configfiles:
+        update_config(config, load_configfile(str(path)))
+    validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
+    for section, key in ((config["sft"], "sft"), (config["rl"]["ppo"], "rl.ppo")):  # as rules/cluster.smk
+        section["deepspeed"] = cluster.resolve_config_file(section["deepspeed"], ROOT, f"{key}.deepspeed")
+    return config
+
+
+def stage_file(config: dict, stage: str, content: dict) -> Path:
+    """The file a stage's command names for `content` (`rules/common.smk`; written when a run starts)."""
+    from sftrl.job_config import ConfigFiles
+
+    return ConfigFiles(Path("results") / config["exp"] / "configs").stage(stage, content)
 
 
 def dry_run(tmp_path: Path, experiment: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -95,21 +125,29 @@ def test_paper_experiment_dry_runs_with_multi_gpu_commands(tmp_path, experiment,
     assert counts["evaluate"] >= 1 + 80 + 80
     assert counts["total"] > 500  # before the roles checkpoint adds the sft_peak jobs
     assert seconds < 120, f"DAG of {counts['total']} jobs took {seconds:.0f} s"
-    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command" in line]
+    commands = shell_commands(result.stdout)
     sft = [line for line in commands if "scripts/sft.py" in line]
     assert len(sft) == 1
     assert sft[0].startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
-    assert f"configs/deepspeed/{deepspeed}.json" in sft[0]
+    config = merged_config([ROOT / "experiments" / f"{experiment}.yaml", tmp_path / "model.yaml"])
+    common = {name: config[name] for name in ("seed", "task", "model")}
+    assert config["sft"]["deepspeed"] == str(ROOT / "configs" / "deepspeed" / f"{deepspeed}.json")
+    assert f"--config {stage_file(config, 'sft', {**common, 'sft': config['sft']})} " in sft[0]
     assert re.search(r"resources: .*gpu=4", result.stdout)  # the sft job asks SLURM for 4 GPUs
     ppo = [line for line in commands if "scripts/rl.py" in line]
     assert len(ppo) == 80
     plan = result.stdout[result.stdout.index("Memory plan") :]
     assert re.search(r"^  rl +4 +\d+\.\d +80  PPO update", plan, re.MULTILINE), plan[:600]
+    assert config["rl"]["ppo"]["deepspeed"] == str(
+        ROOT / "configs" / "deepspeed" / "zero2_offload.json"
+    )  # the authors'
+
+    ppo_file = stage_file(config, "rl-ppo", {**common, "rl": {"ppo": config["rl"]["ppo"]}})
     assert all(
         line.startswith("accelerate launch --multi_gpu --num_machines 1 --machine_rank 0 --num_processes 4")
-        and "configs/deepspeed/zero2_offload.json" in line
+        and f"--config {ppo_file} " in line
         for line in ppo
-    )  # as the authors ran PPO
+    )
 
 
 @pytest.mark.parametrize(
@@ -186,7 +224,7 @@ def test_one_process_under_deepspeed_starts_under_torchrun(tmp_path, gpus):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command" in line]
+    commands = shell_commands(result.stdout)
     launched = [c for c in commands if "scripts/sft.py" in c or "scripts/rl.py" in c]
     prefix = (
         "" if gpus else "OMP_NUM_THREADS=8 "

@@ -40,7 +40,42 @@ def ci_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     result = snakemake(workdir, "--configfile", str(CI_CONFIG))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     return workdir / "results" / "ci"
+
+
+def test_the_output_names_each_job_in_lines_a_person_reads(ci_run):
+    lines = (ci_run.parent.parent / "snakemake.out").read_text().splitlines()
+    assert max(map(len, lines)) <= 300
+    assert any(line.startswith("job ") and ": evaluate (model=sft-5)" in line for line in lines)
+    assert not any(line.strip().startswith(("input:", "output:")) for line in lines)
+
+
+def test_every_job_log_begins_with_what_it_does(ci_run):
+    assert (ci_run / "logs" / "eval" / "sft-5.log").read_text().splitlines()[0] == "evaluate sft-5 on every split"
+    assert (ci_run / "logs" / "sft" / "sft.log").read_text().startswith("SFT of the base on the ID set")
+    for log in (ci_run / "logs").rglob("*.log"):
+        first = log.read_text().splitlines()[0]
+        assert first and not first[0].isdigit() and "|" not in first, f"{log}: {first}"
+
+
+def test_the_tracker_has_every_training_and_evaluation_run(ci_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {path.name for path in (ci_run / "tb").iterdir()}
+    assert {"sft", "eval-sft", "eval-base"} <= runs
+    assert {f"rl-{algo}-from10-s0" for algo in ("ppo", "grpo")} <= runs
+    events = EventAccumulator(str(ci_run / "tb" / "eval-sft"))
+    events.Reload()
+    steps = {e.step for e in events.Scalars("eval/ood/success")}
+    assert {5, 10, 20} <= steps, "the ladder's OOD success is one curve over SFT steps"
+
+
+def test_measured_memory_sits_beside_the_plan(ci_run):
+    table = pd.read_csv(ci_run / "tables" / "memory_plan_vs_measured.csv")
+    assert {"sft", "eval", "rl"} <= set(table["stage"])
+    assert (table["peak_rss_gib"] > 0.1).all() and table["planned_gib_per_gpu"].notna().all()
+    assert table["measured_gpu_gib"].isna().all(), "no GPU here"
 
 
 def test_curve_covers_base_and_every_checkpoint(ci_run):

@@ -165,6 +165,7 @@ class StageMemory:
     terms: dict[str, float]
     budget: float | None  # resources.<stage>.gpu_mem_gb
     remedy: str | None = None  # the setting to change when it does not fit (default: the stage's REMEDY)
+    kind: str = ""  # which jobs it is of: sft, ppo, grpo, evaluate, representations (sftrl.memory.job_kind)
 
     @property
     def total(self) -> float:
@@ -237,7 +238,12 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
     train = training_gib(shape, dtype, how, batch, tokens, sft.get("gradient_checkpointing", False))
     rows = [
         StageMemory(
-            "sft", f"SFT step: {batch} x {tokens} tokens per process", resources["sft"]["gpus"], train, budget("sft")
+            "sft",
+            f"SFT step: {batch} x {tokens} tokens per process",
+            resources["sft"]["gpus"],
+            train,
+            budget("sft"),
+            kind="sft",
         )
     ]
     if "ppo" in algorithms:
@@ -253,6 +259,7 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
                 resources["rl"]["gpus"],
                 train,
                 budget("rl"),
+                kind="ppo",
             )
         )
     if "grpo" in algorithms:
@@ -267,6 +274,7 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
                 resources["rl"]["gpus"],
                 train,
                 budget("rl"),
+                kind="grpo",
             )
         )
     evaluation = config["eval"]
@@ -278,6 +286,7 @@ def memory_plan(config: Mapping, shape: ModelShape, read_json, algorithms) -> li
             resources["evaluate"]["gpus"],
             generation_gib(shape, dtype, evaluation["batch_size"], tokens),
             budget("evaluate"),
+            kind="evaluate",
         )
     )
     section = config.get("representations") or {}
@@ -300,7 +309,13 @@ def representation_memory(config: Mapping, shape: ModelShape, budget: float | No
     }
     job = f"representations: two models, {batch} prompts x {tokens} tokens"
     return StageMemory(
-        "evaluate", job, config["resources"]["evaluate"]["gpus"], terms, budget, "Lower representations.batch_size"
+        "evaluate",
+        job,
+        config["resources"]["evaluate"]["gpus"],
+        terms,
+        budget,
+        "Lower representations.batch_size",
+        kind="representations",
     )
 
 
@@ -367,6 +382,11 @@ def check_disk(plan: Mapping[str, float], budget: float | None) -> None:
             "(rl.from_steps), keep fewer checkpoints (save_total_limit), switch off spectrum.svd_cache, or "
             "raise the budget"
         )
+
+
+def records(rows: list[StageMemory]) -> list[dict]:
+    """The memory plan as `sftrl.memory.plan_vs_measured` reads it."""
+    return [{"kind": r.kind, "job": r.job, "gpus": r.gpus, "estimate_gib": r.total} for r in rows]
 
 
 def render(rows: list[StageMemory], disk: Mapping[str, float]) -> str:

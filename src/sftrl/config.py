@@ -54,9 +54,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     return cls(**kwargs)
 
 
-def load_json_arg(text_or_path: str) -> dict[str, Any]:
-    """A `--config` argument: inline JSON (what the rules pass) or a path to a JSON/YAML file."""
-    if text_or_path.lstrip().startswith("{"):
+def load_json_arg(text_or_path: str) -> Any:
+    """A JSON argument: inline (an object or a list) or a path to a JSON/YAML file (what the rules pass,
+    `sftrl.job_config`)."""
+    if text_or_path.lstrip()[:1] in ("{", "["):
         return json.loads(text_or_path)
     path = Path(text_or_path)
     if path.suffix in {".yaml", ".yml"}:

@@ -17,10 +17,10 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from datasets import Dataset
@@ -50,6 +50,7 @@ from sftrl.modeling import (
 from sftrl.names import sft_model
 from sftrl.provenance import provenance as make_provenance
 from sftrl.sft_format import PROMPT_FORMATS, headers_as_text, tokenizer_problem
+from sftrl.tracking import Tracker, TrackerCallback
 from sftrl.trainer_args import CUSTOM_SCHEDULES, OptimiserConfig, master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
@@ -240,21 +241,21 @@ def stored(work_dir: Path, step: int) -> Path:
     return exports.stored(work_dir, step, LADDER_STORE)
 
 
-def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
-    """One JSONL row per step, merging the trainer's train and eval entries of that step.
+def named_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A trainer log entry with its eval set's name in every eval metric: TRL logs token accuracy and
+    entropy of an eval set as `eval_entropy` whatever the set, renamed here after it (`eval_ood_entropy`)."""
+    sets = [m.group(1) for key in entry if (m := EVAL_LOSS_RE.match(key))]
+    if len(sets) != 1:
+        return dict(entry)
+    return {(f"eval_{sets[0]}_{key[5:]}" if key in TRL_EVAL_METRICS else key): value for key, value in entry.items()}
 
-    TRL logs token accuracy and entropy of an eval set as `eval_entropy` whatever the set, so they are
-    renamed after the set (`eval_ood_entropy`) before the entries of one step are merged.
-    """
+
+def write_log(log_path: str | os.PathLike, history: Sequence[dict]) -> None:
+    """One JSONL row per step, merging the trainer's train and eval entries of that step (`named_entry`)."""
     rows: dict[int, dict] = {}
     for entry in history:
         step = entry.get("step", 0)
-        sets = [m.group(1) for key in entry if (m := EVAL_LOSS_RE.match(key))]
-        if len(sets) == 1:
-            entry = {
-                (f"eval_{sets[0]}_{key[5:]}" if key in TRL_EVAL_METRICS else key): value for key, value in entry.items()
-            }
-        rows.setdefault(step, {"step": step}).update({k: v for k, v in entry.items() if k != "step"})
+        rows.setdefault(step, {"step": step}).update({k: v for k, v in named_entry(entry).items() if k != "step"})
     io.write_jsonl(log_path, [rows[step] for step in sorted(rows)])
 
 
@@ -370,7 +371,7 @@ def trainer_config(cfg: SftConfig, work_dir: Path) -> SFTConfig:
         save_only_model=False,
         prediction_loss_only=True,
         report_to=[],
-        disable_tqdm=False,
+        disable_tqdm=True,  # a log row per logging step, not a progress bar (the job log is read, not watched)
         ddp_find_unused_parameters=False,  # every parameter gets a gradient; the search costs a graph walk
         dataloader_num_workers=0,
         dataloader_drop_last=False,
@@ -406,6 +407,7 @@ def train(
     provenance: dict | None = None,
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
     """Full-parameter SFT on prompt/completion records, with a checkpoint ladder.
 
@@ -415,7 +417,8 @@ def train(
     `ladder_dir_for_step(step)` names the exported model directory of a ladder step, or None to keep
     only the resumable checkpoint. `initial` identifies the starting model (a directory's is derived
     from its files) so checkpoints of a run from another model are not resumed. Runs unchanged under
-    `accelerate launch`: only the main process removes, exports and writes.
+    `accelerate launch`: only the main process removes, exports and writes. `tracker` gets the trainer's
+    log rows live.
     """
     work_dir = Path(work_dir)
     steps = ladder_steps(cfg)
@@ -462,6 +465,7 @@ def train(
             LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance, export_dtype),
             training_run.LogCallback(log_path, write_log),
             StopCallback(cfg.max_steps),
+            *([TrackerCallback(tracker, named_entry)] if tracker is not None else []),
         ],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -533,6 +537,7 @@ def pretrain(
         files.log_path,
         initial=initial,
         provenance=files.provenance,
+        tracker=files.tracker,
     )
 
 
@@ -550,6 +555,7 @@ def run_sft(
     models_dir: str | os.PathLike,
     work_dir: str | os.PathLike,
     log_path: str | os.PathLike,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
     """The SFT stage: fine-tune the base model directory; ladder directories are `models_dir/sft-{step}`.
 
@@ -569,6 +575,7 @@ def run_sft(
         provenance={**make_provenance(config, cfg.seed), "resolved": {"sft": asdict(cfg)}},
         dtype=model_section.get("dtype", "float32"),
         trust_remote_code=model_section.get("trust_remote_code", False),
+        tracker=tracker,
     )
 
 
@@ -579,6 +586,7 @@ def run_pretrain(
     out_dir: str | os.PathLike,
     work_dir: str | os.PathLike,
     log_path: str | os.PathLike,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
     """The base stage: pretrain the tiny model on the corpus.
 
@@ -605,5 +613,6 @@ def run_pretrain(
                 **make_provenance(config, cfg.seed),
                 "resolved": {"tiny": asdict(tiny_cfg), "pretrain": asdict(cfg)},
             },
+            tracker=tracker,
         ),
     )

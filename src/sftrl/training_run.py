@@ -15,12 +15,16 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
 from sftrl import exports, io
 from sftrl.checkpoints import discard_unusable, last_complete
 from sftrl.modeling import DTYPES, save_model
+
+if TYPE_CHECKING:
+    from sftrl.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,15 @@ TRAINER_STATE = "trainer_state.json"  # a Hugging Face trainer's checkpoint: glo
 class RunFiles:
     """Where a training run writes: the final model (`out_dir`, with `provenance` as its provenance.json),
     the resumable checkpoints (`work_dir`), the log (`log_path`) and the policies it exports along the way
-    (`exports`: update -> model directory). None of it enters the run's fingerprint, so the same run
-    resumes wherever its work directory is."""
+    (`exports`: update -> model directory), and the tracker its curves go to live (`sftrl.tracking`).
+    None of it enters the run's fingerprint, so the same run resumes wherever its work directory is."""
 
     out_dir: Path
     work_dir: Path
     log_path: Path
     provenance: dict | None = None
     exports: Mapping[int, Path] = field(default_factory=dict)
+    tracker: Tracker | None = None
 
 
 EXPORT_STORE = "exports"  # work_dir/exports/step-N: the policies exported along an RL run (sftrl.exports)

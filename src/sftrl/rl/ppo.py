@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, get_scheduler
 
-from sftrl import io, training_run
+from sftrl import io, tracking, training_run
 from sftrl.checkpoints import keep_newest, mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.ds_config import resolve_for_ppo
@@ -165,8 +165,8 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.policy, self.value_head = policy, value_head
 
-    def forward(self, turns: Sequence[Turn], pad_id: int, temperature: float):
-        scored = score(self.policy, turns, pad_id, temperature)
+    def forward(self, turns: Sequence[Turn], pad_id: int, temperature: float, entropy: bool = False):
+        scored = score(self.policy, turns, pad_id, temperature, entropy)
         head_dtype = next(self.value_head.parameters()).dtype  # bf16 under DeepSpeed
         return scored, self.value_head(scored.state_hidden.to(head_dtype)).float()
 
@@ -337,10 +337,10 @@ class PpoTrainer:
         played = {g: rollout for part in self.processes.gather(mine) for g, rollout in part.items()}
         return Rollout.concat([played[g] for g in range(len(groups))])
 
-    def forward(self, turns: Sequence[Turn], module=None):
+    def forward(self, turns: Sequence[Turn], module=None, entropy: bool = False):
         """Scored replies and values of `turns`, through the wrapped module (with gradients) or `module`."""
         with self.autocast():
-            return (module or self.engine)(turns, self.tokenizer.pad_token_id, self.cfg.temperature)
+            return (module or self.engine)(turns, self.tokenizer.pad_token_id, self.cfg.temperature, entropy)
 
     @torch.no_grad()
     def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -351,25 +351,26 @@ class PpoTrainer:
         mine = {}
         for k in self.processes.mine(math.ceil(len(turns) / size)):
             batch = turns[k * size : (k + 1) * size]
-            scored, value = self.forward(batch, self.actor_critic)
+            scored, value = self.forward(batch, self.actor_critic, entropy=True)
             ref_logps = []
             if self.reference is not None:
                 ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
                 ref_logps = [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask, strict=False)]
-            mine[k] = (scored.logps.cpu(), value.cpu(), to_cpu(ref_logps))
+            mine[k] = (scored.logps.cpu(), value.cpu(), to_cpu(ref_logps), cast(torch.Tensor, scored.entropy).cpu())
         scored_by = {k: part for parts in self.processes.gather(mine) for k, part in parts.items()}
         ordered = [scored_by[k] for k in sorted(scored_by)]
-        values = torch.cat([value for _, value, _ in ordered]).to(self.device)
+        values = torch.cat([value for _, value, _, _ in ordered]).to(self.device)
         dones = [t.done for t in turns]
         dones[-1] = True  # nothing follows the buffer's last turn to bootstrap from (a truncated one too)
         gae = compute_gae([t.reward for t in turns], values.tolist(), dones, self.cfg.gamma, self.cfg.gae_lambda)
         advantages = torch.tensor(gae, device=self.device)
         return {
-            "old_logps": torch.cat([logps for logps, _, _ in ordered]).to(self.device),
+            "old_logps": torch.cat([logps for logps, _, _, _ in ordered]).to(self.device),
             "values": values,
             "returns": advantages + values,
             "advantages": normalise(advantages),
-            "ref_logps": [row.to(self.device) for _, _, rows in ordered for row in rows],
+            "ref_logps": [row.to(self.device) for _, _, rows, _ in ordered for row in rows],
+            "entropy": torch.cat([entropy for _, _, _, entropy in ordered]),
         }
 
     def loss(self, turns: Sequence[Turn], buffer: dict, index: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -479,7 +480,8 @@ class PpoTrainer:
         Row: `episode_reward` (sum over an episode's turns, mean over episodes), `first_reward` (first
         attempts), `success_rate`, `mean_turns`, `turns`, `lr`; per turn and epoch: `policy_loss`,
         `value_loss`, `approx_kl` (to the rollout policy, k3 estimator), `clip_fraction`, `kl_to_start`
-        (only with kl_coef > 0); `grad_norm` (mean before clipping), `generated_tokens`, `tokens_per_s`
+        (only with kl_coef > 0); `entropy` (the rollout policy's per token, a reply's mean, mean over
+        turns); `grad_norm` (mean before clipping), `generated_tokens`, `tokens_per_s`
         (generation), `scored_tokens` (prompt and reply tokens of every turn: one pass over the rollout),
         `trained_tokens` (`ppo_epochs` such passes), `rollout_seconds`, `seconds`; `advantages`, the normalised advantage of every turn
         (4 decimals), whose distribution per start checkpoint the diagnostics draw.
@@ -505,6 +507,7 @@ class PpoTrainer:
             "turns": len(rollout.turns),
             "lr": lr,
             **stats,
+            "entropy": cast(torch.Tensor, buffer["entropy"]).mean().item(),
             "generated_tokens": rollout.generated_tokens,
             "tokens_per_s": rollout.generated_tokens / rollout_seconds,
             "scored_tokens": scored_tokens,
@@ -632,6 +635,8 @@ def train_ppo(
         if processes.main:
             io.write_jsonl(files.log_path, trainer.log)
             training_run.export_along(model, tokenizer, files, run, trainer.update, dtype)
+            if files.tracker is not None:
+                files.tracker.log(tracking.scalars(row, "train/"), step=row["update"])
         log.info(
             "update %d/%d: episode reward %.3f, success %.3f, %.1f s",
             row["update"],

@@ -220,12 +220,14 @@ def play(
 @dataclass
 class Scored:
     """Per-token log-probs of the replies (right-aligned, `mask` marks real tokens), the thought weights
-    laid out the same way, and the last hidden state at each turn's last prompt token."""
+    laid out the same way, the last hidden state at each turn's last prompt token, and (where asked) each
+    reply's mean entropy of the sampling distribution per token."""
 
     token_logps: torch.Tensor
     mask: torch.Tensor
     weights: torch.Tensor
     state_hidden: torch.Tensor
+    entropy: torch.Tensor | None = None
 
     @property
     def logps(self) -> torch.Tensor:
@@ -233,11 +235,12 @@ class Scored:
         return (self.token_logps * self.weights * self.mask).sum(dim=1)
 
 
-def score(model, turns: Sequence[Turn], pad_id: int, temperature: float) -> Scored:
+def score(model, turns: Sequence[Turn], pad_id: int, temperature: float, entropy: bool = False) -> Scored:
     """One forward pass over prompt + reply of each turn (left padded, positions from the mask).
 
     Log-probs are those of the sampling distribution (logits / temperature), so the ratio of the update's
-    log-prob to the rollout's is 1 before the first step.
+    log-prob to the rollout's is 1 before the first step. `entropy`: also each reply's mean token entropy
+    (a diagnostic: computed without gradients).
     """
     ids, mask = left_pad([t.prompt_ids + t.reply_ids for t in turns], pad_id)
     device = model.device
@@ -254,7 +257,8 @@ def score(model, turns: Sequence[Turn], pad_id: int, temperature: float) -> Scor
     )
     logits = out.logits[:, :-1].float() / temperature
     replies = ids[:, -longest:]
-    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, replies.unsqueeze(-1)).squeeze(-1)
+    all_logps = torch.log_softmax(logits, dim=-1)
+    token_logps = all_logps.gather(-1, replies.unsqueeze(-1)).squeeze(-1)
     reply_mask = torch.zeros_like(token_logps)
     weights = torch.zeros_like(token_logps)
     for i, t in enumerate(turns):
@@ -264,4 +268,9 @@ def score(model, turns: Sequence[Turn], pad_id: int, temperature: float) -> Scor
     width = ids.shape[1]
     last_prompt = torch.tensor([width - len(t.reply_ids) - 1 for t in turns], device=device)
     hidden = out.hidden_states[-1][torch.arange(len(turns), device=device), last_prompt].float()
-    return Scored(token_logps * reply_mask, reply_mask, weights, hidden)
+    reply_entropy = None
+    if entropy:
+        with torch.no_grad():
+            per_token = -(all_logps.exp() * all_logps).sum(dim=-1)
+            reply_entropy = (per_token * reply_mask).sum(dim=1) / reply_mask.sum(dim=1).clamp(min=1)
+    return Scored(token_logps * reply_mask, reply_mask, weights, hidden, reply_entropy)
