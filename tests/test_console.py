@@ -58,3 +58,28 @@ def test_snakemake_finds_the_logger_plugin():
 
     plugin = LoggerPluginRegistry().get_plugin("sftrl")
     assert plugin.log_handler.__module__ == "snakemake_logger_plugin_sftrl"
+
+
+def test_a_failed_job_shows_its_log_ending_in_the_error(tmp_path):
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    log = tmp_path / "sft.log"
+    log.write_text("SFT of the base on the ID set, a model at every ladder step\nTraceback …\nValueError: bad\n")
+    record = logging.LogRecord("snakemake", logging.ERROR, "", 0, None, None, None)
+    record.event = LogEvent.JOB_ERROR
+    record.__dict__.update(
+        {
+            "rule_name": "sft",
+            "rule_msg": None,
+            "msg": None,
+            "jobid": 6,
+            "input": [],
+            "output": [],
+            "log": [str(log)],
+            "conda_env": None,
+            "shellcmd": None,
+            "aux": {},
+        }
+    )
+    lines = ConciseFormatter(quiet=set(), show_failed_logs=True).format(record).splitlines()
+    assert "Error in rule sft:" in lines and lines[-2] == "ValueError: bad"

@@ -45,31 +45,29 @@ def test_conda_env_pins_agree_with_pyproject():
     assert tuple(map(int, python.removeprefix("python=").split("."))) >= tuple(map(int, minimum.split(".")))
 
 
-def test_every_rule_with_a_command_uses_the_environment():
+def command_rules():
+    """(file, rule, its text) of every rule in rules/ that runs a command."""
     for path in sorted((ROOT / "rules").glob("*.smk")):
         text = path.read_text()
         rules = re.findall(r"^\s*(?:rule|checkpoint) (\w+):", text, re.MULTILINE)
         blocks = re.split(r"^\s*(?:rule|checkpoint) \w+:", text, flags=re.MULTILINE)[1:]
         for name, block in zip(rules, blocks, strict=True):
             if "shell:" in block:
-                assert re.search(r'conda:\s*\n\s*"\.\./envs/sftrl\.yaml"', block), (
-                    f"{path.name}: rule {name} has no conda: ../envs/sftrl.yaml"
-                )
+                yield path.name, name, block
+
+
+def test_every_rule_with_a_command_uses_the_environment():
+    for file, name, block in command_rules():
+        assert re.search(r'conda:\s*\n\s*"\.\./envs/sftrl\.yaml"', block), f"{file}: rule {name} has no conda env"
 
 
 def test_every_job_log_begins_with_what_the_job_does():
     """The first line of a job's log is its `what` (rules/common.smk); the command appends after it."""
-    for path in sorted((ROOT / "rules").glob("*.smk")):
-        text = path.read_text()
-        rules = re.findall(r"^\s*(?:rule|checkpoint) (\w+):", text, re.MULTILINE)
-        blocks = re.split(r"^\s*(?:rule|checkpoint) \w+:", text, flags=re.MULTILINE)[1:]
-        for name, block in zip(rules, blocks, strict=True):
-            if "shell:" not in block:
-                continue
-            assert re.search(r'what=what\(\s*"[^"]+"\s*\)', block), f"{path.name}: rule {name} says not what it does"
-            command = block.split("shell:")[1]
-            assert re.match(r'\s*"echo \{params\.what:q\} > \{log\}; "', command), f"rule {name}: log's first line"
-            assert "> {log} 2>&1" not in command.replace(">> {log} 2>&1", ""), f"rule {name} overwrites its log"
+    for file, name, block in command_rules():
+        assert re.search(r'what=what\(\s*"[^"]+"\s*\)', block), f"{file}: rule {name} says not what it does"
+        command = block.split("shell:")[1]
+        assert re.match(r'\s*"echo \{params\.what:q\} > \{log\}; "', command), f"rule {name}: the log's first line"
+        assert "> {log} 2>&1" not in command.replace(">> {log} 2>&1", ""), f"rule {name} overwrites its log"
 
 
 # Stands in for conda, which no channel lets us install here: it answers Snakemake's checks and makes

@@ -467,7 +467,7 @@ def test_rl_restoration_and_claims(rehearsal):
 def test_the_dry_run_says_which_options_are_the_authors_and_which_checks_one_seed_leaves_open(rehearsal):
     expected = {"qwen2.5-7b": "17 of 18", "llama3.2-11b-vision": "16 of 17"}[rehearsal.paper.experiment]
     assert (
-        f'Fidelity to the authors\' runs (README "Fidelity"): {expected} options as the authors ran them'
+        f"Fidelity to the authors' runs (docs/fidelity.md): {expected} options as the authors ran them"
         in rehearsal.output
     )
     assert (

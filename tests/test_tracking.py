@@ -129,30 +129,30 @@ def test_sft_logs_train_and_per_set_eval_curves_to_tensorboard(tmp_path, start_d
         assert logged and curves[f"eval/{name}"] == pytest.approx(logged, rel=1e-6), name
 
 
-def test_an_evaluation_logs_each_split_with_its_interval_on_the_ladder_curve(tmp_path):
+def test_an_evaluation_logs_each_split_with_its_interval_at_the_model_s_step(tmp_path):
     model = tmp_path / "sft-40"
     model.mkdir()
     (model / "provenance.json").write_text(json.dumps({"step": 40}))
-    assert tracking.evaluation_run(model) == ("eval-sft", 40)
+    assert tracking.evaluation_run(model) == ("eval/sft-40", 40)
     metrics = {"split": "ood", "success": {"rate": 0.25, "ci_low": 0.1, "ci_high": 0.4, "n": 20}}
-    with tracking.tracker(settings(tmp_path, "tensorboard"), "eval-sft") as run:
+    with tracking.tracker(settings(tmp_path, "tensorboard"), "eval/sft-40") as run:
         run.log(tracking.evaluation_scalars(metrics), step=40)
-    curves = tensorboard_scalars(tmp_path / "tensorboard" / "eval-sft")
+    curves = tensorboard_scalars(tmp_path / "tensorboard" / "eval" / "sft-40")
     assert {tag: curve[40] for tag, curve in curves.items()} == pytest.approx(
         {"eval/ood/success": 0.25, "eval/ood/ci_low": 0.1, "eval/ood/ci_high": 0.4}
     )
 
 
-def test_runs_are_named_after_what_they_train_or_evaluate(tmp_path):
+def test_an_evaluation_is_a_run_of_its_own_at_its_model_s_step(tmp_path):
     for name, recorded, expected in [
-        ("rl-ppo-from100-s2-u5", {"update": 5}, ("eval-rl-ppo-from100-s2", 5)),
-        ("rl-grpo-from50-s0", {"update": 10}, ("eval-rl-grpo-from50-s0", 10)),
-        ("base", {}, ("eval-base", 0)),
+        ("rl-ppo-from100-s2-u5", {"update": 5}, ("eval/rl-ppo-from100-s2-u5", 5)),
+        ("rl-grpo-from50-s0", {"update": 10}, ("eval/rl-grpo-from50-s0", 10)),
+        ("base", {}, ("eval/base", 0)),
     ]:
         (tmp_path / name).mkdir()
-        assert tracking.evaluation_run(tmp_path / name, "edits/a__b/layer-x") == ("eval-edits/a__b/layer-x", 0)
         (tmp_path / name / "provenance.json").write_text(json.dumps(recorded))
         assert tracking.evaluation_run(tmp_path / name) == expected
+    assert tracking.evaluation_run(tmp_path / "base", "edits/a__b/layer-x") == ("eval/edits/a__b/layer-x", 0)
 
 
 def test_a_failing_tracker_warns_once_and_training_goes_on(tmp_path, start_dir, rl_sets, monkeypatch, caplog):

@@ -2,8 +2,8 @@
 option, named here once with the authors' value, the corrected one and the file that shows what the authors
 did. The paper configs (experiments/) set the authors' values, config.yaml the corrected ones.
 
-`summary(config)` is what every workflow invocation prints before its jobs; `readme_table(configs)` is the
-README's "Fidelity" table (a test holds the two together). "(inferred)" marks a behaviour read from the source
+`summary(config)` is what every workflow invocation prints before its jobs; `documented_table(configs)` is the
+table in docs/fidelity.md (a test holds the two together). "(inferred)" marks a behaviour read from the source
 of the authors' pinned libraries (accelerate 1.3.0, DeepSpeed 0.16.6, transformers 4.46.3), not seen in a log.
 """
 
@@ -30,7 +30,7 @@ class Difference:
 
     key: str
     authors: Any
-    corrected: str  # the corrected behaviour, as the README shows it
+    corrected: str  # the corrected behaviour, as docs/fidelity.md shows it
     did: str  # what the authors' runs did
     evidence: str  # the authors' file that shows it
     inferred: bool = False
@@ -214,7 +214,7 @@ def summary(config: Mapping[str, Any]) -> str:
     rows = statuses(config, model)
     authors = [d for d, status in rows if status == "authors"]
     head = (
-        f'Fidelity to the authors\' runs (README "Fidelity"): {len(authors)} of {len(rows)} options as the '
+        f"Fidelity to the authors' runs (docs/fidelity.md): {len(authors)} of {len(rows)} options as the "
         "authors ran them"
     )
     if not authors and model is None:
@@ -231,9 +231,9 @@ def summary(config: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def readme_table(paper_configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The README's table: per option, what the authors did and where it shows, the corrected behaviour, the
-    key, and what each paper config uses (`paper_configs`: paper model -> its merged config)."""
+def documented_table(paper_configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The table in docs/fidelity.md: per option, what the authors did and where it shows, the corrected
+    behaviour, the key, and what each paper config uses (`paper_configs`: paper model -> its merged config)."""
     lines = [
         "| option (config key) | the authors' runs | shown in | corrected (config.yaml) | "
         + " | ".join(paper_configs)

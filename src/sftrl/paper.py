@@ -1,6 +1,6 @@
 """The paper's own numbers, for the claims report's "Reproduces the paper?" section (`report.paper_table`).
 
-The stage table of arXiv 2508.16546 (its success per stage; the README's "Fidelity" section): episode success in % on 234
+The stage table of arXiv 2508.16546 (its success per stage; docs/fidelity.md): episode success in % on 234
 episodes per split, for the SFT checkpoint with the best OOD score ("peak", the authors' argmax over all OOD
 episodes), the later SFT checkpoint RL started from ("end": Llama step 1100, Qwen step 800) and the RL model
 from it ("RL": PPO's policy after 30 updates). Every rate is k/234 for an integer k.

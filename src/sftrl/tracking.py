@@ -3,7 +3,7 @@
 `tracking.backend` picks the backend for every job of an experiment. SFT, GRPO and the base's pretraining
 log what their Hugging Face trainer logs (the `train/` and `eval/` names its own integrations use), PPO its
 update row, evaluation each split's success with its interval. Every job is one run, named after what it
-trains or evaluates (`sft`, `rl-ppo-from100-s0`, `eval-sft`, …), and carries its config and provenance.
+trains or evaluates (`sft`, `rl-ppo-from100-s0`, `eval/sft-100`, …), and carries its config and provenance.
 
 All backends go through accelerate's trackers, wrapped so that a tracker which fails (disk full, server
 gone) logs one warning and is switched off: training never dies for its dashboard. This is also why the
@@ -212,22 +212,17 @@ class TrackerCallback(TrainerCallback):
 
 
 def evaluation_run(model_dir: str | os.PathLike, name: str | None = None) -> tuple[str, int]:
-    """The run an evaluation of the model `name` (its directory's name unless given; an edited model's is
-    `edits/{pair}/{edit}`) logs to, and at which step: the SFT ladder's evaluations form one curve (`eval-sft`
-    over SFT steps), an RL run's its own (`eval-rl-ppo-from100-s0` over updates); any other model is a run
-    of its own at step 0. The step is the one the model's provenance.json records."""
-    from sftrl.names import SFT_MODEL_RE, is_rl_model, rl_run
+    """The run an evaluation of the model `name` logs to (its directory's name unless given; an edited
+    model's is `edits/{pair}/{edit}`), and at which step: `eval/{name}` at the step the model's
+    provenance.json records, its SFT step or RL update (0 where it has none), so the ladder's evaluations
+    line up along the SFT steps and an RL run's along its updates.
 
+    One run per job: TensorBoard's loader drops a run's points whose step is below one it has read (a
+    restart, to it), which evaluations finishing out of order in one run would be."""
     path = Path(model_dir)
-    name = name or path.name
     recorded = path / "provenance.json"
     provenance = json.loads(recorded.read_text()) if recorded.is_file() else {}
-    step = int(provenance.get("update", provenance.get("step", 0)))
-    if SFT_MODEL_RE.match(name):
-        return "eval-sft", step
-    if is_rl_model(name):
-        return f"eval-{rl_run(name).run}", step
-    return f"eval-{name}", 0
+    return f"eval/{name or path.name}", int(provenance.get("update", provenance.get("step", 0)))
 
 
 def evaluation_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
