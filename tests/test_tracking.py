@@ -147,7 +147,7 @@ def test_an_evaluation_is_a_run_of_its_own_at_its_model_s_step(tmp_path):
     for name, recorded, expected in [
         ("rl-ppo-from100-s2-u5", {"update": 5}, ("eval/rl-ppo-from100-s2-u5", 5)),
         ("rl-grpo-from50-s0", {"update": 10}, ("eval/rl-grpo-from50-s0", 10)),
-        ("base", {}, ("eval/base", 0)),
+        ("base", {"step": 300}, ("eval/base", 0)),  # the base's own training steps are not the study's
     ]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "provenance.json").write_text(json.dumps(recorded))

@@ -213,16 +213,22 @@ class TrackerCallback(TrainerCallback):
 
 def evaluation_run(model_dir: str | os.PathLike, name: str | None = None) -> tuple[str, int]:
     """The run an evaluation of the model `name` logs to (its directory's name unless given; an edited
-    model's is `edits/{pair}/{edit}`), and at which step: `eval/{name}` at the step the model's
-    provenance.json records, its SFT step or RL update (0 where it has none), so the ladder's evaluations
-    line up along the SFT steps and an RL run's along its updates.
+    model's is `edits/{pair}/{edit}`), and at which step: `eval/{name}` at an SFT checkpoint's step, at an
+    RL policy's update (its provenance.json's), at 0 for any other model (the base, an edit), so the
+    ladder's evaluations line up along the SFT steps and an RL run's along its updates.
 
     One run per job: TensorBoard's loader drops a run's points whose step is below one it has read (a
     restart, to it), which evaluations finishing out of order in one run would be."""
+    from sftrl.names import SFT_MODEL_RE, is_rl_model
+
     path = Path(model_dir)
-    recorded = path / "provenance.json"
-    provenance = json.loads(recorded.read_text()) if recorded.is_file() else {}
-    return f"eval/{name or path.name}", int(provenance.get("update", provenance.get("step", 0)))
+    name = name or path.name
+    step = 0
+    if match := SFT_MODEL_RE.match(name):
+        step = int(match.group("step"))
+    elif is_rl_model(name) and (path / "provenance.json").is_file():
+        step = int(json.loads((path / "provenance.json").read_text()).get("update", 0))
+    return f"eval/{name}", step
 
 
 def evaluation_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
