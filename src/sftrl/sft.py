@@ -50,7 +50,7 @@ from sftrl.modeling import (
 from sftrl.names import sft_model
 from sftrl.provenance import provenance as make_provenance
 from sftrl.sft_format import PROMPT_FORMATS, headers_as_text, tokenizer_problem
-from sftrl.tracking import Tracker, TrackerCallback
+from sftrl.tracking import Tracker
 from sftrl.trainer_args import CUSTOM_SCHEDULES, OptimiserConfig, master_dtype, optimiser_args
 
 log = logging.getLogger(__name__)
@@ -465,7 +465,7 @@ def train(
             LadderCallback(steps, ladder_dir_for_step, work_dir, run, bool(eval_sets), provenance, export_dtype),
             training_run.LogCallback(log_path, write_log),
             StopCallback(cfg.max_steps),
-            *([TrackerCallback(tracker, named_entry)] if tracker is not None else []),
+            *([training_run.TrackerCallback(tracker, named_entry)] if tracker is not None else []),
         ],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -7,8 +7,9 @@ trains or evaluates (`sft`, `rl-ppo-from100-s0`, `eval/sft-100`, …), and carri
 
 All backends go through accelerate's trackers, wrapped so that a tracker which fails (disk full, server
 gone) logs one warning and is switched off: training never dies for its dashboard. This is also why the
-trainers keep `report_to=[]` and get `TrackerCallback` instead: the integrations `report_to` installs let a
-failing tracker end the run.
+trainers keep `report_to=[]` and get `sftrl.training_run.TrackerCallback` instead: the integrations
+`report_to` installs let a failing tracker end the run. The workflow imports this module while it builds
+its DAG, so it imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -196,19 +195,6 @@ def trainer_logs(logs: Mapping[str, Any]) -> dict[str, float]:
     for key, value in scalars(logs).items():
         named[f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"] = value
     return named
-
-
-class TrackerCallback(TrainerCallback):
-    """Sends every log row of a Hugging Face trainer to the job's tracker, at the trainer's global step,
-    named as the stage's own log names it (`rename`)."""
-
-    def __init__(self, run: Tracker, rename: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict):
-        self.run, self.rename = run, rename
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            self.run.log(trainer_logs(self.rename(logs)), step=state.global_step)
-        return control
 
 
 def evaluation_run(model_dir: str | os.PathLike, name: str | None = None) -> tuple[str, int]:

@@ -15,16 +15,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from transformers import TrainerCallback
 
-from sftrl import exports, io
+from sftrl import exports, io, tracking
 from sftrl.checkpoints import discard_unusable, last_complete
 from sftrl.modeling import DTYPES, save_model
-
-if TYPE_CHECKING:
-    from sftrl.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ class RunFiles:
     log_path: Path
     provenance: dict | None = None
     exports: Mapping[int, Path] = field(default_factory=dict)
-    tracker: Tracker | None = None
+    tracker: tracking.Tracker | None = None
 
 
 EXPORT_STORE = "exports"  # work_dir/exports/step-N: the policies exported along an RL run (sftrl.exports)
@@ -131,4 +128,17 @@ class LogCallback(TrainerCallback):
     def on_log(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.write(self.log_path, state.log_history)
+        return control
+
+
+class TrackerCallback(TrainerCallback):
+    """Sends every log row of a Hugging Face trainer to the job's tracker, at the trainer's global step,
+    named as the stage's own log names it (`rename`)."""
+
+    def __init__(self, run: tracking.Tracker, rename: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict):
+        self.run, self.rename = run, rename
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.run.log(tracking.trainer_logs(self.rename(logs)), step=state.global_step)
         return control

@@ -24,7 +24,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from sftrl import cards, io, tracking, training_run
+from sftrl import cards, io, training_run
 from sftrl.checkpoints import mark_complete, model_dir_identity
 from sftrl.config import TaskConfig, from_dict
 from sftrl.modeling import check_model_dir, load_model
@@ -275,7 +275,7 @@ def train_grpo(
             MarkComplete(files.work_dir, run),
             ExportAlong(tokenizer, files, run, dtype),
             training_run.LogCallback(files.log_path, write_log),
-            *([tracking.TrackerCallback(files.tracker)] if files.tracker is not None else []),
+            *([training_run.TrackerCallback(files.tracker)] if files.tracker is not None else []),
         ],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
