@@ -229,7 +229,9 @@ if workflow.is_main_process:  # before any job; not again in each cluster job
         print(note)
 
 
-JOB_CONFIGS = job_config.ConfigFiles(RESULTS / "configs")  # written when the run starts (onstart)
+JOB_CONFIGS = job_config.ConfigFiles(
+    RESULTS / "configs"
+)  # written when the run starts (onstart)
 check_tracking(config["tracking"])
 TRACKING_FILE = JOB_CONFIGS.fixed(
     "tracking.json", resolve_tracking(config["tracking"], RESULTS, EXP)

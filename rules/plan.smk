@@ -78,7 +78,8 @@ if RESTORE_PLAN:
             what=what("build the planned restoration's model"),
             script=SCRIPTS / "plan.py",
             spec=config_file(
-                "restore-plan", RESTORE_PLAN_SPEC.to_dict() if RESTORE_PLAN_SPEC else {}
+                "restore-plan",
+                RESTORE_PLAN_SPEC.to_dict() if RESTORE_PLAN_SPEC else {},
             ),
             source=lambda wc: model_ref(role_model("sft_peak")),
             target=model_ref(SFT_END),
