@@ -19,7 +19,12 @@ report: "report/workflow.rst"
 
 
 # Job logs are read, not watched: no progress bars (model loading, tokenising) between their lines.
-shell.prefix("set -euo pipefail; export TQDM_DISABLE=1; ")
+JOB_ENV = {"TQDM_DISABLE": "1"}
+
+
+shell.prefix(
+    "set -euo pipefail; " + "".join(f"export {k}={v}; " for k, v in JOB_ENV.items())
+)
 
 
 include: "rules/common.smk"

@@ -18,10 +18,11 @@ if config["model"]["source"] == "embedded":
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("copy the embedded tiny base model"),
         shell:
             "echo {params.what:q} > {log}; "
-            "python -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"
+            "{params.python} -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"
 
 elif config["model"]["source"] == "tiny":
 
@@ -85,6 +86,7 @@ elif config["model"]["source"] == "tiny":
             mem_mb=job_resources("evaluate").mem_mb_for,
             runtime=job_resources("evaluate").runtime_for,
         params:
+            python=PYTHON,
             what=what(
                 "self-play round {round}: play pretraining-style hands to the end"
             ),
@@ -92,7 +94,7 @@ elif config["model"]["source"] == "tiny":
             cfg=refine_config(),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} play --config {params.cfg:q} --model {input.model}"
+            "{params.python} {params.script} play --config {params.cfg:q} --model {input.model}"
             " --round {wildcards.round} --played {output} >> {log} 2>&1"
 
     rule refine_base:
@@ -148,7 +150,8 @@ elif config["model"]["source"] == "tiny":
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("the base: the model of the last self-play round"),
         shell:
             "echo {params.what:q} > {log}; "
-            "python -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"
+            "{params.python} -m sftrl.modeling check {input} >> {log} 2>&1 && cp -r {input} {output}"

@@ -1,6 +1,7 @@
 # What each job asks of the machine or the SLURM cluster (config `resources`, sftrl.cluster), how the
 # training scripts are launched on their GPUs, and the checks made before any job is submitted.
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -98,6 +99,7 @@ def launch(stage, program=None):
         cpu_processes=job.processes,
         cpu_threads=job.cpus,
         deepspeed=bool(DEEPSPEED.get(program or stage)),
+        python=PYTHON,
     )
 
 
@@ -146,7 +148,28 @@ def preflight():
             )
 
 
+def runs_warm():
+    """Whether this run's jobs start in the fork server: a local run in this very Python (a conda or
+    container job runs another one, so its client starts the job alone)."""
+    return (
+        PYTHON == FORKSERVER.python
+        and workflow.local_exec
+        and not workflow.touch
+        and not workflow.deployment_settings.deployment_method
+    )
+
+
 onstart:
     if workflow.is_main_process:
         preflight()
         JOB_CONFIGS.write()
+        if runs_warm():
+            FORKSERVER.start({**os.environ, **JOB_ENV})
+
+
+onsuccess:
+    FORKSERVER.stop()
+
+
+onerror:
+    FORKSERVER.stop()

@@ -4,6 +4,7 @@ import shlex
 from pathlib import Path
 
 from sftrl import job_config
+from sftrl.forkserver import Server
 from sftrl.cluster import set_package_root
 from sftrl.tracking import check as check_tracking, resolve as resolve_tracking
 from sftrl.config import (
@@ -76,6 +77,12 @@ EVAL = RESULTS / "eval"
 TABLES = RESULTS / "tables"
 FIGURES = RESULTS / "figures"
 LOGS = RESULTS / "logs"
+# On a local run jobs start their scripts in a child of one process that imported torch and transformers
+# once (sftrl.forkserver, started at onstart); `forkserver: false` starts each job's Python afresh.
+FORKSERVER = Server(
+    Path(".snakemake") / "sftrl" / "forkserver.sock", LOGS / "forkserver.log"
+)
+PYTHON = FORKSERVER.python if config["forkserver"] else "python"
 BENCH = RESULTS / "benchmarks"
 WORK = RESULTS / "work"
 SPECTRUM = RESULTS / "spectrum"

@@ -12,13 +12,14 @@ rule datasets:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("build every training and evaluation set"),
         script=SCRIPTS / "data.py",
         cfg=config_file("data", sections("seed", "task", "data")),
         out=DATA,
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} sets --config {params.cfg:q} --out {params.out} >> {log} 2>&1"
+        "{params.python} {params.script} sets --config {params.cfg:q} --out {params.out} >> {log} 2>&1"
 
 
 rule pretrain_corpus:
@@ -32,9 +33,10 @@ rule pretrain_corpus:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("build the tiny base's pretraining corpus"),
         script=SCRIPTS / "data.py",
         cfg=config_file("data", sections("seed", "task", "data")),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} pretrain --config {params.cfg:q} --out {output} >> {log} 2>&1"
+        "{params.python} {params.script} pretrain --config {params.cfg:q} --out {output} >> {log} 2>&1"

@@ -20,6 +20,7 @@ rule evaluate:
         mem_mb=job_resources("evaluate").mem_mb_for,
         runtime=job_resources("evaluate").runtime_for,
     params:
+        python=PYTHON,
         what=what("evaluate {model} on every split"),
         script=SCRIPTS / "evaluate.py",
         model=lambda wc: model_ref(wc.model),
@@ -30,7 +31,7 @@ rule evaluate:
         out=lambda wc: EVAL / wc.model / "{split}",
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --config {params.cfg:q} --model {params.model} --name {wildcards.model}"
+        "{params.python} {params.script} --config {params.cfg:q} --model {params.model} --name {wildcards.model}"
         " --episodes {input.episodes} --split {params.splits} --out {params.out:q}"
         " --tracking {params.tracking} --memory {params.memory}"
         " >> {log} 2>&1"
@@ -55,6 +56,7 @@ rule sft_curve:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("table and figure: success of every SFT checkpoint per split"),
         script=SCRIPTS / "sft_curve.py",
         entries=" ".join(
@@ -64,7 +66,7 @@ rule sft_curve:
         ),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} {params.entries} --csv {output.table} --plot {output.figure} >> {log} 2>&1"
+        "{params.python} {params.script} {params.entries} --csv {output.table} --plot {output.figure} >> {log} 2>&1"
 
 
 localrules:
@@ -87,6 +89,7 @@ rule format_errors:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("table and figure: attempts with no valid formula over SFT steps"),
         script=SCRIPTS / "diagnostics.py",
         metrics=" ".join(
@@ -96,5 +99,5 @@ rule format_errors:
         ),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} format-errors --metrics {params.metrics}"
+        "{params.python} {params.script} format-errors --metrics {params.metrics}"
         " --csv {output.table} --figure {output.figure} >> {log} 2>&1"

@@ -21,12 +21,13 @@ checkpoint plan_rl:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("plan the SFT checkpoints RL starts from"),
         script=SCRIPTS / "plan.py",
         options=plan_rl_options(),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} rl-starts --curve {input.curve} {params.options} --out {output.json} >> {log} 2>&1"
+        "{params.python} {params.script} rl-starts --curve {input.curve} {params.options} --out {output.json} >> {log} 2>&1"
 
 
 if RESTORE_PLAN:
@@ -49,6 +50,7 @@ if RESTORE_PLAN:
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("plan the cheapest restoration that recovers the OOD target"),
             script=SCRIPTS / "plan.py",
             spectrum=lambda wc, input: input.spectrum or "none",
@@ -56,7 +58,7 @@ if RESTORE_PLAN:
             target=config["plan"]["restore_target"],
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} restoration --spectrum {params.spectrum} --restoration {input.table}"
+            "{params.python} {params.script} restoration --spectrum {params.spectrum} --restoration {input.table}"
             " --edit {params.edit} --model {input.model} --target {params.target} --out {output.json} >> {log} 2>&1"
 
     rule restore_plan:
@@ -75,6 +77,7 @@ if RESTORE_PLAN:
             "../envs/sftrl.yaml"
         threads: 1
         params:
+            python=PYTHON,
             what=what("build the planned restoration's model"),
             script=SCRIPTS / "plan.py",
             spec=config_file(
@@ -86,5 +89,5 @@ if RESTORE_PLAN:
             cache=svd_cache_option(),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} build-edit --plan {input.plan} --edit-spec {params.spec:q}"
+            "{params.python} {params.script} build-edit --plan {input.plan} --edit-spec {params.spec:q}"
             " --source {params.source} --target {params.target} {params.cache} --out {output} >> {log} 2>&1"

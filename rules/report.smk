@@ -28,6 +28,7 @@ rule claims:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("verdicts on the paper's claims"),
         script=SCRIPTS / "claims.py",
         restoration=lambda wc, input: (
@@ -53,7 +54,7 @@ rule claims:
         ),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
+        "{params.python} {params.script} --curve {input.curve} --rl {input.rl} --history {input.history}"
         " --roles {input.roles} {params.restoration} {params.representations} --spectrum {params.spectra} --samples {params.samples}"
         " --settings {params.settings:q} --seed {params.seed} --title {params.title:q} {params.paper}"
         " --md {output.md} --json {output.json} >> {log} 2>&1"
@@ -86,6 +87,7 @@ rule report_curves:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what(
             "figures: success over SFT steps with RL arrows, loss beside OOD success"
         ),
@@ -95,7 +97,7 @@ rule report_curves:
         most=config["report"]["claims"]["most_recovered_pct"],
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --bootstrap-draws {params.draws} --seed {params.seed} curves"
+        "{params.python} {params.script} --bootstrap-draws {params.draws} --seed {params.seed} curves"
         " --curve {input.curve} --rl {input.rl} --history {input.history} --roles {input.roles}"
         " --most-pct {params.most}"
         " --success-figure {output.success} --loss-figure {output.loss} --loss-table {output.loss_table}"
@@ -133,6 +135,7 @@ if RESTORE_PAIRS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("figure: OOD recovery of every restoration edit"),
             script=SCRIPTS / "report.py",
             draws=config["report"]["claims"]["bootstrap_draws"],
@@ -144,7 +147,7 @@ if RESTORE_PAIRS:
             ),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} --bootstrap-draws {params.draws} --seed {params.seed} restoration"
+            "{params.python} {params.script} --bootstrap-draws {params.draws} --seed {params.seed} restoration"
             " --restoration {input.restoration} {params.plan} {params.planned} --threshold-pct {params.threshold}"
             " --table {output.table} --figure {output.figure} >> {log} 2>&1"
 
@@ -166,6 +169,7 @@ rule memory_table:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("table: every job's measured memory beside the plan"),
         script=SCRIPTS / "memory_table.py",
         plan=config_file(
@@ -174,5 +178,5 @@ rule memory_table:
         benchmarks=BENCH,
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --plan {params.plan} --benchmarks {params.benchmarks} --table {output}"
+        "{params.python} {params.script} --plan {params.plan} --benchmarks {params.benchmarks} --table {output}"
         " >> {log} 2>&1"

@@ -29,6 +29,7 @@ if REPR_TOKENS:
             mem_mb=job_resources("evaluate").mem_mb_for,
             runtime=job_resources("evaluate").runtime_for,
         params:
+            python=PYTHON,
             what=what("representations of {other} against {ref} on the eval prompts"),
             script=SCRIPTS / "representations.py",
             a=lambda wc: representation_model(wc.ref, directory=False),
@@ -40,7 +41,7 @@ if REPR_TOKENS:
             ),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} pair --config {params.cfg:q} --a {params.a} --b {params.b}"
+            "{params.python} {params.script} pair --config {params.cfg:q} --a {params.a} --b {params.b}"
             " --name-a {wildcards.ref} --name-b {wildcards.other} --split {params.splits}"
             " --out {output} --memory {params.memory} >> {log} 2>&1"
 
@@ -66,7 +67,9 @@ if REPR_TOKENS:
             BENCH / "report" / "representations.tsv"
         conda:
             "../envs/sftrl.yaml"
+        threads: 2  # the bootstrap's resamples, shared by as many processes (fewer where --cores is less)
         params:
+            python=PYTHON,
             what=what(
                 "table and figure: every model's representations against sft_peak"
             ),
@@ -75,6 +78,6 @@ if REPR_TOKENS:
             seed=config["seed"],
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} summary --pairs {input.pairs} --roles {input.roles}"
-            " --draws {params.draws} --seed {params.seed} --csv {output.table}"
+            "{params.python} {params.script} summary --pairs {input.pairs} --roles {input.roles}"
+            " --draws {params.draws} --seed {params.seed} --workers {threads} --csv {output.table}"
             " --figure {output.figure} >> {log} 2>&1"

@@ -17,6 +17,7 @@ rule restore:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        python=PYTHON,
         what=what("restoration edits: parts of {source} put into {target}"),
         script=SCRIPTS / "restore.py",
         source=lambda wc: model_ref(role_model(wc.source)),
@@ -25,7 +26,7 @@ rule restore:
         cache=svd_cache_option(),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --source {params.source} --target {params.target} --edit {params.edits:q}"
+        "{params.python} {params.script} --source {params.source} --target {params.target} --edit {params.edits:q}"
         " --out-root {output} {params.cache} >> {log} 2>&1"
 
 
@@ -62,6 +63,7 @@ if RESTORE_PAIRS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("table and figures: success and recovery of every edited model"),
             script=SCRIPTS / "restoration_table.py",
             eval_root=EVAL,
@@ -71,5 +73,5 @@ if RESTORE_PAIRS:
             stem=FIGURES / "restoration",
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} --eval-root {params.eval_root} --roles {input.roles}"
+            "{params.python} {params.script} --eval-root {params.eval_root} --roles {input.roles}"
             " --pairs {params.pairs:q} --table {output.table} --figure-stem {params.stem} >> {log} 2>&1"

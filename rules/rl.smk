@@ -71,6 +71,7 @@ rule rl_curve:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("table and figure: success over RL updates per start"),
         script=SCRIPTS / "rl_curve.py",
         eval_root=EVAL,
@@ -80,7 +81,7 @@ rule rl_curve:
         analysed=RL_ANALYSED or "final",
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --eval-root {params.eval_root} --runs {params.runs} --updates {params.updates}"
+        "{params.python} {params.script} --eval-root {params.eval_root} --runs {params.runs} --updates {params.updates}"
         " --lengths {params.lengths} --analysed {params.analysed} --table {output.table}"
         " --plot {output.figure} >> {log} 2>&1"
 
@@ -102,6 +103,7 @@ rule rl_table:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("table and figure: success before and after RL per start"),
         script=SCRIPTS / "rl_table.py",
         eval_root=EVAL,
@@ -109,7 +111,7 @@ rule rl_table:
         rl=lambda wc: " ".join(rl_models()),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
+        "{params.python} {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
         " --table {output.table} --plot {output.figure} >> {log} 2>&1"
 
 
@@ -136,6 +138,7 @@ if "ppo" in RL_ALGORITHMS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("figure: PPO's normalised advantages per start"),
             script=SCRIPTS / "diagnostics.py",
             history=lambda wc: " ".join(
@@ -145,5 +148,5 @@ if "ppo" in RL_ALGORITHMS:
             ),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} advantages --history {params.history}"
+            "{params.python} {params.script} advantages --history {params.history}"
             " --csv {output.table} --figure {output.figure} >> {log} 2>&1"

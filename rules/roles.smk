@@ -21,6 +21,7 @@ checkpoint roles:
     conda:
         "../envs/sftrl.yaml"
     params:
+        python=PYTHON,
         what=what("name the roles: sft_peak, sft_end, base and the RL models"),
         script=SCRIPTS / "roles.py",
         eval_root=EVAL,
@@ -30,5 +31,5 @@ checkpoint roles:
         peak_rule=config["restore"]["peak_rule"],
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
+        "{params.python} {params.script} --eval-root {params.eval_root} --sft {params.sft} --rl {params.rl}"
         " --sft-end {params.sft_end} --peak-rule {params.peak_rule} --out {output.json} >> {log} 2>&1"

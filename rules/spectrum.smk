@@ -16,6 +16,7 @@ rule spectrum_pair:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        python=PYTHON,
         what=what("spectra of {b} against {a}"),
         script=SCRIPTS / "spectrum.py",
         a=lambda wc: model_ref(wc.a),
@@ -24,7 +25,7 @@ rule spectrum_pair:
         cache=svd_cache_option(),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} pair --a {params.a} --b {params.b} --name-a {wildcards.a} --name-b {wildcards.b}"
+        "{params.python} {params.script} pair --a {params.a} --b {params.b} --name-a {wildcards.a} --name-b {wildcards.b}"
         " --out {output} {params.options} {params.cache} >> {log} 2>&1"
 
 
@@ -44,13 +45,14 @@ rule spectrum_updates:
         "../envs/sftrl.yaml"
     threads: 1
     params:
+        python=PYTHON,
         what=what("spectra: the SFT update against the RL update of {rl}"),
         script=SCRIPTS / "spectrum.py",
         base=model_ref("base"),
         options=spectrum_options(),
     shell:
         "echo {params.what:q} > {log}; "
-        "python {params.script} delta --base {params.base} --mid {input.start} --end {input.rl}"
+        "{params.python} {params.script} delta --base {params.base} --mid {input.start} --end {input.rl}"
         " --out {output} {params.options} >> {log} 2>&1"
 
 
@@ -86,6 +88,7 @@ if SPECTRUM_KINDS:
         conda:
             "../envs/sftrl.yaml"
         params:
+            python=PYTHON,
             what=what("table and figures: spectral drift and angles of every pair"),
             script=SCRIPTS / "spectrum_summary.py",
             pairs=lambda wc: " ".join(
@@ -102,5 +105,5 @@ if SPECTRUM_KINDS:
             ),
         shell:
             "echo {params.what:q} > {log}; "
-            "python {params.script} --pair {params.pairs} --csv {output.table} {params.figures}"
+            "{params.python} {params.script} --pair {params.pairs} --csv {output.table} {params.figures}"
             " {params.heatmap_table} >> {log} 2>&1"

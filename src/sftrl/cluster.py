@@ -130,9 +130,15 @@ def stage_resources(section: Mapping) -> dict[str, JobResources]:
 
 
 def launcher(
-    gpus: int, multi_process: bool = True, cpu_processes: int = 1, cpu_threads: int = 1, deepspeed: bool = False
+    gpus: int,
+    multi_process: bool = True,
+    cpu_processes: int = 1,
+    cpu_threads: int = 1,
+    deepspeed: bool = False,
+    python: str = "python",
 ) -> str:
-    """The command that starts a training script: `python` for one process, `accelerate launch` with one
+    """The command that starts a training script: `python` for one process (or the given command, such as
+    `sftrl.forkserver`'s client), `accelerate launch` with one
     process per GPU, or with `cpu_processes` processes of `cpu_threads` threads each on a machine without
     GPUs (accelerate's torchrun launcher, `--multi_gpu`, serves both; the trainer runs on gloo on a CPU).
     DeepSpeed, when the stage's config names a DeepSpeed JSON, is set up by the trainer inside each process;
@@ -145,7 +151,7 @@ def launcher(
         # "--": the script's own options (--start) must not be read as abbreviations of torchrun's
         return f"{threads}python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 1 --"
     if processes <= 1:
-        return "python"
+        return python
     if not multi_process:
         raise ValueError("a single-process stage cannot be launched in several processes")
     command = (
