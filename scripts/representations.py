@@ -56,7 +56,7 @@ def summary(args: argparse.Namespace) -> None:
     from sftrl.representations.table import plot_summary, read_pair, summary_rows, write_summary
 
     roles = io.read_json(args.roles)
-    rows = summary_rows([read_pair(p) for p in args.pairs], roles, args.draws, args.seed)
+    rows = summary_rows([read_pair(p) for p in args.pairs], roles, args.draws, args.seed, args.workers)
     write_summary(rows, args.csv)
     plot_summary(rows, args.figure, reference=roles["roles"]["sft_peak"])
     for row in rows:
@@ -90,6 +90,7 @@ def main() -> None:
     many.add_argument("--roles", required=True, type=Path)
     many.add_argument("--draws", type=int, required=True, help="bootstrap resamples of the prompts")
     many.add_argument("--seed", type=int, required=True)
+    many.add_argument("--workers", type=int, default=1, help="processes sharing the bootstrap (the job's threads)")
     many.add_argument("--csv", required=True, type=Path)
     many.add_argument("--figure", required=True, type=Path)
     args = parse(parser)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.pool import Pool
 
 import numpy as np
 from scipy import stats
 from scipy.spatial.distance import pdist
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ def paired_bootstrap(
     draws: int,
     seed: int,
     level: float = 0.95,
+    workers: int = 1,
 ) -> tuple[dict[tuple[str, str], Interval], dict[tuple[str, str], Interval]]:
     """BCa intervals (`scipy.stats.bootstrap`) of every metric of every comparison, and of the recovery Δ
     of each (sft_end, RL) pair of comparison names, all from the same resampled prompts.
@@ -203,26 +207,81 @@ def paired_bootstrap(
     Δ = closeness(RL) − closeness(sft_end): > 0 where the RL model is closer to the reference. BCa rather
     than the plain percentile interval because MMD² and the Fréchet distance are biased upward on a
     resample with repeated prompts, which would push a percentile interval off its own estimate.
+    `workers` processes share the resamples, each computing whole resamples with one BLAS thread, so the
+    digits do not depend on how many there are or on the job's threads.
     Returns ({(name, metric): interval}, {(RL name, metric): Δ interval}).
     """
     names = list(comparisons)
-
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        values = {name: comparisons[name].values(idx) for name in names}
-        out = [values[name][metric] for name in names for metric in METRICS]
-        out += [closeness(m, values[rl][m]) - closeness(m, values[end][m]) for end, rl in deltas for m in METRICS]
-        return np.array(out, dtype=np.float64)
-
+    statistic = _Statistic(comparisons, names, list(deltas))
     n = len(next(iter(comparisons.values())).grams.xx)
-    estimate = statistic(np.arange(n))
     options = {"n_resamples": draws, "confidence_level": level, "method": "BCa", "rng": np.random.default_rng(seed)}
-    low, high = stats.bootstrap((np.arange(n),), statistic, vectorized=False, **options).confidence_interval
+    with threadpool_limits(1), _ResamplePool(statistic, workers) as batched:  # one BLAS thread: the same digits
+        estimate = statistic(np.arange(n))
+        low, high = stats.bootstrap((np.arange(n),), batched, vectorized=True, **options).confidence_interval
     intervals = [Interval(float(v), float(lo), float(hi)) for v, lo, hi in zip(estimate, low, high, strict=True)]
     keys = [(name, metric) for name in names for metric in METRICS]
     delta_keys = [(rl, metric) for _, rl in deltas for metric in METRICS]
     return dict(zip(keys, intervals[: len(keys)], strict=True)), dict(
         zip(delta_keys, intervals[len(keys) :], strict=True)
     )
+
+
+@dataclass(frozen=True)
+class _Statistic:
+    """Every metric of every comparison, then every Δ, on one resample of prompt indices."""
+
+    comparisons: Mapping[str, Comparison]
+    names: list[str]
+    deltas: list[tuple[str, str]]
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        values = {name: self.comparisons[name].values(idx) for name in self.names}
+        out = [values[name][metric] for name in self.names for metric in METRICS]
+        out += [closeness(m, values[rl][m]) - closeness(m, values[end][m]) for end, rl in self.deltas for m in METRICS]
+        return np.array(out, dtype=np.float64)
+
+
+_POOL_STATISTIC: _Statistic | None = None  # a worker's statistic, inherited when the pool forks
+
+
+def _resamples(rows: np.ndarray) -> np.ndarray:
+    assert _POOL_STATISTIC is not None
+    return np.stack([_POOL_STATISTIC(row) for row in rows])
+
+
+class _ResamplePool:
+    """The statistic over a batch of resamples (scipy's vectorized form: resamples along the last axis,
+    statistics first), computed resample by resample in `workers` forked processes."""
+
+    def __init__(self, statistic: _Statistic, workers: int):
+        self.statistic, self.workers = statistic, workers
+        self.pool: Pool | None = None
+
+    def __enter__(self):
+        global _POOL_STATISTIC
+        if self.workers > 1:
+            _POOL_STATISTIC = self.statistic
+            self.pool = get_context("fork").Pool(self.workers, initializer=threadpool_limits, initargs=(1,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _POOL_STATISTIC
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+        _POOL_STATISTIC = None
+
+    def __call__(self, idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(np.asarray(idx), axis, -1)
+        rows = idx.reshape(-1, idx.shape[-1])
+        if self.pool is None:
+            values = np.stack([self.statistic(row) for row in rows])
+        else:
+            chunks = np.array_split(rows, self.workers * 4)
+            values = np.concatenate(self.pool.map(_resamples, [c for c in chunks if len(c)]))
+        # [statistic, resample] as a view of [resample, statistic], the layout scipy's own loop gives: numpy
+        # sums a strided axis in another order than a contiguous one, and the intervals keep their digits
+        return values.T.reshape(-1, *idx.shape[:-1])
 
 
 def win_rate(metric: str, end: np.ndarray | None, rl: np.ndarray | None) -> float | None:

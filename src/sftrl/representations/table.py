@@ -92,9 +92,10 @@ def _check_reference(pairs: Sequence[PairFeatures], split: str) -> None:
 
 
 def summary_rows(
-    pairs: Sequence[PairFeatures], roles: Mapping[str, Any], draws: int, seed: int
+    pairs: Sequence[PairFeatures], roles: Mapping[str, Any], draws: int, seed: int, workers: int = 1
 ) -> list[dict[str, Any]]:
-    """The table's rows (module docstring), split by split, reference by reference."""
+    """The table's rows (module docstring), split by split, reference by reference; `workers` processes
+    share each bootstrap's resamples."""
     rows = []
     for split in [s for s in EVAL_SPLITS if any(s in p.splits for p in pairs)]:
         by_reference: dict[str, list[PairFeatures]] = {}
@@ -102,7 +103,7 @@ def summary_rows(
             if split in pair.splits:
                 by_reference.setdefault(pair.a, []).append(pair)
         for group in by_reference.values():
-            rows += _group_rows(split, group, roles, draws, seed)
+            rows += _group_rows(split, group, roles, draws, seed, workers)
     return rows
 
 
@@ -110,7 +111,7 @@ ROLE_ORDER = {"sft_end": 0, "rl_from_end": 1, "pair": 2}
 
 
 def _group_rows(
-    split: str, group: Sequence[PairFeatures], roles: Mapping[str, Any], draws: int, seed: int
+    split: str, group: Sequence[PairFeatures], roles: Mapping[str, Any], draws: int, seed: int, workers: int
 ) -> list[dict[str, Any]]:
     """The rows of every model compared with one reference on one split, from one paired bootstrap."""
     _check_reference(group, split)
@@ -123,7 +124,7 @@ def _group_rows(
     models = sorted(comparisons, key=lambda m: (ROLE_ORDER[role_of(m, roles)], m))
     rl_runs = [m for m in models if role_of(m, roles) == "rl_from_end" and end in comparisons]
     intervals, deltas = paired_bootstrap(
-        {m: comparisons[m] for m in models}, [(end, rl) for rl in rl_runs], draws, seed
+        {m: comparisons[m] for m in models}, [(end, rl) for rl in rl_runs], draws, seed, workers=workers
     )
     rows = []
     for model in models:
