@@ -60,8 +60,8 @@ def main() -> None:
     rates = Rates.measure(shapes)
     print(
         f"rates on one core at {model}'s shapes: matrix products {rates.matmul_flops / 1e9:.1f} GFLOP/s at 512 rows"
-        f" ({shapes.weights:,} weights a token), a thin SVD {1000 * rates.svd_s:.1f} ms, a process importing torch"
-        f" {rates.process_s:.2f} s"
+        f" ({shapes.weights:,} weights a token), a thin SVD {1000 * rates.svd_s:.1f} ms, an empty job started warm"
+        f" {rates.job_start_s:.2f} s (a process importing torch: {rates.cold_start_s:.2f} s)"
     )
     rows = stage_times(jobs, cores)
     work = count_work(results, {row["stage"]: row["jobs"] for row in rows}, AutoTokenizer.from_pretrained(model))

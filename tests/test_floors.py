@@ -31,7 +31,7 @@ def test_a_token_passes_through_the_layers_and_the_head_once(tmp_path, tied):
 
 def test_a_floor_prices_each_kind_of_work():
     shapes = Shapes(((10, 10),))
-    rates = Rates(matmul_flops=1000.0, svd_s=0.5, process_s=2.0)
+    rates = Rates(matmul_flops=1000.0, svd_s=0.5, job_start_s=2.0, cold_start_s=3.0)
     work = Work(processes=3, tokens_trained=5, tokens_forward=7, svds=4)
     # 3 processes x 2 s + (6 x 5 + 2 x 7) x 100 FLOPs / 1000 FLOP/s + 4 SVDs x 0.5 s
     assert work.floor_s(rates, shapes) == pytest.approx(6 + 4.4 + 2)
@@ -73,7 +73,7 @@ def test_work_is_counted_from_the_runs_outputs(tmp_path):
 
 def test_floor_rows_set_each_stages_time_against_its_floor():
     shapes = Shapes(((10, 10),))
-    rates = Rates(matmul_flops=1000.0, svd_s=0.5, process_s=2.0)
+    rates = Rates(matmul_flops=1000.0, svd_s=0.5, job_start_s=2.0, cold_start_s=3.0)
     work = RunWork({"eval": Work(processes=1, tokens_forward=5)})
     rows = floor_rows(
         [{"stage": "eval", "jobs": 1, "total_s": 9.0}, {"stage": "report", "jobs": 2, "total_s": 8.0}],
@@ -88,5 +88,6 @@ def test_rates_are_measured_on_this_machine():
     rates = Rates.measure(Shapes(((64, 32), (32, 64))), rows=64, repeats=3)
     assert 1e7 < rates.matmul_flops < 1e13  # between a slow core and a whole GPU: a FLOP/s, not a time
     assert 0 < rates.svd_s < 1
-    assert 0.05 < rates.process_s < 60  # a fresh Python that imports torch
-    assert all(math.isfinite(value) for value in (rates.matmul_flops, rates.svd_s, rates.process_s))
+    assert 0.05 < rates.cold_start_s < 60  # a fresh Python that imports torch
+    assert 0 < rates.job_start_s < rates.cold_start_s  # a job forked from a process that imported it
+    assert all(math.isfinite(value) for value in (rates.matmul_flops, rates.svd_s, rates.job_start_s))

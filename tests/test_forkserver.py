@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,18 +28,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _wait_listening(path: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(path))
-                return
-            except OSError:
-                time.sleep(0.2)
-    raise TimeoutError(f"no server listening at {path}")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,7 +43,7 @@ def server(tmp_path_factory):
     where = tmp_path_factory.mktemp("forkserver")
     started = Server(where / "server.sock", where / "server.log")
     started.start(dict(os.environ))
-    _wait_listening(started.socket)
+    started.wait_listening(timeout=120)
     yield started
     started.stop()
     assert started.process is not None and started.process.returncode is not None
@@ -183,7 +170,7 @@ def test_the_server_ends_with_the_process_that_started_it(tmp_path):
         [*SERVE, "--socket", str(tmp_path / "s.sock"), "--parent", str(owner.pid)],
         stdout=subprocess.DEVNULL,
     )
-    _wait_listening(tmp_path / "s.sock")
+    Server(tmp_path / "s.sock", tmp_path / "unused.log").wait_listening(timeout=120)
     owner.kill()
     owner.wait()
     assert server.wait(30) == 0

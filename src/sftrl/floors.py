@@ -1,7 +1,8 @@
 """The least time a run's work could take on this machine: each stage's work priced at rates measured now.
 
 Work is counted from the run's own outputs, never estimated from its config:
-- processes: a stage's jobs, each a fresh Python that imports torch;
+- processes: a stage's jobs, each started as the workflow starts a job on a local run: forked from a
+  process that has imported torch (`sftrl.forkserver`);
 - tokens trained: SFT's and GRPO's `num_tokens` (TRL's count of the tokens its batches held), PPO's
   `trained_tokens` (every token of every turn in each of its passes over the rollout);
 - tokens forward: every message token of every evaluated conversation, GRPO's `num_tokens` again (its
@@ -12,7 +13,9 @@ A token forward costs 2 FLOPs per element of the model's 2-D weight matrices (th
 embedding lookup not), a token trained 6 (forward and backward); attention's own products are left out (a
 few per cent at the tiny model's contexts of about a hundred tokens). The rates are one core's: a matrix
 product at the model's shapes with `rows` rows (evaluation plays 512 episodes together), a thin SVD
-(`gesdd`) per matrix shape, and the wall time of `python -c "import torch"`. A floor is therefore the
+(`gesdd`) per matrix shape, and the wall time of an empty job started warm (the fork server's client, a
+fork, a script that does nothing); `python -c "import torch"` is measured beside it, as what each job
+would pay without the server. A floor is therefore the
 work's cost on one core with no overhead at all: the stage's time over its floor says how far the code is
 from what the machine could do.
 """
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ import scipy.linalg
 from safetensors import safe_open
 
 from sftrl import io
+from sftrl.forkserver import Server
 
 FORWARD_FLOPS_PER_WEIGHT = 2
 TRAIN_FLOPS_PER_WEIGHT = 6
@@ -71,7 +77,8 @@ class Rates:
 
     matmul_flops: float  # FLOP/s of (rows × in) @ (in × out) over the model's matrices
     svd_s: float  # seconds of one thin SVD, averaged over the model's matrices
-    process_s: float  # wall time of starting Python and importing torch
+    job_start_s: float  # wall time of an empty job started warm (sftrl.forkserver): a job's least cost
+    cold_start_s: float  # wall time of starting Python and importing torch: a job's cost without the server
 
     @classmethod
     def measure(cls, shapes: Shapes, rows: int = 512, repeats: int = 5) -> Rates:
@@ -94,8 +101,8 @@ class Rates:
                 )
         finally:
             torch.set_num_threads(threads)
-        process = [_process_seconds() for _ in range(3)]
-        return cls(flops / seconds, statistics.fmean(svd_times), statistics.median(process))
+        cold = [_cold_start_seconds() for _ in range(3)]
+        return cls(flops / seconds, statistics.fmean(svd_times), _warm_start_seconds(3), statistics.median(cold))
 
 
 def _median_time(work, repeats: int) -> float:
@@ -108,10 +115,30 @@ def _median_time(work, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _process_seconds() -> float:
+def _cold_start_seconds() -> float:
     begin = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch"], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return time.perf_counter() - begin
+
+
+def _warm_start_seconds(repeats: int) -> float:
+    """The median wall time of an empty script run through a fork server's client."""
+    with tempfile.TemporaryDirectory() as where:
+        folder = Path(where)
+        (folder / "empty.py").write_text("")
+        server = Server(folder / "server.sock", folder / "server.log")
+        one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # a one-thread job, as Snakemake starts it
+        server.start(one_thread)
+        try:
+            server.wait_listening(timeout=300)
+            times = []
+            for _ in range(repeats):
+                begin = time.perf_counter()
+                subprocess.run([*shlex.split(server.python), str(folder / "empty.py")], check=True, env=one_thread)
+                times.append(time.perf_counter() - begin)
+        finally:
+            server.stop()
+    return statistics.median(times)
 
 
 @dataclass
@@ -127,7 +154,7 @@ class Work:
         flops = (
             TRAIN_FLOPS_PER_WEIGHT * self.tokens_trained + FORWARD_FLOPS_PER_WEIGHT * self.tokens_forward
         ) * shapes.weights
-        return self.processes * rates.process_s + flops / rates.matmul_flops + self.svds * rates.svd_s
+        return self.processes * rates.job_start_s + flops / rates.matmul_flops + self.svds * rates.svd_s
 
     def describe(self) -> str:
         parts = [f"{self.processes} processes"]

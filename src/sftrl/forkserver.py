@@ -54,12 +54,14 @@ PRELOAD = (
     "transformers.models.llama.modeling_llama",
     "accelerate",
     "trl",
+    "threadpoolctl",
 )
 # Thread pools a library sizes when it is imported: one thread in the server, the job's own in each child.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_HEADER = 1 << 20
 SERVE = [sys.executable, "-m", "sftrl.forkserver", "serve"]
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.5  # how soon the server sees that the run that started it is gone
+WAKE = "wake"
 
 
 @dataclass
@@ -136,6 +138,22 @@ class Server:
                 start_new_session=True,
             )
 
+    def wait_listening(self, timeout: float) -> None:
+        """Return once the server accepts jobs (it imports for seconds first); TimeoutError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(self.socket))
+                    return
+                except OSError:
+                    pass
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the fork server ended before it listened (see {self.log})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no fork server listening at {self.socket} after {timeout:.0f}s")
+            time.sleep(0.1)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to end (SIGTERM) and wait for it."""
         if self.process is None or self.process.poll() is not None:
@@ -162,8 +180,15 @@ def serve(socket_path: str, parent: int | None) -> Job | None:
     listener.listen(64)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    # A child's end wakes the loop at once (a byte on `wake`), so its client hears of it without a poll's delay.
+    wake, woken = socket.socketpair()
+    for end in (wake, woken):
+        end.setblocking(False)
+    signal.set_wakeup_fd(woken.fileno())
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake, selectors.EVENT_READ, WAKE)
     children: dict[int, socket.socket] = {}  # child pid -> its client's connection
     while not stopping and (parent is None or _alive(parent)):
         for key, _ in selector.select(POLL_SECONDS):
@@ -173,14 +198,20 @@ def serve(socket_path: str, parent: int | None) -> Job | None:
                 if forked is None:
                     continue
                 pid, job = forked
-                if job is not None:  # the child
+                if job is not None:  # the child: nothing of the server's stays with it
+                    signal.set_wakeup_fd(-1)
+                    for sig in (signal.SIGTERM, signal.SIGCHLD):
+                        signal.signal(sig, signal.SIG_DFL)
                     selector.close()
-                    listener.close()
-                    for other in children.values():
-                        other.close()
+                    for end in (listener, wake, woken, *children.values()):
+                        end.close()
                     return job
                 children[pid] = connection
                 selector.register(connection, selectors.EVENT_READ, pid)
+            elif key.data is WAKE:
+                with contextlib.suppress(BlockingIOError):
+                    while wake.recv(4096):
+                        pass
             else:  # a client spoke or hung up while its job runs: it is gone, and so is its job
                 pid = key.data
                 if not _peek(key.fileobj):
@@ -189,8 +220,10 @@ def serve(socket_path: str, parent: int | None) -> Job | None:
         _reap(children, selector)
     for pid in children:
         _kill_group(pid, signal.SIGTERM)
+    signal.set_wakeup_fd(-1)
     selector.close()
-    listener.close()
+    for end in (listener, wake, woken):
+        end.close()
     Path(socket_path).unlink(missing_ok=True)
     _log("stopped")
     return None
@@ -215,7 +248,6 @@ def _fork(connection: socket.socket) -> tuple[int, Job | None] | None:
     pid = os.fork()
     if pid == 0:
         connection.close()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.setpgid(0, 0)  # the job and anything it starts: one group to kill
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -279,9 +311,10 @@ def _set_threads(env: dict[str, str]) -> None:
         threads = len(os.sched_getaffinity(0))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-    import threadpoolctl
+    if threads != 1:  # the server's BLAS pools have one thread; resizing them costs a tenth of a second at exit
+        import threadpoolctl
 
-    threadpoolctl.threadpool_limits(threads)
+        threadpoolctl.threadpool_limits(threads)
 
 
 # -------------------------------------------------------------------------------------------- protocol
