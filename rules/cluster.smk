@@ -150,12 +150,14 @@ def preflight():
 
 def runs_warm():
     """Whether this run's jobs start in the fork server: a local run in this very Python (a conda or
-    container job runs another one, so its client starts the job alone)."""
+    container job runs another one, so its client starts the job alone), with no stage on a GPU (CUDA
+    does not survive a fork of a process that has looked for it)."""
     return (
         PYTHON == FORKSERVER.python
         and workflow.local_exec
         and not workflow.touch
         and not workflow.deployment_settings.deployment_method
+        and not any(job.gpus for job in JOBS.values())
     )
 
 

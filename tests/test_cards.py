@@ -97,6 +97,16 @@ def test_all_rank_multisets():
     assert sum(is_solvable(h, "ood") for h in hands) == 1362  # the known count for cards 1..13
 
 
+@pytest.mark.parametrize("target", [0, 1, 24, 36, 100])
+def test_solvable_exactly_where_a_solution_is_found(target):
+    """is_solvable reaches values without formulas; it must agree with the formulas hand by hand."""
+    hands = list(itertools.combinations_with_replacement(range(1, 14), 4))
+    for rule in ("id", "ood"):
+        assert [h for h in hands if is_solvable(h, rule, target)] == [
+            h for h in hands if solutions(h, rule, target)
+        ], (rule, target)
+
+
 def test_deal():
     state = random.getstate()
     hands = [deal(random.Random(7), "ood") for _ in range(2)]

@@ -3,6 +3,7 @@
 import collections
 import dataclasses
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -290,6 +291,22 @@ def test_supply_is_exact_at_its_limit(monkeypatch):
         ValueError, match=rf"data.sft.hands = \d+: at most {limits['data.sft.hands']} .*set data.sft.hands to"
     ):
         data.check_supply(0, TASK, too_many)
+
+
+def test_supply_kept_between_dry_runs_is_the_supply_of_these_settings(tmp_path):
+    """A dry run keeps the limits; the next one with the same settings reads them, other settings do not."""
+    config = dataclasses.replace(SMALL, sft=SftDataConfig(hands=40, solutions_per_hand=2, orders_per_solution=3))
+    fresh = data.supply(0, TASK, config)
+    assert data.cached_supply(0, TASK, config, tmp_path) == fresh
+    (kept,) = tmp_path.glob("supply-*.json")
+    assert data.cached_supply(0, TASK, config, tmp_path) == fresh
+    other = dataclasses.replace(config, sft=dataclasses.replace(config.sft, hands=41))
+    assert data.cached_supply(0, TASK, other, tmp_path) == data.supply(0, TASK, other)
+    assert data.cached_supply(1, TASK, config, tmp_path) == data.supply(1, TASK, config)
+    assert len(list(tmp_path.glob("supply-*.json"))) == 3
+    kept.write_text(kept.read_text()[:-9])  # cut short (a full disk): computed again, and kept again
+    assert data.cached_supply(0, TASK, config, tmp_path) == fresh
+    assert json.loads(kept.read_text())
 
 
 def test_orders_per_solution_writes_each_solution_in_distinct_orders():

@@ -9,6 +9,7 @@ drawn from J, Q, K (so OOD sets hold more multi-face hands than uniform hands wi
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -21,7 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
-from sftrl import cards
+from sftrl import cards, io
 from sftrl.cards.expr import apply as cards_apply
 from sftrl.config import DataConfig, TaskConfig
 from sftrl.names import LOSS_SPLITS
@@ -458,10 +459,35 @@ def supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None
     return limits
 
 
+# The code whose behaviour decides the limits: a cached result is used only while it is unchanged.
+SUPPLY_CODE = (Path(__file__), *sorted((Path(__file__).parent / "cards").glob("*.py")))
+
+
+def cached_supply(
+    seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None
+) -> dict[str, tuple[int, str]]:
+    """`supply`, kept in `cache_dir` under a name made of its settings and of the game's code, so a dry run
+    after the first one does not redraw the SFT set (a second or so); an SFT file has its own cache."""
+    if cache_dir is None or data.sft.file is not None:
+        return supply(seed, task, data, cache_dir)
+    digest = hashlib.sha256(json.dumps([seed, asdict(task), asdict(data)], sort_keys=True).encode())
+    for source in SUPPLY_CODE:
+        digest.update(source.read_bytes())
+    stamp = Path(cache_dir) / f"supply-{digest.hexdigest()[:16]}.json"
+    if stamp.is_file():
+        try:
+            return {key: (int(limit), str(what)) for key, (limit, what) in json.loads(stamp.read_text()).items()}
+        except (ValueError, TypeError, AttributeError):  # a damaged record is made again
+            pass
+    limits = supply(seed, task, data, cache_dir)
+    io.write_json(stamp, {key: list(value) for key, value in limits.items()})
+    return limits
+
+
 def check_supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None = None) -> None:
     """Refuse a count the game cannot supply, naming the key and its largest feasible value; `cache_dir`
-    keeps the check of an SFT file (`data.sft.file`) between dry runs."""
-    for key, (limit, what) in supply(seed, task, data, cache_dir).items():
+    keeps the limits between dry runs (`cached_supply`)."""
+    for key, (limit, what) in cached_supply(seed, task, data, cache_dir).items():
         section, name = key.split(".")[1:]
         asked = getattr(getattr(data, section), name)
         if asked > limit:

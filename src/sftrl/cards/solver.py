@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Collection
 from fractions import Fraction
 
 from .rules import RULES, Rule, as_hand, get_rule
@@ -94,7 +95,7 @@ def table(values: tuple) -> dict[Fraction, frozenset]:
     return {value: frozenset(nodes) for value, nodes in found.items()}
 
 
-def _partners(a: Fraction, t: Fraction, tb: dict) -> list[tuple[str, Fraction, bool]]:
+def _partners(a: Fraction, t: Fraction, tb: Collection[Fraction]) -> list[tuple[str, Fraction, bool]]:
     """(op, b, a_is_left) for each b in ``tb`` with ``a op b == t`` or ``b op a == t``."""
     wanted = [("+", t - a, True), ("-", a - t, True), ("-", t + a, False)]
     if a:
@@ -129,13 +130,46 @@ def solutions(hand, rule: Rule | str, target: int = 24) -> list[str]:
     return list(_solve(tuple(sorted(values)), Fraction(target)))
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _reachable(values: tuple) -> frozenset[Fraction]:
+    """`table`'s values without its formulas: what a sub-multiset reaches, each number used once."""
+    if len(values) == 1:
+        return frozenset([Fraction(values[0])])
+    found: set[Fraction] = set()
+    for a_values, b_values in _splits(values):
+        tb = _reachable(b_values)
+        for a in _reachable(a_values):
+            for b in tb:
+                found.update((a + b, a * b, a - b, b - a))
+                if b:
+                    found.add(a / b)
+                if a:
+                    found.add(b / a)
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _reaches(values: tuple, target: Fraction) -> bool:
+    """Whether `_solve` finds a formula, by the same goal-directed search over values alone."""
+    if len(values) == 1:
+        return values[0] == target
+    for a_values, b_values in _splits(values):
+        ta, tb = _reachable(a_values), _reachable(b_values)
+        if len(ta) > len(tb):
+            ta, tb = tb, ta
+        if any(_partners(a, target, tb) for a in ta):
+            return True
+    return False
+
+
 def is_solvable(hand, rule: Rule | str, target: int = 24) -> bool:
-    return bool(solutions(hand, rule, target))
+    """Whether `solutions` finds any, without building the formulas."""
+    return _reaches(tuple(sorted(get_rule(rule).values(as_hand(hand)))), Fraction(target))
 
 
 def clear_cache() -> None:
     """Forget all tabulated results (for cold-start benchmarks)."""
-    for cached in (table, _solve):
+    for cached in (table, _solve, _reachable, _reaches):
         cached.cache_clear()
 
 
