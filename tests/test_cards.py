@@ -102,9 +102,10 @@ def test_solvable_exactly_where_a_solution_is_found(target):
     """is_solvable reaches values without formulas; it must agree with the formulas hand by hand."""
     hands = list(itertools.combinations_with_replacement(range(1, 14), 4))
     for rule in ("id", "ood"):
-        assert [h for h in hands if is_solvable(h, rule, target)] == [
-            h for h in hands if solutions(h, rule, target)
-        ], (rule, target)
+        assert [h for h in hands if is_solvable(h, rule, target)] == [h for h in hands if solutions(h, rule, target)], (
+            rule,
+            target,
+        )
 
 
 def test_deal():

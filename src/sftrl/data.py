@@ -463,9 +463,7 @@ def supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None
 SUPPLY_CODE = (Path(__file__), *sorted((Path(__file__).parent / "cards").glob("*.py")))
 
 
-def cached_supply(
-    seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None
-) -> dict[str, tuple[int, str]]:
+def cached_supply(seed: int, task: TaskConfig, data: DataConfig, cache_dir: Path | None) -> dict[str, tuple[int, str]]:
     """`supply`, kept in `cache_dir` under a name made of its settings and of the game's code, so a dry run
     after the first one does not redraw the SFT set (a second or so); an SFT file has its own cache."""
     if cache_dir is None or data.sft.file is not None:
