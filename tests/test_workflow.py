@@ -59,6 +59,14 @@ def test_every_job_log_begins_with_what_it_does(ci_run):
         assert first and not first[0].isdigit() and "|" not in first, f"{log}: {first}"
 
 
+def test_jobs_start_in_the_fork_server_which_ends_with_the_run(ci_run):
+    log = (ci_run / "logs" / "forkserver.log").read_text().splitlines()
+    started = [line for line in log if line.startswith("[forkserver] child ")]
+    for script in ("evaluate.py", "rl.py", "spectrum.py", "claims.py"):  # the first jobs may start before it listens
+        assert any(f"scripts/{script}" in line for line in started), script
+    assert log[-1] == "[forkserver] stopped"
+
+
 def test_the_tracker_has_every_training_and_evaluation_run(ci_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
