@@ -4,6 +4,7 @@ the stage's own history log."""
 import json
 import logging
 import struct
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -191,13 +192,13 @@ def test_the_config_is_flattened_for_the_backends():
     assert flat == {"rl/ppo/lr": 1e-6, "rl/ppo/betas": "[0.9, 0.95]", "seed": 0, "start": None}
 
 
-def wandb_history(run_dir: Path) -> dict[str, dict[int, float]]:
-    """The history records of an offline W&B run, read from its transaction log (LevelDB's log format: 32 KiB
-    blocks of records with a 7-byte header, after the file's own 7-byte header) with W&B's protobuf types."""
+def wandb_records(run_dir: Path) -> list:
+    """The records of an offline W&B run's transaction log (LevelDB's log format: 32 KiB blocks of records
+    with a 7-byte header, after the file's own 7-byte header), as W&B's protobuf types."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(run_dir.glob("*.wandb")).read_bytes()
-    block, pos, part, records = 32768, 7, b"", []
+    block, pos, part, raws = 32768, 7, b"", []
     while pos + 7 <= len(data):
         if block - pos % block < 7:
             pos += block - pos % block
@@ -207,12 +208,27 @@ def wandb_history(run_dir: Path) -> dict[str, dict[int, float]]:
             break
         part, pos = part + data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind in (1, 4):  # a whole record, or its last piece
-            records.append(part)
+            raws.append(part)
             part = b""
-    curves: dict[str, dict[int, float]] = {}
-    for raw in records:
+    records = []
+    for raw in raws:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(raw)
+        records.append(record)
+    return records
+
+
+def wandb_history(run_dir: Path, timeout: float = 120.0) -> dict[str, dict[int, float]]:
+    """The history of an offline W&B run once its log holds the run's exit record: W&B's service writes the
+    log in its own process, which on a loaded machine can still be writing when `finish` has returned."""
+    deadline = time.monotonic() + timeout
+    records = wandb_records(run_dir)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < deadline, f"no exit record in {run_dir} after {timeout:.0f}s"
+        time.sleep(0.5)
+        records = wandb_records(run_dir)
+    curves: dict[str, dict[int, float]] = {}
+    for record in records:
         if record.WhichOneof("record_type") == "history":
             for item in record.history.item:
                 key = item.key or "/".join(item.nested_key)
