@@ -27,7 +27,7 @@ from sftrl.rl.ppo import (
     settings,
     train_ppo,
 )
-from sftrl.rl.rollout import Turn, score, thought_weights
+from sftrl.rl.rollout import Turn, length_groups, score, thought_weights
 from sftrl.trainer_args import master_dtype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,6 +142,55 @@ def test_action_logprob_is_the_weighted_sum(start_dir, tokenizer):
         logits = model(torch.tensor([prompt + reply])).logits[0, len(prompt) - 1 : -1] / 0.5
     token = torch.log_softmax(logits, -1).gather(-1, torch.tensor(reply)[:, None]).squeeze(-1)
     assert scored.logps.item() == pytest.approx((0.5 * token[:5].sum() + token[5:].sum()).item(), abs=1e-4)
+
+
+def test_length_groups_cost_the_fewest_tokens():
+    lengths = [200, 40, 190, 45, 120, 50]
+    groups = length_groups(lengths, call_tokens=32)
+    assert sorted(i for group in groups for i in group) == list(range(6)), "every turn once"
+    assert groups == [[1, 3, 5], [4], [2, 0]]  # 3 x 50 + 120 + 2 x 200 + 3 calls: 766, against 1,232 in one batch
+
+    def cost(partition):
+        return sum(len(g) * max(lengths[i] for i in g) + 32 for g in partition)
+
+    # no partition costs less: every split of the length order into runs
+    order = sorted(range(6), key=lambda i: lengths[i])
+    for cuts in range(1 << 5):
+        runs, begin = [], 0
+        for end in range(1, 7):
+            if end == 6 or cuts >> (end - 1) & 1:
+                runs.append(order[begin:end])
+                begin = end
+        assert cost(groups) <= cost(runs)
+    assert length_groups(lengths, call_tokens=10**6) == [[1, 3, 5, 4, 2, 0]], "calls dearer than padding: one batch"
+    assert length_groups([], 32) == []
+
+
+def test_a_minibatch_in_length_groups_has_the_whole_batchs_gradient(start_dir, rl_sets):
+    """Scoring in groups changes nothing but the float sums: the buffer and the gradient of a minibatch equal
+    those of one padded batch."""
+    model, tokenizer = load_model(start_dir)
+    trainer = PpoTrainer(model, tokenizer, replace(FAST, minibatch_size=64), TASK, rl_sets["rl_prompts"])
+    turns = trainer.rollout().turns
+    lengths = {len(t.prompt_ids) + len(t.reply_ids) for t in turns}
+    index = torch.arange(len(turns))
+    assert len(lengths) > 3 and len(trainer.micro_batches(turns, index)) > 1, "turns of several lengths, grouped"
+    buffer = trainer.score_buffer(turns)
+    scored, values = trainer.forward(turns, trainer.actor_critic, entropy=True)
+    assert torch.allclose(buffer["old_logps"], scored.logps.detach(), atol=1e-4)
+    assert torch.allclose(buffer["values"], values.detach(), atol=1e-5)
+    assert torch.allclose(buffer["entropy"], scored.entropy, atol=1e-5)
+
+    def gradient(parts):
+        trainer.optimizer.zero_grad(set_to_none=True)
+        for part in parts:
+            trainer.loss(turns, buffer, part)[0].backward()
+        return torch.cat([p.grad.flatten() for p in trainer.parameters if p.grad is not None])
+
+    whole, grouped = gradient([index]), gradient(trainer.micro_batches(turns, index))
+    assert whole.abs().max() > 0
+    # float sums in another order: tiny against the gradient (each part's rounding is relative to its norm)
+    assert (grouped - whole).norm() < 3e-5 * whole.norm()
 
 
 # --- training ------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ reply; its log-prob is the sum of its token log-probs, with the tokens of the "t
 formula, see `rollout.thought_weights`) weighted by `thought_weight`. Each update plays
 `episodes_per_update` episodes of up to `task.max_attempts` turns, estimates per-turn advantages with GAE
 across the turns of each episode, and optimises the clipped surrogate plus a clipped value loss for
-`ppo_epochs` passes over shuffled minibatches.
+`ppo_epochs` passes over shuffled minibatches. A minibatch is scored in groups of turns of similar length
+(`rollout.length_groups`), so a first turn is not padded to a fifth turn's whole conversation.
 
 Runs in one process, or data-parallel in several under `accelerate launch` (one per GPU, or gloo on a CPU;
 DDP, or DeepSpeed ZeRO-2 when `deepspeed` names a config; see `sftrl.rl.parallel` for the split, which keeps
@@ -44,7 +45,7 @@ from sftrl.evaluate.engine import DECODINGS, Sampling
 from sftrl.modeling import DTYPES, check_model_dir, load_model
 from sftrl.rl import check_prompts
 from sftrl.rl.parallel import Processes, launched_processes, to_cpu
-from sftrl.rl.rollout import EPISODE_ENDS, Rollout, Turn, play, score
+from sftrl.rl.rollout import EPISODE_ENDS, Rollout, Turn, length_groups, play, score
 from sftrl.trainer_args import OptimiserConfig, master_dtype
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ SCHEDULERS = ("cosine", "linear", "constant", "cosine_annealing")
 # turns and accumulation 128 (Qwen) one optimizer step an update, after every minibatch was scored by the
 # policy that sampled it, so the ratio is 1 and its clip never acts.
 ACCUMULATIONS = ("per_epoch", "across_epochs")
+# A forward call's fixed cost in tokens, against which grouping turns by length weighs the padding it saves
+# (a forward and backward pass of the tiny model on CPU: about 20 tokens' time).
+CALL_TOKENS = 32
 # Wall-clock fields of a log row; every other field is the same for the same seed (on CPU).
 TIMING_KEYS = ("seconds", "rollout_seconds", "tokens_per_s")
 
@@ -342,21 +346,38 @@ class PpoTrainer:
         with self.autocast():
             return (module or self.engine)(turns, self.tokenizer.pad_token_id, self.cfg.temperature, entropy)
 
+    def micro_batches(self, turns: Sequence[Turn], index: torch.Tensor) -> list[torch.Tensor]:
+        """The turns `index` in groups of similar length (`length_groups`), each scored in one forward pass."""
+        lengths = [len(turns[i].prompt_ids) + len(turns[i].reply_ids) for i in index.tolist()]
+        return [index[group] for group in length_groups(lengths, CALL_TOKENS)]
+
     @torch.no_grad()
     def score_buffer(self, turns: list[Turn]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Old log-probs and values of the rollout, advantages and returns (GAE across each episode's turns).
 
-        Scored in minibatches, minibatch k by process k mod the number of processes; all get every result."""
+        Scored in minibatches, minibatch k by process k mod the number of processes (each in groups of
+        similar length); all get every result."""
         size = self.cfg.minibatch_size
         mine = {}
         for k in self.processes.mine(math.ceil(len(turns) / size)):
-            batch = turns[k * size : (k + 1) * size]
-            scored, value = self.forward(batch, self.actor_critic, entropy=True)
-            ref_logps = []
-            if self.reference is not None:
-                ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
-                ref_logps = [row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask, strict=False)]
-            mine[k] = (scored.logps.cpu(), value.cpu(), to_cpu(ref_logps), cast(torch.Tensor, scored.entropy).cpu())
+            rows: dict[int, tuple] = {}  # turn -> (log-prob, value, reference log-probs or None, entropy)
+            for group in self.micro_batches(turns, torch.arange(k * size, min((k + 1) * size, len(turns)))):
+                batch = [turns[i] for i in group.tolist()]
+                scored, value = self.forward(batch, self.actor_critic, entropy=True)
+                ref_logps: list = [None] * len(batch)
+                if self.reference is not None:
+                    ref = score(self.reference, batch, self.tokenizer.pad_token_id, self.cfg.temperature)
+                    ref_logps = to_cpu([row[mask > 0] for row, mask in zip(ref.token_logps, ref.mask, strict=True)])
+                entropy = cast(torch.Tensor, scored.entropy).cpu()
+                fields = zip(scored.logps.cpu(), value.cpu(), ref_logps, entropy, strict=True)
+                rows.update(zip(group.tolist(), fields, strict=True))
+            ordered_rows = [rows[i] for i in sorted(rows)]  # back in the rollout's order
+            mine[k] = (
+                torch.stack([row[0] for row in ordered_rows]),
+                torch.stack([row[1] for row in ordered_rows]),
+                [row[2] for row in ordered_rows if row[2] is not None],
+                torch.stack([row[3] for row in ordered_rows]),
+            )
         scored_by = {k: part for parts in self.processes.gather(mine) for k, part in parts.items()}
         ordered = [scored_by[k] for k in sorted(scored_by)]
         values = torch.cat([value for _, value, _, _ in ordered]).to(self.device)
@@ -404,7 +425,7 @@ class PpoTrainer:
         return total.sum(), stats
 
     def accumulating(self, last: bool):
-        """Gradients of a minibatch that is not the step's last stay local (DDP syncs on the last one)."""
+        """Gradients of a pass that is not the step's last stay local (DDP syncs on the last one)."""
         if last or self.deepspeed or self.processes.count == 1:
             return contextlib.nullcontext()
         return self.engine.no_sync()
@@ -442,7 +463,8 @@ class PpoTrainer:
     def optimise(self, turns: list[Turn], buffer: dict) -> dict:
         """`ppo_epochs` passes over the buffer in seeded random minibatches (`step_groups`). An optimizer step
         takes `gradient_accumulation_steps` minibatches per process, minibatch i of the step by process i mod
-        W; a process left without one runs a zero-weight pass, so every process syncs as often."""
+        W; a process left without one runs a zero-weight pass, so every process syncs as often. A minibatch
+        goes forward and backward in groups of similar length (`micro_batches`); its gradient is their sum."""
         cfg = self.cfg
         count = self.processes.count
         generator = torch.Generator().manual_seed(cfg.seed * 100003 + self.update)
@@ -457,13 +479,15 @@ class PpoTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
             for j in range(passes):
                 index, weight = (mine[j], 1) if j < len(mine) else (group[0], 0)
-                last = j == passes - 1
-                with self.accumulating(last):
-                    loss, stats = self.loss(turns, buffer, index.to(self.device))
-                    # DDP and DeepSpeed average over processes: x count makes it the step's sum / size
-                    self.backward(loss * (weight * count) / size, last)
-                for key, value in stats.items():
-                    sums[key] = sums.get(key, 0.0) + weight * value
+                parts = self.micro_batches(turns, index)
+                for m, part in enumerate(parts):
+                    last = j == passes - 1 and m == len(parts) - 1
+                    with self.accumulating(last):
+                        loss, stats = self.loss(turns, buffer, part.to(self.device))
+                        # DDP and DeepSpeed average over processes: x count makes it the step's sum / size
+                        self.backward(loss * (weight * count) / size, last)
+                    for key, value in stats.items():
+                        sums[key] = sums.get(key, 0.0) + weight * value
             grad_norms.append(self.step_optimizer())
             seen += size
         totals: dict[str, float] = {}

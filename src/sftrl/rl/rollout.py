@@ -9,6 +9,7 @@ batched `generate` call (left padding, KV cache), as in `sftrl.evaluate`.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -215,6 +216,30 @@ def play(
         attempts=[len(turns) for turns in per_episode],
         generated_tokens=generated,
     )
+
+
+def length_groups(lengths: Sequence[int], call_tokens: int) -> list[list[int]]:
+    """The positions of `lengths` in groups to score together, fewest tokens computed first.
+
+    A batch is padded to its longest sequence, and a PPO rollout mixes first turns (a short prompt) with fifth
+    turns (the whole conversation so far): scored as one batch, most of its tokens are padding. The groups are
+    runs of the length order that minimise the padded tokens of all groups plus `call_tokens` for each
+    forward call (its fixed cost, in tokens); an exact partition by dynamic programming (a batch holds tens of
+    turns). Scoring a batch in groups gives each turn what the whole batch gives it, up to float rounding."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    ordered = [lengths[i] for i in order]
+    best = [0.0] + [math.inf] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for begin in range(end):
+            cost = best[begin] + (end - begin) * ordered[end - 1] + call_tokens
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
 
 
 @dataclass
