@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Seconds per PPO update and per GRPO step on the tiny model (TinyModelConfig defaults, compact style),
-with the default `rl.ppo` / `rl.grpo` settings of the tiny run; prints the median of several.
+with the default `rl.ppo` / `rl.grpo` settings of the tiny run; prints the median of several. PPO runs
+twice on the same rollouts: scoring each minibatch in groups of turns of similar length, as it does, and in
+one batch padded to its longest turn (`rollout.length_groups` with calls priced above any padding).
 
 Reply length drives the cost, so the model is first given 150 steps of plain SFT (or pass
 --start to time a checkpoint of your own); a freshly initialised model would write `max_new_tokens`
@@ -19,6 +21,7 @@ from sftrl import data
 from sftrl.config import DataConfig, EvalDataConfig, TaskConfig
 from sftrl.io import read_jsonl
 from sftrl.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_model
+from sftrl.rl import ppo as ppo_module
 from sftrl.rl.grpo import GrpoConfig, train_grpo
 from sftrl.rl.ppo import PpoConfig, train_ppo
 from sftrl.sft import plain_sft
@@ -54,10 +57,15 @@ def main() -> None:
         tmp = Path(folder)
         start = args.start or sft_start(sets["sft"], tmp / "start", args.sft_steps, args.seed)
         ppo = PpoConfig(updates=args.repeats, save_every=args.repeats, seed=args.seed)
-        result = train_ppo(
-            start, sets["rl_prompts"], task, ppo, RunFiles(tmp / "ppo", tmp / "ppo-work", tmp / "ppo.jsonl")
-        )
-        rows = result.log
+        runs = {}
+        for name, call_tokens in (("one batch", 10**9), ("grouped", ppo_module.CALL_TOKENS)):
+            ppo_module.CALL_TOKENS, kept = call_tokens, ppo_module.CALL_TOKENS
+            files = RunFiles(tmp / name, tmp / f"{name}-work", tmp / f"{name}.jsonl")
+            runs[name] = train_ppo(start, sets["rl_prompts"], task, ppo, files).log
+            ppo_module.CALL_TOKENS = kept
+        rows, padded = runs["grouped"], runs["one batch"]
+        if [r["episode_reward"] for r in rows] != [r["episode_reward"] for r in padded]:
+            print("note: the two PPO runs played different episodes (float rounding moved a sample)")
         grpo = GrpoConfig(max_steps=args.repeats, save_every=args.repeats, seed=args.seed)
         single = TaskConfig(style="compact", max_attempts=1)
         train_grpo(
@@ -73,6 +81,11 @@ def main() -> None:
         f"{statistics.median(r['mean_turns'] for r in rows):.2f} turns/episode, "
         f"{statistics.median(r['tokens_per_s'] for r in rows):.0f} generated tokens/s; "
         f"a {PpoConfig().updates}-update run ~{PpoConfig().updates * statistics.median(r['seconds'] for r in rows):.0f} s"
+    )
+    grouped, whole = (statistics.median(r["seconds"] - r["rollout_seconds"] for r in log) for log in (rows, padded))
+    print(
+        f"PPO scoring and training: {grouped:.2f} s/update in length groups, {whole:.2f} s in one padded batch "
+        f"per minibatch ({whole / grouped:.2f}x)"
     )
     print(
         f"GRPO ({grpo.per_device_train_batch_size} completions = {grpo.per_device_train_batch_size // grpo.num_generations}"

@@ -44,7 +44,7 @@ def capacity_plan():
     None where that is not on disk or not a Llama-layout decoder the plan knows (then GPU memory budgets
     cannot be checked, and saying so is an error)."""
     try:
-        shape = capacity.ModelShape.from_config(base_model_config() or {})
+        shape = capacity.ModelShape.from_config(BASE_CONFIG or {})
     except ValueError as err:
         budgets = [
             s
@@ -153,7 +153,7 @@ def runs_warm():
     container job runs another one, so its client starts the job alone), with no stage on a GPU (CUDA
     does not survive a fork of a process that has looked for it)."""
     return (
-        PYTHON == FORKSERVER.python
+        config["forkserver"]
         and workflow.local_exec
         and not workflow.touch
         and not workflow.deployment_settings.deployment_method

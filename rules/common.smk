@@ -12,6 +12,7 @@ from sftrl.config import (
     HUB_PREFIX,
     DataConfig,
     TaskConfig,
+    TinyModelConfig,
     check_experiment,
     check_schedule,
     from_dict,
@@ -26,6 +27,7 @@ from sftrl.data import (
     corpus_conflicts,
 )
 from sftrl.restoration.spec import num_decoder_layers
+from sftrl.families import family_of
 from sftrl.names import (
     EVAL_SPLITS,
     LOSS_SPLITS,
@@ -195,12 +197,17 @@ def local_base_dir():
 
 
 def base_model_config():
-    """The base model's config.json where it is on disk when the DAG is built (None for a hub id); the
-    tiny base to be built here has the layers its config gives."""
+    """The base model's config.json where it is on disk when the DAG is built (None for a hub id); for the
+    tiny base to be built here, what its config will say."""
     if config["model"]["source"] == "tiny":
-        return {"num_hidden_layers": config["model"]["tiny"]["num_hidden_layers"]}
+        return from_dict(TinyModelConfig, config["model"]["tiny"], "model.tiny").config_json()
     path = local_base_dir()
     return json.loads((path / "config.json").read_text()) if path else None
+
+
+BASE_CONFIG = base_model_config()
+if BASE_CONFIG:  # an unknown family would be analysed in part: refused before any job
+    family_of(BASE_CONFIG, f"model.source {config['model']['source']}")
 
 
 # Spectral analysis and restoration: roles (sftrl.roles), the restoration grid, the pairs analysed.
@@ -209,8 +216,8 @@ RESTORE_PAIRS = restore_pairs(
     config["restore"]["pairs"],
     RL_MODELS,
     SFT_END,
-    num_decoder_layers(base_model_config()),
-    base_model_config(),
+    num_decoder_layers(BASE_CONFIG),
+    BASE_CONFIG,
     {key: config["restore"][key] for key in ("covering", "round_trip")},
 )
 check_experiment(config, SFT_STEPS, RL_MODELS, RESTORE_PAIRS, SFT_END)

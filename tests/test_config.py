@@ -255,7 +255,7 @@ def test_dataclass_defaults_are_the_default_config(default_config):
     ]
 
 
-OPTIMISER_EDGES = {  # a field's values at its bounds: accepted, refused
+OPTIMISER_EDGES: dict[str, tuple[list[Any], list[Any]]] = {  # a field's values at its bounds: accepted, refused
     "learning_rate": ([1e-9], [0.0, -1.0]),
     "warmup_ratio": ([0.0, 0.99], [1.0, -0.1]),
     "weight_decay": ([0.0, 0.1], [-0.1]),

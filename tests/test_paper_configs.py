@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # config.json of each model as far as the workflow reads it before any job runs (decoder layers, tied
 # embeddings), with the values of the published checkpoints
 # The config.json fields of the two models that the workflow reads (their published values).
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "qwen2.5-7b": {
         "model_type": "qwen2",
         "hidden_size": 3584,
@@ -79,10 +80,12 @@ def stage_file(config: dict, stage: str, content: dict) -> Path:
     return ConfigFiles(Path("results") / config["exp"] / "configs").stage(stage, content)
 
 
-def dry_run(tmp_path: Path, experiment: str) -> tuple[subprocess.CompletedProcess, float]:
+def dry_run(
+    tmp_path: Path, experiment: str, model_config: dict | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps(MODELS[experiment]))
+    (model / "config.json").write_text(json.dumps(model_config or MODELS[experiment]))
     override = tmp_path / "model.yaml"
     override.write_text(yaml.safe_dump({"model": {"source": str(model)}}))
     start = time.perf_counter()
@@ -106,6 +109,13 @@ def dry_run(tmp_path: Path, experiment: str) -> tuple[subprocess.CompletedProces
         timeout=600,
     )
     return result, time.perf_counter() - start
+
+
+def test_a_base_of_an_unknown_family_is_refused_at_the_dry_run(tmp_path):
+    result, _ = dry_run(tmp_path, "qwen2.5-7b", {**MODELS["qwen2.5-7b"], "model_type": "made_up"})
+    assert result.returncode != 0
+    assert "model family 'made_up'" in result.stderr and "src/sftrl/families.py" in result.stderr
+    assert "Job stats" not in result.stdout, "refused before any job is planned"
 
 
 def job_counts(stdout: str) -> dict[str, int]:

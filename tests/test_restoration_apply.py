@@ -18,7 +18,7 @@ from sftrl.restoration import apply as restore
 from sftrl.restoration.apply import apply_edits, edit_grid, svd_edit
 from sftrl.restoration.spec import EditError, EditSpec
 from sftrl.spectral.svd import SvdCache, thin_svd
-from sftrl.spectral.weights import INDEX_FILE, SINGLE_FILE, ModelWeights, select
+from sftrl.spectral.weights import INDEX_FILE, SINGLE_FILE, ModelWeights
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "restore.py"
 TINY = TinyModelConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, max_position_embeddings=64)
@@ -165,7 +165,7 @@ def grid(pair, tmp_path_factory):
 
 def test_grid_computes_each_svd_once(grid, pair):
     _, cache = grid
-    assert cache.computed == 2 * len(select(ModelWeights(pair[1]).names))
+    assert cache.computed == 2 * len(ModelWeights(pair[1]).analysed())
 
 
 def test_outputs_are_complete_directories(grid, pair):
@@ -190,7 +190,7 @@ def test_outputs_are_complete_directories(grid, pair):
 def test_edits_in_model_dirs(grid, pair):
     out_root, _ = grid
     source, target = tensors(pair[0]), tensors(pair[1])
-    projections = set(select(target))
+    projections = set(ModelWeights(pair[1]).analysed())
     identity = tensors(out_root / GRID[5].name)
     assert all(torch.equal(identity[n], target[n]) for n in target)
     for spec in GRID[:4]:
@@ -237,7 +237,7 @@ def test_a_count_above_a_matrix_rank_copies_it_whole_only_with_covering_copy(tmp
     spec = EditSpec("direction", top_k=48, covering=covering)
     [out] = apply_edits(*pair, [spec], [tmp_path / "out"], SvdCache(device="cpu"))
     source, target, edited = tensors(pair[0]), tensors(pair[1]), tensors(out)
-    for name in select(list(target)):
+    for name in ModelWeights(pair[1]).analysed():
         s, t, e = source[name].float(), target[name].float(), edited[name].float()
         rank = min(t.shape)
         if rank == 32:  # covered
@@ -255,7 +255,7 @@ def test_the_float16_round_trip_rounds_every_tensor_and_keeps_its_svds_apart(tmp
     cache = SvdCache(tmp_path / "svd", device="cpu")
     plain, through = EditSpec("direction", top=0.5), EditSpec("direction", top=0.5, round_trip="float16")
     apply_edits(*pair, [plain, through], [tmp_path / "plain", tmp_path / "through"], cache)
-    projections = select(ModelWeights(pair[1]).names)
+    projections = ModelWeights(pair[1]).analysed()
     assert cache.computed == 2 * 2 * len(projections)  # each model's SVDs with and without the round trip
     target = tensors(pair[1])
     edited = tensors(tmp_path / "through")
@@ -269,7 +269,7 @@ def test_the_float16_round_trip_rounds_every_tensor_and_keeps_its_svds_apart(tmp
 def test_a_count_above_every_matrix_rank_is_refused_before_any_job():
     from sftrl.roles import restore_pairs
 
-    config = {"hidden_size": 64, "num_hidden_layers": 2}
+    config = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2}
     pairs = [{"source": "sft_peak", "target": "sft_end", "edits": [{"kind": "direction", "top_k": 65}]}]
     with pytest.raises(EditError, match=r"top_k 65 \+ tail_k 0 is above the rank of every matrix .*hidden size, 64"):
         restore_pairs(pairs, [], "sft-2", 2, config)

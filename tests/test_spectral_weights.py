@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from sharding import shard
 from spectral_pairs import model_dir  # noqa: F401 - a fixture
 
+from sftrl.families import FAMILIES
 from sftrl.spectral.weights import (
     DTYPE_CODES,
     SINGLE_FILE,
@@ -40,7 +41,7 @@ def test_no_weights_is_a_clear_error(tmp_path):
 
 
 def test_default_selection_and_name_parsing(model_dir):
-    chosen = select(ModelWeights(model_dir).names)
+    chosen = ModelWeights(model_dir).analysed()
     assert len(chosen) == 2 * 7
     assert {layer_and_module(n) for n in chosen} == {
         (i, f"{m}_proj") for i in range(2) for m in ("q", "k", "v", "o", "gate", "up", "down")
@@ -56,7 +57,7 @@ def test_vision_llama_text_tower_selected_not_vision_tower():
         "vision_model.transformer.layers.3.self_attn.q_proj.weight",
         "language_model.model.layers.3.input_layernorm.weight",
     ]
-    assert select(names) == names[:3]
+    assert select(names, ["re:" + FAMILIES["mllama"].projections]) == names[:3]
     assert layer_and_module(names[0]) == (3, "q_proj")
     assert layer_and_module(names[3])[0] == -1
 

@@ -212,7 +212,7 @@ def wandb_records(run_dir: Path) -> list:
             part = b""
     records = []
     for raw in raws:
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf, no stubs
         record.ParseFromString(raw)
         records.append(record)
     return records

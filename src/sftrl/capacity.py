@@ -27,6 +27,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sftrl.families import family_of, text_config, tied_embeddings
+
 GIB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 CONTEXT_GIB = 1.5
@@ -49,9 +51,10 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: Mapping) -> ModelShape:
-        """From a Hugging Face config.json of a Llama-layout decoder (Llama, Qwen2; a vision-language
-        model's text config, its vision tower counted as frozen); a ValueError names a missing field."""
-        text = config.get("text_config") or config
+        """From a Hugging Face config.json of a family in sftrl.families (a vision-language model's text
+        config, its vision tower counted as frozen); a ValueError names a missing field or an unknown family.
+        A fused projection holds as many parameters as its parts."""
+        text = text_config(config)
         need = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "vocab_size")
         missing = [key for key in need if not isinstance(text.get(key), int)]
         if missing:
@@ -60,13 +63,13 @@ class ModelShape:
         heads, vocab = text["num_attention_heads"], text["vocab_size"]
         head_dim = text.get("head_dim") or h // heads
         kv = (text.get("num_key_value_heads") or heads) * head_dim
-        # biases: Qwen2 on q, k and v; Llama's attention_bias on q, k, v and o
-        qkv_bias = config.get("model_type") == "qwen2" or bool(text.get("attention_bias"))
-        o_bias = config.get("model_type") != "qwen2" and bool(text.get("attention_bias"))
+        # biases: a family's on q, k and v (Qwen2), else attention_bias on q, k, v and o (Llama's)
+        family = family_of(config)
+        qkv_bias = family.qkv_bias or bool(text.get("attention_bias"))
+        o_bias = not family.qkv_bias and bool(text.get("attention_bias"))
         attention = 2 * h * heads * head_dim + 2 * h * kv + (heads * head_dim + 2 * kv) * qkv_bias + h * o_bias
         layer = attention + 3 * h * inter + 2 * h
-        tied = config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))
-        decoder = layers * layer + vocab * h * (1 if tied else 2) + h
+        decoder = layers * layer + vocab * h * (1 if tied_embeddings(config) else 2) + h
         vision = vision_params(config.get("vision_config"), h)
         return cls(decoder + vision, decoder, layers, h, inter, kv, vocab)
 

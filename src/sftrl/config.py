@@ -178,6 +178,27 @@ _DATACLASSES = {
 }
 
 
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Shape of the embedded model: a small Llama, about 3M parameters at these defaults."""
+
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 768
+    max_position_embeddings: int = 512
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False  # True: q/k/v biases, as Qwen2 has
+    vocab_size: int | None = None  # None: the tokenizer's size; larger: rows no token reaches (a real model's shape)
+
+    def config_json(self) -> dict[str, Any]:
+        """What the dry run reads of a base's config.json, for the tiny base before it is built
+        (`modeling.build_tiny_model` makes it a Llama)."""
+        return {"model_type": "llama", **dataclasses.asdict(self)}
+
+
 def ladder_steps(max_steps: int, save_every: int, extra_steps: list[int] | tuple[int, ...] = ()) -> list[int]:
     """The SFT checkpoint ladder: every `save_every` steps, the extra (early, dense) steps, and the end."""
     if max_steps < 1 or save_every < 1:

@@ -39,6 +39,7 @@ import scipy.linalg
 from safetensors import safe_open
 
 from sftrl import io
+from sftrl.families import EMBEDDINGS, tied_embeddings
 from sftrl.forkserver import Server
 
 FORWARD_FLOPS_PER_WEIGHT = 2
@@ -60,13 +61,13 @@ class Shapes:
         """The matrices of a saved model; the embedding counts once, as the head, when the head is tied."""
         folder = Path(model_dir)
         config = json.loads((folder / "config.json").read_text())
-        tied = bool(config.get("tie_word_embeddings", False))
+        tied = tied_embeddings(config)
         matrices = []
         for path in sorted(folder.glob("*.safetensors")):
             with safe_open(str(path), framework="pt") as handle:
                 for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
                     shape = handle.get_slice(name).get_shape()
-                    if len(shape) == 2 and ("embed" not in name or tied):
+                    if len(shape) == 2 and (not EMBEDDINGS.match(name) or tied):
                         matrices.append((int(shape[0]), int(shape[1])))
         return cls(tuple(matrices))
 

@@ -78,14 +78,15 @@ class Job:
 
 def run(socket_path: str, argv: list[str]) -> int:
     """Run `python *argv` in a child of the server at `socket_path`, or in this process where none answers."""
+    alone = [sys.executable, *argv]
+    if argv[0].startswith("-") and argv[0] != "-m":  # a server runs scripts and modules, not `-c` and the like
+        os.execv(alone[0], alone)
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        if argv[0].startswith("-") and argv[0] != "-m":
-            raise OSError(f"a server runs scripts and modules, not {argv[0]}")
         client.connect(socket_path)
     except OSError:
         client.close()
-        os.execv(sys.executable, [sys.executable, *argv])
+        os.execv(alone[0], alone)
     try:
         _send(client, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, fds=[0, 1, 2])
         reader = client.makefile("rb")

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +34,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from sftrl.config import TinyModelConfig
+from sftrl.families import family_of
 from sftrl.io import atomic_path, write_json
 
 PAD, EOS, UNK = "<pad>", "<|end|>", "<unk>"
@@ -87,22 +88,6 @@ def build_tokenizer(texts: Iterable[str], max_number: int = 200) -> PreTrainedTo
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-@dataclass(frozen=True)
-class TinyModelConfig:
-    """Shape of the embedded model: a small Llama, about 3M parameters at these defaults."""
-
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 768
-    max_position_embeddings: int = 512
-    rope_theta: float = 10000.0
-    tie_word_embeddings: bool = True
-    attention_bias: bool = False  # True: q/k/v biases, as Qwen2 has
-    vocab_size: int | None = None  # None: the tokenizer's size; larger: rows no token reaches (a real model's shape)
 
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, seed: int) -> LlamaForCausalLM:
@@ -193,32 +178,13 @@ def is_hub_id(name: str) -> bool:
     return not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
 
 
-def _mllama_beyond_text(config) -> tuple[str, ...]:
-    """Llama 3.2 Vision: the vision tower, its projector, and the cross-attention decoder layers, which
-    a conversation without images skips."""
-    layers = config.get_text_config(decoder=True).cross_attention_layers
-    return (
-        "model.vision_model.",
-        "model.multi_modal_projector.",
-        *(f"model.language_model.layers.{i}." for i in layers),
-    )
-
-
-# Vision-language checkpoints the study runs on text. Loaded as AutoModelForCausalLM they would become a
-# text-only class that drops the vision weights and names its tensors otherwise (Mllama: MllamaForCausalLM),
-# so SFT and RL would write a layout the base does not have, and spectra and restoration could not pair a
-# checkpoint with the base. They load in their own class, so every stage reads and writes the base's
-# layout; each entry names the parameters (by prefix) that text never reaches.
-TEXT_USE_OF_VISION_MODELS = {"mllama": _mllama_beyond_text}
-
-
 def freeze_beyond_text(model: PreTrainedModel) -> list[str]:
     """Stop gradients to the parameters a text-only forward never uses, and return their names.
 
     They get no gradient anyway; frozen, they stay out of the optimizer (no Adam state, no ZeRO partition)
     and out of DDP's gradient bookkeeping, and every checkpoint keeps the base's values for them.
     """
-    beyond = TEXT_USE_OF_VISION_MODELS.get(model.config.model_type)
+    beyond = family_of(model.config.to_dict()).beyond_text
     if beyond is None:
         return []
     prefixes = beyond(model.config)
@@ -266,8 +232,11 @@ def load_model(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer, ready for batched generation (pad token set, left padding).
 
-    A vision-language checkpoint (TEXT_USE_OF_VISION_MODELS) loads in its own class, the vision weights
-    frozen, so that what a stage saves has the layout of what it loaded.
+    A vision-language checkpoint (a family with `beyond_text`, sftrl.families) loads in its own class, the
+    vision weights frozen, so that what a stage saves has the layout of what it loaded. Vision-language
+    checkpoints loaded as AutoModelForCausalLM would become a text-only class that drops the vision weights
+    and names its tensors otherwise (Mllama: MllamaForCausalLM), so SFT and RL would write a layout the base
+    does not have, and spectra and restoration could not pair a checkpoint with the base.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
@@ -277,7 +246,8 @@ def load_model(
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     _join_zero3_world()
-    auto = AutoModelForImageTextToText if config.model_type in TEXT_USE_OF_VISION_MODELS else AutoModelForCausalLM
+    vision = family_of(config.to_dict(), source).vision
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     model = auto.from_pretrained(
         source, config=config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, device_map=device
     )

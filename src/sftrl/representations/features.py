@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from sftrl.families import text_config
+
 TOKENIZER_VOCAB_FILES = ("vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
 
 
@@ -41,15 +43,10 @@ class FeatureConfig:
                 raise ValueError(f"representations.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def _text_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The language model's part of a config.json (a vision-language model nests it in `text_config`)."""
-    return config.get("text_config") or config
-
-
 def model_shape(model_dir: str | Path) -> dict[str, Any]:
     """What a comparison needs to be equal, read from the files alone (no weights, no transformers)."""
     model_dir = Path(model_dir)
-    config = _text_config(json.loads((model_dir / "config.json").read_text()))
+    config = text_config(json.loads((model_dir / "config.json").read_text()))
     digest = hashlib.sha256()
     tokenizer_json = model_dir / "tokenizer.json"
     if tokenizer_json.is_file():

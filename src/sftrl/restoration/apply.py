@@ -33,16 +33,14 @@ from typing import cast
 
 import torch
 
+from sftrl.families import DECODER_LAYER, EMBEDDINGS, LM_HEAD
 from sftrl.io import atomic_path
 from sftrl.provenance import provenance
 from sftrl.restoration.spec import SVD_KINDS, EditError, EditSpec
 from sftrl.spectral.svd import Svd, SvdCache
 from sftrl.spectral.weights import (
-    DECODER_LAYER,
     DTYPES,
-    EMBEDDINGS,
     INDEX_FILE,
-    LM_HEAD,
     ModelWeights,
     SafetensorsWriter,
     WeightsError,

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, cast
 
+from sftrl.families import tied_embeddings
+
 if TYPE_CHECKING:
     import torch
 
@@ -280,12 +282,6 @@ def parse_edits(items: Iterable[Mapping[str, Any]], where: str = "edits") -> lis
     if not specs:
         raise EditError(f"{where}: no edits")
     return specs
-
-
-def tied_embeddings(model_config: Mapping[str, Any]) -> bool:
-    """Whether config.json ties the LM head to the embedding (Hugging Face's default when unset)."""
-    text = model_config.get("text_config") or {}
-    return bool(model_config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
 
 
 def check_scope(specs: Iterable[EditSpec], model_config: Mapping[str, Any] | None, where: str) -> None:

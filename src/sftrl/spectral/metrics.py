@@ -38,7 +38,7 @@ import torch
 
 from sftrl.io import atomic_path
 from sftrl.spectral.svd import Svd, SvdCache, default_device, singular_values, thin_svd
-from sftrl.spectral.weights import ModelWeights, check_matching, layer_and_module, select
+from sftrl.spectral.weights import ModelWeights, check_matching, layer_and_module
 
 COLUMNS = ["layer", "module", "name", "index_or_k", "metric", "value"]
 DEFAULT_K_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.2, 0.5, 1.0)
@@ -181,7 +181,7 @@ def analyse_pair(
 ) -> pd.DataFrame:
     """The tidy spectral table of model B against model A, reading one tensor of each at a time."""
     a, b = ModelWeights(dir_a), ModelWeights(dir_b)
-    names = select(a.names, patterns)
+    names = a.analysed(patterns)
     check_matching(a, b, names)
     cache = cache or SvdCache()
     rows = TidyRows()
@@ -207,7 +207,7 @@ def compare_updates(
     subspaces; same tidy format as `analyse_pair`.
     """
     models = [ModelWeights(d) for d in (base_dir, mid_dir, end_dir)]
-    names = select(models[0].names, patterns)
+    names = models[0].analysed(patterns)
     check_matching(models[0], models[1], names)
     check_matching(models[0], models[2], names)
     device = torch.device(device) if device is not None else default_device()

@@ -25,19 +25,12 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from sftrl.restoration.spec import tied_embeddings
+from sftrl import families
+from sftrl.families import DECODER_LAYER, Family
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
-# Decoder layers of Qwen2/Llama (`model.layers.3.`) and of Llama-3.2-Vision's text tower
-# (`language_model.model.layers.3.`, or `model.language_model.layers.3.` as transformers 5 saves it).
-# Anchored at the start so the vision tower's `vision_model.transformer.layers.3.` never matches.
-DECODER_LAYER = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?layers\.(\d+)\.")
-PROJECTIONS = "re:" + DECODER_LAYER.pattern + r"(?:self_attn|mlp)\.(?:q|k|v|o|gate|up|down)_proj\.weight$"
-DEFAULT_PATTERNS: tuple[str, ...] = (PROJECTIONS,)
-EMBEDDINGS = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?embed_tokens\.weight$")
-LM_HEAD = re.compile(r"^(?:language_model\.)?lm_head\.weight$")
 
 DTYPES = {
     "F64": torch.float64,
@@ -126,8 +119,22 @@ class ModelWeights:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
     def tied_embeddings(self) -> bool:
-        """Whether the LM head shares the embedding matrix (Hugging Face's default when unset)."""
-        return tied_embeddings(self.config)
+        """Whether the LM head shares the embedding matrix (the family's default when unset)."""
+        return families.tied_embeddings(self.config)
+
+    @cached_property
+    def family(self) -> Family:
+        """The model's family (sftrl.families), from its config.json; an unknown one is an error."""
+        return families.family_of(self.config, str(self.path))
+
+    def analysed(self, patterns: Sequence[str] | None = None) -> list[str]:
+        """The tensors an analysis reads: those matching `patterns`, or by default the projections of every
+        decoder layer, checked to cover each of the layers' 2-D weights (`families.check_coverage`)."""
+        if patterns:
+            return select(self.names, patterns)
+        names = select(self.names, ["re:" + self.family.projections])
+        families.check_coverage({n: info.shape for n, info in self.infos.items()}, names, self.family, str(self.path))
+        return names
 
 
 def layer_and_module(name: str) -> tuple[int, str]:
@@ -154,13 +161,12 @@ def pattern_matcher(pattern: str) -> Callable[[str], bool]:
     return pattern_matcher("re:" + pattern)
 
 
-def select(names: Iterable[str], patterns: Sequence[str] | None = None) -> list[str]:
-    """The names matching any pattern (default: the decoder projections), in their given order.
+def select(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The names matching any pattern, in their given order.
 
     Every pattern must match something: a typo must not silently shrink an analysis.
     """
     names = list(names)
-    patterns = tuple(patterns) if patterns else DEFAULT_PATTERNS
     chosen: set[str] = set()
     for pattern in patterns:
         matcher = pattern_matcher(pattern)
