@@ -113,9 +113,10 @@ def dry_run(
 
 def test_a_base_of_an_unknown_family_is_refused_at_the_dry_run(tmp_path):
     result, _ = dry_run(tmp_path, "qwen2.5-7b", {**MODELS["qwen2.5-7b"], "model_type": "made_up"})
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "model family 'made_up'" in result.stderr and "src/sftrl/families.py" in result.stderr
-    assert "Job stats" not in result.stdout, "refused before any job is planned"
+    assert "model family 'made_up'" in output and "src/sftrl/families.py" in output
+    assert "Job stats" not in output, "refused before any job is planned"
 
 
 def job_counts(stdout: str) -> dict[str, int]:
