@@ -200,7 +200,8 @@ def base_model_config():
     """The base model's config.json where it is on disk when the DAG is built (None for a hub id); for the
     tiny base to be built here, what its config will say."""
     if config["model"]["source"] == "tiny":
-        return from_dict(TinyModelConfig, config["model"]["tiny"], "model.tiny").config_json()
+        tiny = from_dict(TinyModelConfig, config["model"]["tiny"], "model.tiny")
+        return tiny.config_json()
     path = local_base_dir()
     return json.loads((path / "config.json").read_text()) if path else None
 
